@@ -1,0 +1,285 @@
+"""The build pipeline: recipe -> lock -> wheels -> layer tree -> slim -> audit -> bytecode -> verify -> size -> zip.
+
+Each stage lives in its own module; this one only runs them in order, in a staging folder inside the
+output folder, and cleans up whatever happens. Nothing lands in the output folder but the finished zip,
+its lock and its manifest, each written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .archive import ZipResult, write_zip
+from .audit import AuditReport, audit_tree
+from .bytecode import BytecodeReport, compile_tree
+from .cache import WheelCache
+from .download import fetch_all
+from .elfstrip import strip_debug
+from .errors import LockError, SizeLimitError
+from .events import BuildEvents, SilentEvents
+from .fsutil import atomic_write_text
+from .interpreters import Interpreter, find_interpreter
+from .limits import LimitCheck, budget_check, direct_upload_check, unzipped_check
+from .lock import DEFAULT_INDEX_URL, Lock, read_lock, resolve
+from .recipe import Recipe
+from .slim import SlimReport, apply, plan
+from .target import Target
+from .toplevel import top_level_modules
+from .unpack import LayerTree, unpack_all
+from .verify import VerifyReport, not_run, verify_layer
+
+MANIFEST_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    recipe: Recipe
+    target: Target
+    out_dir: Path
+    cache_dir: Path
+    index_url: str = DEFAULT_INDEX_URL
+    lock_path: Path | None = None
+    verify: bool = True
+    python: Path | None = None
+    jobs: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+
+    @property
+    def stem(self) -> str:
+        return f"{self.recipe.name}-{self.target.runtime}-{self.target.arch}"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    zip_path: Path
+    lock_path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    lock: Lock
+    audit: AuditReport
+    verify: VerifyReport
+    slim: SlimReport
+    bytecode: BytecodeReport
+
+
+def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResult:
+    events = events or SilentEvents()
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    lock, lock_path = _lock(options, events)
+    staging = Path(tempfile.mkdtemp(dir=options.out_dir, prefix=f".{options.stem}.staging-"))
+    try:
+        return _build_in(staging, options, lock, lock_path, events)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
+    destination = options.out_dir / f"{options.stem}.lock.json"
+    if options.lock_path is not None:
+        lock = read_lock(options.lock_path)
+        if (lock.runtime, lock.arch) != (options.target.runtime, options.target.arch):
+            raise LockError(
+                f"{options.lock_path} pins wheels for {lock.runtime}-{lock.arch}, not {options.target.label}",
+                hint=f"build with --runtime {lock.runtime} --arch {lock.arch}, or re-lock for this target",
+            )
+        events.note(f"building exactly the lock {options.lock_path} ({len(lock.packages)} packages)")
+    else:
+        events.stage("resolve")
+        lock = resolve(options.recipe.name, options.recipe.requirements, options.target,
+                       index_url=options.index_url, exclude=options.recipe.exclude)
+        for note in lock.notes:
+            events.note(note.reason)
+    if options.lock_path is None or options.lock_path.resolve() != destination.resolve():
+        lock.write(destination)
+    return lock, destination
+
+
+def _build_in(staging: Path, options: BuildOptions, lock: Lock, lock_path: Path, events: BuildEvents) -> BuildResult:
+    events.stage("download")
+    fetched = fetch_all(lock.packages, WheelCache(options.cache_dir), jobs=8,
+                        progress=lambda _name, amount, _total: events.advance(amount))
+    events.stage("unpack", total=len(fetched))
+    tree = unpack_all([f.path for f in fetched], staging / "layer", jobs=options.jobs)
+    for conflict in tree.conflicts:
+        events.warn(f"two wheels ship the same file: {conflict}")
+    unpacked_bytes = {d: 0 for d in tree.distributions()}
+    for layer_file in tree.files.values():
+        unpacked_bytes[layer_file.distribution] += layer_file.size
+
+    events.stage("slim")
+    config = options.recipe.strip
+    slim = plan(tree, config)
+    apply(tree, slim)
+    if config.binaries:
+        binary_report = strip_debug(tree.root, jobs=options.jobs)
+        _refresh_sizes(tree, binary_report.stripped)
+    for spared in slim.spared:
+        events.note(f"kept {spared.path}: `{spared.rule}` would remove it, but {spared.imported_by} imports it")
+
+    events.stage("audit")
+    audit = audit_tree(tree.root, options.target, tree.origins())
+    for finding in audit.warnings:
+        events.warn(finding.message)
+    audit.raise_for_errors()
+
+    interpreter = find_interpreter(options.target, explicit=options.python)
+    events.stage("bytecode")
+    bytecode = compile_tree(tree, config.bytecode, interpreter, jobs=options.jobs)
+    if bytecode.skipped_reason and config.bytecode != "none":
+        events.warn(f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
+                    "/opt will compile from source")
+
+    events.stage("verify")
+    verify = _verify(options, tree, slim, interpreter)
+    if not verify.ran:
+        events.warn(verify.not_run_reason)
+    verify.raise_for_failures()
+
+    checks = _limit_checks(options, tree.total_bytes(), None)
+    _enforce(checks, tree)
+
+    events.stage("zip", total=tree.total_bytes())
+    zip_path = options.out_dir / f"{options.stem}.zip"
+    result = write_zip(tree.root, zip_path, progress=events.advance)
+    checks = _limit_checks(options, result.unzipped_bytes, result.zipped_bytes)
+    for check in checks:
+        if check.exceeded and not check.hard:
+            events.warn(f"{result.zipped_bytes:,} bytes zipped is over the {check.limit:,}-byte direct-upload limit: "
+                        "publish it through S3 (`layerforge publish` does)")
+    manifest = _manifest(options, lock, lock_path, tree, unpacked_bytes, slim, bytecode, audit, verify, result, checks)
+    manifest_path = options.out_dir / f"{options.stem}.manifest.json"
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)
+
+
+def _refresh_sizes(tree: LayerTree, stripped: Any) -> None:
+    from .unpack import LayerFile
+
+    for path in stripped:
+        key = path if path in tree.files else f"python/{path}"
+        current = tree.files.get(key)
+        if current is not None:
+            size = (tree.root / key).stat().st_size
+            tree.files[key] = LayerFile(current.path, size, current.distribution, current.wheel)
+
+
+def _verify(options: BuildOptions, tree: LayerTree, slim: SlimReport, interpreter: Interpreter | None) -> VerifyReport:
+    if not options.verify:
+        return not_run(options.target, "verification was turned off (--no-verify)")
+    recipe = options.recipe.verify
+    modules = top_level_modules(tree)
+    wanted = [m for m in dict.fromkeys([*modules, *recipe.imports]) if m not in set(recipe.skip)]
+    return verify_layer(tree.root, options.target, modules=wanted, distributions=tree.distributions(),
+                        smoke=recipe.smoke, interpreter=interpreter, removed=slim.rule_for_path())
+
+
+def _limit_checks(options: BuildOptions, unzipped: int, zipped: int | None) -> list[LimitCheck]:
+    checks = [unzipped_check(unzipped)]
+    if options.recipe.limits.unzipped_bytes is not None:
+        checks.append(budget_check(unzipped, options.recipe.limits.unzipped_bytes))
+    if zipped is not None:
+        checks.append(direct_upload_check(zipped))
+    return checks
+
+
+def _enforce(checks: list[LimitCheck], tree: LayerTree) -> None:
+    exceeded = [c for c in checks if c.hard and c.exceeded]
+    if not exceeded:
+        return
+    sizes: dict[str, int] = {}
+    for layer_file in tree.files.values():
+        sizes[layer_file.distribution] = sizes.get(layer_file.distribution, 0) + layer_file.size
+    biggest = sorted(sizes.items(), key=lambda item: item[1], reverse=True)[:3]
+    check = exceeded[0]
+    raise SizeLimitError(
+        f"the layer is {check.actual:,} bytes unzipped, over {check.description}: {check.limit:,} bytes "
+        f"(by {-check.headroom:,}); biggest: " + ", ".join(f"{name} {size:,}" for name, size in biggest),
+        hint="slim harder (strip profile 'aggressive', recipe remove rules), split into two layers, "
+             "or move to a container image",
+    )
+
+
+def _manifest(
+    options: BuildOptions, lock: Lock, lock_path: Path, tree: LayerTree, unpacked: dict[str, int],
+    slim: SlimReport, bytecode: BytecodeReport, audit: AuditReport, verify: VerifyReport, result: ZipResult,
+    checks: list[LimitCheck],
+) -> dict[str, Any]:
+    sizes: dict[str, list[int]] = {}
+    for layer_file in tree.files.values():
+        entry = sizes.setdefault(layer_file.distribution, [0, 0])
+        entry[0] += layer_file.size
+        entry[1] += 1
+    removed_by_package = slim.by_package()
+    licenses = _licenses(tree)
+    packages = [
+        {"name": p.name, "version": p.version, "wheel": p.wheel, "sha256": p.sha256,
+         "unzipped_bytes": sizes.get(p.name, [0, 0])[0], "files": sizes.get(p.name, [0, 0])[1],
+         "wheel_unpacked_bytes": unpacked.get(p.name, 0),
+         "removed_bytes": removed_by_package.get(p.name, 0), "license": licenses.get(p.name)}
+        for p in lock.packages
+    ]
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "kind": "layer",
+        "layerforge_version": __version__,
+        "recipe": options.recipe.name,
+        "description": options.recipe.description,
+        "runtime": options.target.runtime,
+        "arch": options.target.arch,
+        "compatible_runtimes": [options.target.runtime],
+        "compatible_architectures": [options.target.arch],
+        "zip": result.path.name,
+        "sha256": result.sha256,
+        "zipped_bytes": result.zipped_bytes,
+        "unzipped_bytes": result.unzipped_bytes,
+        "entries": result.entries,
+        "lock": lock_path.name,
+        "lock_hash": lock.lock_hash,
+        "index_url": lock.index_url,
+        "license": _license_summary(licenses),
+        "packages": packages,
+        "removed_bytes": slim.removed_bytes,
+        "removed": slim.as_dict(),
+        "duplicates": [list(group) for group in slim.duplicates],
+        "bytecode": {"mode": bytecode.mode, "compiled": bytecode.compiled, "added_bytes": bytecode.added_bytes,
+                     "interpreter": bytecode.interpreter, "failed": list(bytecode.failed),
+                     "skipped_reason": bytecode.skipped_reason},
+        "audit": {"shared_objects": audit.shared_objects, "machines": dict(audit.machines),
+                  "max_glibc": ".".join(map(str, audit.max_glibc)) if audit.max_glibc else None,
+                  "findings": [f.as_dict() for f in audit.findings]},
+        "verified": verify.verified,
+        "verification": verify.as_dict(),
+        "resolution_notes": [n.as_dict() for n in lock.notes],
+        "limits": [c.as_dict() for c in checks],
+    }
+
+
+def _licenses(tree: LayerTree) -> dict[str, str]:
+    """Each distribution's license expression (or License field) from its METADATA."""
+    from email.parser import HeaderParser
+
+    found: dict[str, str] = {}
+    for path, layer_file in tree.files.items():
+        if not path.endswith(".dist-info/METADATA"):
+            continue
+        headers = HeaderParser().parsestr((tree.root / path).read_text("utf-8", "replace"))
+        value = headers.get("License-Expression") or headers.get("License") or ""
+        value = value.strip().splitlines()[0] if value.strip() else ""
+        if not value or len(value) > 60:
+            classifiers = [c.rsplit("::", 1)[-1].strip() for c in headers.get_all("Classifier") or []
+                           if c.startswith("License ::")]
+            value = classifiers[0] if classifiers else (value[:60] if value else "")
+        if value:
+            found[layer_file.distribution] = value
+    return found
+
+
+def _license_summary(licenses: dict[str, str], limit: int = 512) -> str:
+    text = "; ".join(f"{name}: {value}" for name, value in sorted(licenses.items()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

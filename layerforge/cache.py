@@ -1,0 +1,62 @@
+"""The content-addressed wheel cache: a file is stored under its sha256 and only after it was verified."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from filelock import FileLock
+
+_CHUNK = 1024 * 1024
+
+
+def default_cache_dir() -> Path:
+    """LAYERFORGE_CACHE_DIR, else the user cache folder (XDG on Linux, Library/Caches on macOS)."""
+    explicit = os.environ.get("LAYERFORGE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.name == "nt":
+        return (
+            Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "layerforge" / "Cache"
+        )
+    if Path.home().joinpath("Library", "Caches").is_dir():
+        return Path.home() / "Library" / "Caches" / "layerforge"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "layerforge"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class WheelCache:
+    """`<root>/wheels/<aa>/<sha256>/<file name>`; the name is kept because pip and humans read it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def entry_dir(self, sha256: str) -> Path:
+        return self.root / "wheels" / sha256[:2] / sha256
+
+    def path_for(self, sha256: str, filename: str) -> Path:
+        return self.entry_dir(sha256) / filename
+
+    def lock_for(self, sha256: str) -> FileLock:
+        """Serialises two processes that fetch the same wheel; others run in parallel."""
+        directory = self.entry_dir(sha256)
+        directory.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(directory / ".lock"), timeout=600)
+
+    def lookup(self, sha256: str, filename: str) -> Path | None:
+        """A cached wheel whose content still has the hash it is stored under, else None (and it is removed)."""
+        path = self.path_for(sha256, filename)
+        if not path.is_file():
+            return None
+        if sha256_of(path) != sha256:
+            path.unlink(missing_ok=True)
+            return None
+        return path

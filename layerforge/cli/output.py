@@ -1,0 +1,82 @@
+"""How commands talk: human output on stderr through rich, one JSON object on stdout with --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..errors import LayerforgeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Output:
+    """Where a command writes. stdout stays clean for --json; everything human goes to stderr."""
+
+    json_mode: bool = False
+    quiet: bool = False
+    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}")
+
+    def error(self, message: str) -> None:
+        self.console.print(f"[red]error:[/] {message}", soft_wrap=True)
+
+    def emit_json(self, payload: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        sys.stdout.flush()
+
+    @contextmanager
+    def progress(self) -> Iterator[Progress | None]:
+        """A rich progress display on stderr, or None when quiet or not a terminal-friendly run."""
+        if self.quiet:
+            yield None
+            return
+        columns = (
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            yield progress
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")(func)
+
+
+def quiet_option(func: F) -> F:
+    return click.option("--quiet", "-q", is_flag=True, help="Print only errors and warnings.")(func)
+
+
+def fail(output: Output, error: LayerforgeError) -> None:
+    """Report a layerforge error in one readable block and exit with its code; never a traceback."""
+    output.error(str(error))
+    if output.json_mode:
+        output.emit_json({"error": error.message, "hint": error.hint, "exit_code": error.exit_code})
+    raise SystemExit(error.exit_code)
+
+
+@contextmanager
+def reporting(output: Output) -> Iterator[None]:
+    """Turn a layerforge error raised inside a command into its message and exit code."""
+    try:
+        yield
+    except LayerforgeError as error:
+        fail(output, error)

@@ -1,0 +1,179 @@
+"""`layerforge publish ZIP --bucket B`: options in, `layerforge.publish` does the work, results out."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.progress import Progress, TaskID
+
+from ..publish import PublishOptions, PublishResult, RegionResult, publish
+from ..publish_plan import DEFAULT_PREFIX, RETRY_MODES
+from ..s3upload import DEFAULT_MULTIPART_CHUNKSIZE, DEFAULT_MULTIPART_THRESHOLD, UploadProgress
+from ..target import ARCHES, RUNTIMES
+from . import main
+from .output import Output, json_option, quiet_option, reporting
+
+
+class ByteSize(click.ParamType):
+    """A byte count: 8388608, 8MiB, 64MB (KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000)."""
+
+    name = "size"
+    _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in self._UNITS:
+            self.fail(f"{value!r} is not a size (examples: 8388608, 8MiB, 64MB)", param, ctx)
+        return int(match.group(1)) * self._UNITS[unit]
+
+
+class _ProgressView:
+    """Feeds upload progress (from transfer threads) into one rich bar per S3 object."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: UploadProgress) -> None:
+        if self._progress is None:
+            return
+        with self._lock:
+            task = self._tasks.get(event.target)
+            if task is None:
+                task = self._progress.add_task(escape(event.target), total=event.total)
+                self._tasks[event.target] = task
+        self._progress.advance(task, event.advanced)
+
+
+@main.command("publish")
+@click.argument("zip_path", metavar="ZIP", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--bucket", help="S3 bucket for the zip; '{region}' in it is replaced by each region.")
+@click.option("--region", "regions", multiple=True, help="Region to publish in (repeat for more; in parallel).")
+@click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Key prefix: PREFIX/LAYER/SHA256.zip.")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Build manifest (default: <zip stem>.manifest.json beside the zip).",
+)
+@click.option("--layer-name", help="Layer name (default: from the manifest: RECIPE-RUNTIME-ARCH).")
+@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(list(RUNTIMES)), help="Compatible runtime.")
+@click.option("--arch", "architectures", multiple=True, type=click.Choice(list(ARCHES)), help="Compatible arch.")
+@click.option("--license", "license_info", help="License info (default: the manifest's; 512 characters at most).")
+@click.option("--public", is_flag=True, help="Let every AWS account use the layer version.")
+@click.option(
+    "--principal", "principals", multiple=True, help="Account id, account root ARN or o-org id allowed to use it."
+)
+@click.option(
+    "--function",
+    "functions",
+    multiple=True,
+    help="Point this function at the new version, keeping its other layers (a name: every region; an ARN: its own).",
+)
+@click.option("--direct", is_flag=True, help="Send a small zip in the request instead of through S3.")
+@click.option(
+    "--record",
+    "record_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Publish record (default: <zip stem>.publish.json beside the zip).",
+)
+@click.option("--endpoint-url", help="S3 endpoint (an S3-compatible store).")
+@click.option("--lambda-endpoint-url", help="Lambda API endpoint (also asked who the caller is).")
+@click.option("--profile", help="AWS profile to use.")
+@click.option(
+    "--multipart-threshold",
+    type=ByteSize(),
+    default=DEFAULT_MULTIPART_THRESHOLD,
+    show_default=True,
+    help="Upload in parts at or above this size.",
+)
+@click.option(
+    "--multipart-chunksize", type=ByteSize(), default=DEFAULT_MULTIPART_CHUNKSIZE, show_default=True, help="Part size."
+)
+@click.option("--retry-mode", type=click.Choice(RETRY_MODES), default="standard", show_default=True)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 20),
+    default=5,
+    show_default=True,
+    help="Attempts per request, retries on throttling and server errors included.",
+)
+@click.option("--jobs", type=click.IntRange(1, 32), default=8, show_default=True, help="Regions at once.")
+@json_option
+@quiet_option
+def publish_command(json_mode: bool, quiet: bool, **values: Any) -> None:
+    """Upload ZIP to S3 (content-addressed) and publish it as a layer version in each region.
+
+    Idempotent: an object with the same sha256 is not uploaded again, and a region whose latest
+    layer version holds the same zip gets no new version.
+    """
+    output = Output(json_mode=json_mode, quiet=quiet)
+    with reporting(output):
+        options = PublishOptions(**values)
+        with output.progress() as progress:
+            result = publish(options, on_progress=_ProgressView(progress))
+        _report(output, result)
+        _finish(output, result)
+
+
+def _report(output: Output, result: PublishResult) -> None:
+    plan = result.plan
+    for warning in plan.warnings:
+        output.warn(escape(warning))
+    output.info(
+        f"layer {escape(plan.spec.name)}: {escape(plan.zip_path.name)}, "
+        f"{plan.digest.size:,} bytes, sha256 {plan.digest.sha256_hex}"
+    )
+    for upload in result.uploads:
+        if upload.uploaded:
+            parts = " in parts" if upload.multipart else ""
+            output.info(f"uploaded {upload.uploaded_bytes:,} bytes{parts} to {escape(upload.uri)}")
+        else:
+            output.info(f"{escape(upload.uri)} is already there with this sha256: uploaded 0 bytes")
+    if plan.direct:
+        output.info(f"sent the zip in the request ({plan.digest.size:,} bytes), not through S3")
+    for region in result.regions:
+        _report_region(output, region)
+    if result.record_path:
+        output.info(f"record: {escape(str(result.record_path))}")
+
+
+def _report_region(output: Output, region: RegionResult) -> None:
+    name = escape(region.region)
+    if region.layer_version_arn:
+        arn = escape(region.layer_version_arn)
+        if region.published:
+            output.info(f"{name}: published version {region.version}: {arn}")
+        else:
+            output.info(f"{name}: version {region.version} already holds this zip, published nothing new: {arn}")
+    for grant in region.grants:
+        done = "granted" if grant.added else "already granted"
+        output.info(f"{name}: {done} use to {escape(grant.principal)} (statement {escape(grant.statement_id)})")
+    for function in region.functions:
+        layers = ", ".join(escape(arn) for arn in function.layers_after)
+        verb = "now uses" if function.updated else "already uses"
+        output.info(f"{name}: function {escape(function.function)} {verb} layers: {layers}")
+    if not region.ok:
+        output.error(f"{name}: failed at step {escape(region.step or '?')}: {escape(region.error or '')}")
+
+
+def _finish(output: Output, result: PublishResult) -> None:
+    """One JSON object on stdout, success or not; a failed region means exit 1."""
+    failure = result.failure()
+    payload = result.as_dict()
+    if failure is not None:
+        payload |= {"error": failure.message, "hint": failure.hint, "exit_code": failure.exit_code}
+    if output.json_mode:
+        output.emit_json(payload)
+    if failure is not None:
+        output.error(escape(str(failure)))
+        raise SystemExit(failure.exit_code)

@@ -1,0 +1,145 @@
+"""Fetch locked wheels concurrently into the cache, verifying every byte against the lock's sha256.
+
+A download goes to a temporary name in the cache entry's folder, is hashed as it streams, and is renamed
+into place only when its hash matches: the cache never holds a partial or unverified file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import WheelCache
+from .errors import DownloadError, HashMismatchError
+from .lock import LockedPackage
+
+TIMEOUT_SECONDS = 60
+ATTEMPTS = 3
+MAX_WHEEL_BYTES = 2 * 1024**3
+_CHUNK = 1024 * 1024
+
+# (package name, bytes just received, total bytes or None)
+ProgressCallback = Callable[[str, int, int | None], None]
+
+
+@dataclass(frozen=True)
+class FetchedWheel:
+    package: LockedPackage
+    path: Path
+    from_cache: bool
+    bytes_downloaded: int
+
+
+def fetch_all(
+    packages: Sequence[LockedPackage],
+    cache: WheelCache,
+    *,
+    jobs: int = 8,
+    progress: ProgressCallback | None = None,
+) -> list[FetchedWheel]:
+    """Every locked wheel, from the cache or the index; in the lock's order."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda p: fetch_one(p, cache, progress=progress), packages))
+
+
+def fetch_one(
+    package: LockedPackage, cache: WheelCache, *, progress: ProgressCallback | None = None
+) -> FetchedWheel:
+    cached = cache.lookup(package.sha256, package.wheel)
+    if cached:
+        return FetchedWheel(package, cached, True, 0)
+    with cache.lock_for(package.sha256):
+        # Another process may have fetched it while this one waited for the lock.
+        cached = cache.lookup(package.sha256, package.wheel)
+        if cached:
+            return FetchedWheel(package, cached, True, 0)
+        destination = cache.path_for(package.sha256, package.wheel)
+        received = _download_with_retries(package, destination, progress)
+        return FetchedWheel(package, destination, False, received)
+
+
+def _download_with_retries(
+    package: LockedPackage, destination: Path, progress: ProgressCallback | None
+) -> int:
+    last_error: Exception | None = None
+    for attempt in range(ATTEMPTS):
+        try:
+            return _download(package, destination, progress)
+        except HashMismatchError:
+            raise
+        except (OSError, urllib.error.URLError, _Truncated) as error:
+            last_error = error
+            if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404, 410):
+                break
+            time.sleep(0.5 * 2**attempt)
+    raise DownloadError(
+        f"could not download {package.wheel} from {_redact(package.url)}: {_describe(last_error)}",
+        hint="check the network and the index; rerun to retry (finished wheels stay in the cache)",
+    )
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _download(package: LockedPackage, destination: Path, progress: ProgressCallback | None) -> int:
+    scheme = urllib.parse.urlsplit(package.url).scheme
+    if scheme not in ("http", "https", "file"):
+        raise DownloadError(f"{package.wheel}: refusing URL scheme {scheme!r}", hint="use an http(s) index")
+    request = urllib.request.Request(package.url, headers={"User-Agent": "layerforge"})  # noqa: S310
+    digest = hashlib.sha256()
+    received = 0
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".download-", suffix=".part")
+    try:
+        with (
+            os.fdopen(handle, "wb") as sink,
+            urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response,
+        ):  # noqa: S310
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            while chunk := response.read(_CHUNK):
+                received += len(chunk)
+                if received > MAX_WHEEL_BYTES:
+                    raise DownloadError(f"{package.wheel} is larger than {MAX_WHEEL_BYTES} bytes; refused")
+                digest.update(chunk)
+                sink.write(chunk)
+                if progress:
+                    progress(package.name, len(chunk), total)
+            if total is not None and received != total:
+                raise _Truncated(f"got {received} of {total} bytes")
+        if digest.hexdigest() != package.sha256:
+            raise HashMismatchError(
+                f"{package.wheel}: sha256 {digest.hexdigest()} does not match the lock's {package.sha256}",
+                hint="the index served different bytes than were locked: investigate before trusting it, "
+                "or re-lock with `layerforge lock` if the change is expected",
+            )
+        os.replace(temporary, destination)
+        return received
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _redact(url: str) -> str:
+    """Drop credentials and query strings (which may hold tokens or signatures) from a URL for messages."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _describe(error: Exception | None) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    return str(error) if error else "unknown error"

@@ -1,0 +1,410 @@
+"""Resolve a recipe's requirements for a target into a Lock: the exact wheel, URL and sha256 of each.
+
+Resolution is pip's (`install --dry-run --report`), run isolated from the host: no host packages, no
+pip configuration, no environment variables of pip's, every platform tag the runtime accepts passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from . import __version__
+from .errors import LockError, ResolutionError
+from .fsutil import atomic_write_text
+from .index import IndexWheel, fetch_project_wheels
+from .target import Target
+
+LOCK_SCHEMA_VERSION = 1
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: str
+    version: str
+    wheel: str
+    url: str
+    sha256: str
+    requested: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "wheel": self.wheel,
+            "url": self.url,
+            "sha256": self.sha256,
+            "requested": self.requested,
+        }
+
+
+@dataclass(frozen=True)
+class ResolutionNote:
+    """Why the resolver took an older release than the newest one on the index."""
+
+    package: str
+    chosen: str
+    newest: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"package": self.package, "chosen": self.chosen, "newest": self.newest, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Lock:
+    recipe: str
+    runtime: str
+    arch: str
+    requirements: tuple[str, ...]
+    index_url: str
+    packages: tuple[LockedPackage, ...]
+    notes: tuple[ResolutionNote, ...] = field(default=())
+
+    @property
+    def lock_hash(self) -> str:
+        """Identifies exactly what goes into the layer: the target and each wheel's hash."""
+        canonical = json.dumps(
+            {
+                "runtime": self.runtime,
+                "arch": self.arch,
+                "packages": sorted([p.name, p.version, p.wheel, p.sha256] for p in self.packages),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": LOCK_SCHEMA_VERSION,
+            "layerforge_version": __version__,
+            "recipe": self.recipe,
+            "runtime": self.runtime,
+            "arch": self.arch,
+            "requirements": list(self.requirements),
+            "index_url": self.index_url,
+            "lock_hash": self.lock_hash,
+            "packages": [p.as_dict() for p in sorted(self.packages, key=lambda p: p.name)],
+            "notes": [n.as_dict() for n in self.notes],
+        }
+
+    def write(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n")
+
+
+# ---- reading a lock: hostile input, validated field by field -------------------------------------------
+
+
+def read_lock(path: Path) -> Lock:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LockError(
+            f"{path}: no such lock file", hint="write one with `layerforge lock RECIPE`"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise LockError(
+            f"{path}: not a readable JSON lock ({error})", hint="regenerate it with `layerforge lock RECIPE`"
+        ) from None
+    return lock_from_dict(raw, str(path))
+
+
+def lock_from_dict(raw: object, source: str) -> Lock:
+    def fail(key: str, problem: str) -> LockError:
+        return LockError(
+            f"{source}: key `{key}`: {problem}", hint="regenerate it with `layerforge lock RECIPE`"
+        )
+
+    if not isinstance(raw, dict):
+        raise fail("(top)", "expected a JSON object")
+    if raw.get("schema_version") != LOCK_SCHEMA_VERSION:
+        raise fail("schema_version", f"expected {LOCK_SCHEMA_VERSION}, got {raw.get('schema_version')!r}")
+    text: dict[str, str] = {}
+    for key in ("recipe", "runtime", "arch", "index_url"):
+        value = raw.get(key)
+        if not isinstance(value, str) or not value:
+            raise fail(key, "expected a non-empty string")
+        text[key] = value
+    Target(text["runtime"], text["arch"])  # raises a TargetError for an unknown runtime or arch
+    requirements = raw.get("requirements", [])
+    if not isinstance(requirements, list) or not all(isinstance(r, str) for r in requirements):
+        raise fail("requirements", "expected a list of strings")
+    packages_raw = raw.get("packages")
+    if not isinstance(packages_raw, list) or not packages_raw:
+        raise fail("packages", "expected a non-empty list")
+    packages = tuple(_package_from_dict(item, index, fail) for index, item in enumerate(packages_raw))
+    names = [p.name for p in packages]
+    if len(set(names)) != len(names):
+        raise fail("packages", "a distribution is listed twice")
+    lock = Lock(
+        text["recipe"], text["runtime"], text["arch"], tuple(requirements), text["index_url"], packages
+    )
+    recorded = raw.get("lock_hash")
+    if recorded is not None and recorded != lock.lock_hash:
+        raise fail("lock_hash", "does not match the packages listed: the lock was edited by hand or damaged")
+    return lock
+
+
+def _package_from_dict(item: object, index: int, fail: Any) -> LockedPackage:
+    key = f"packages[{index}]"
+    if not isinstance(item, dict):
+        raise fail(key, "expected an object")
+    values: dict[str, str] = {}
+    for field_name in ("name", "version", "wheel", "url", "sha256"):
+        value = item.get(field_name)
+        if not isinstance(value, str) or not value:
+            raise fail(f"{key}.{field_name}", "expected a non-empty string")
+        values[field_name] = value
+    if not _SHA256.match(values["sha256"]):
+        raise fail(f"{key}.sha256", "expected 64 lowercase hex digits")
+    wheel = values["wheel"]
+    if not wheel.endswith(".whl") or "/" in wheel or "\\" in wheel or wheel.startswith("."):
+        raise fail(f"{key}.wheel", f"{wheel!r} is not a wheel file name")
+    if not values["url"].startswith(("https://", "http://", "file://")):
+        raise fail(f"{key}.url", "expected an http(s) or file URL")
+    return LockedPackage(
+        canonicalize_name(values["name"]),
+        values["version"],
+        wheel,
+        values["url"],
+        values["sha256"],
+        bool(item.get("requested", False)),
+    )
+
+
+# ---- resolving -----------------------------------------------------------------------------------------
+
+
+def pip_environment() -> dict[str, str]:
+    """The host's environment without pip's own settings, so the host's index, mirror and constraints stay out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def pip_command(
+    requirements: Sequence[str], target: Target, index_url: str, report: Path, scratch: Path
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--no-input",
+        "--quiet",
+        "--report",
+        str(report),
+        "--target",
+        str(scratch),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        target.python_dotted,
+        "--abi",
+        target.abi,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        "--index-url",
+        index_url,
+    ]
+    for platform in target.platforms:
+        command += ["--platform", platform]
+    # Requirements were parsed as PEP 508 on load, so none can start with "-" and pass as an option.
+    return [*command, *requirements]
+
+
+def resolve(
+    recipe_name: str,
+    requirements: Sequence[str],
+    target: Target,
+    *,
+    index_url: str = DEFAULT_INDEX_URL,
+    exclude: Iterable[str] = (),
+) -> Lock:
+    with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch:
+        report_path = Path(scratch) / "report.json"
+        command = pip_command(requirements, target, index_url, report_path, Path(scratch) / "target")
+        completed = subprocess.run(
+            command, env=pip_environment(), capture_output=True, text=True, check=False
+        )
+        if completed.returncode != 0:
+            raise _resolution_failure(completed.stderr, requirements, target, index_url)
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    requested = {canonicalize_name(Requirement(r).name) for r in requirements}
+    excluded = {canonicalize_name(n) for n in exclude}
+    packages = tuple(
+        package
+        for package in (_package_from_report(item, requested) for item in report.get("install", []))
+        if package.name not in excluded
+    )
+    notes = explain_choices(packages, target, index_url)
+    return Lock(
+        recipe_name,
+        target.runtime,
+        target.arch,
+        tuple(requirements),
+        index_url,
+        tuple(sorted(packages, key=lambda p: p.name)),
+        notes,
+    )
+
+
+def _package_from_report(item: Mapping[str, Any], requested: set[str]) -> LockedPackage:
+    info = item["download_info"]
+    url: str = info["url"]
+    hashes = info.get("archive_info", {}).get("hashes", {})
+    sha256 = hashes.get("sha256")
+    if not sha256:
+        raise ResolutionError(
+            f"the index gave no sha256 for {url}",
+            hint="use an index that publishes hashes (PEP 503 #sha256= fragments)",
+        )
+    name = canonicalize_name(item["metadata"]["name"])
+    wheel = unquote(url.split("#", 1)[0].rsplit("/", 1)[-1])
+    return LockedPackage(
+        name, item["metadata"]["version"], wheel, url.split("#", 1)[0], sha256, requested=name in requested
+    )
+
+
+_NO_MATCH = re.compile(r"No matching distribution found for ([A-Za-z0-9_.\-\[\]]+)")
+_NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement ([A-Za-z0-9_.\-\[\]]+)")
+
+
+def _resolution_failure(
+    stderr: str, requirements: Sequence[str], target: Target, index_url: str
+) -> ResolutionError:
+    match = _NO_MATCH.search(stderr) or _NO_VERSION.search(stderr)
+    if not match:
+        tail = "\n".join(line for line in stderr.strip().splitlines()[-6:])
+        return ResolutionError(
+            f"pip could not resolve the requirements for {target.label}:\n{tail}",
+            hint="check the requirement names and versions, and that --index-url answers",
+        )
+    name = Requirement(match.group(1)).name
+    wheels = fetch_project_wheels(index_url, name)
+    return ResolutionError(
+        f"no release of {name} has a wheel for {describe_target(target)}: {_existing_wheels(wheels)}",
+        hint=(
+            f"pin a release that has a wheel for {target.abi} manylinux (glibc <= {target.glibc[0]}.{target.glibc[1]})"
+            f", choose a runtime whose glibc its wheels need (e.g. --runtime python3.12), or build it in the "
+            f"Lambda image"
+        ),
+    )
+
+
+def describe_target(target: Target) -> str:
+    major, minor = target.glibc
+    return f"{target.runtime} on {target.arch} ({target.abi}, {target.facts.os}, glibc {major}.{minor})"
+
+
+def _existing_wheels(wheels: list[IndexWheel], limit: int = 8) -> str:
+    if not wheels:
+        return "the index lists no wheels for it at all (only sources, or the name is wrong)"
+    newest = sorted(wheels, key=lambda w: w.version, reverse=True)
+    shown = [w.filename for w in newest[:limit]]
+    more = f" and {len(wheels) - limit} more" if len(wheels) > limit else ""
+    return "wheels that exist: " + ", ".join(shown) + more
+
+
+def _why_no_fit(version: Version, wheels: list[IndexWheel], target: Target) -> str:
+    """Say in words why no wheel of a release fits: the Python it needs, or the platforms it ships."""
+    mine = [w for w in wheels if w.version == version]
+    requires = {w.requires_python for w in mine if w.requires_python}
+    if requires and not any(
+        SpecifierSet(r).contains(target.python_dotted + ".0") for r in requires if _valid(r)
+    ):
+        return f"requires Python {', '.join(sorted(requires))}, not {target.python_dotted}"
+    for_python = [
+        w for w in mine if any(t.interpreter in (target.abi, "py3") or t.abi == "abi3" for t in w.tags)
+    ]
+    if not for_python:
+        return f"has no wheel for {target.abi}"
+    platforms = sorted(
+        {
+            t.platform
+            for w in for_python
+            for t in w.tags
+            if target.machine in t.platform and t.platform.startswith("manylinux")
+        }
+    )
+    if platforms:
+        return (
+            f"ships for {target.machine} only as {', '.join(platforms[:3])}, newer than "
+            f"{describe_target(target)} accepts"
+        )
+    return f"has no Linux {target.machine} wheel for {target.abi}"
+
+
+def _valid(specifier: str) -> bool:
+    try:
+        SpecifierSet(specifier)
+    except InvalidSpecifier:
+        return False
+    return True
+
+
+def explain_choices(
+    packages: Sequence[LockedPackage], target: Target, index_url: str
+) -> tuple[ResolutionNote, ...]:
+    """For every package where a newer final release exists, say why the resolver passed over it."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        listings = list(pool.map(lambda p: fetch_project_wheels(index_url, p.name), packages))
+    notes = []
+    for package, wheels in zip(packages, listings, strict=True):
+        note = _explain_one(package, wheels, target)
+        if note:
+            notes.append(note)
+    return tuple(notes)
+
+
+def _explain_one(package: LockedPackage, wheels: list[IndexWheel], target: Target) -> ResolutionNote | None:
+    chosen = Version(package.version)
+    newer = sorted(
+        {w.version for w in wheels if w.version > chosen and not w.version.is_prerelease and not w.yanked},
+        reverse=True,
+    )
+    if not newer:
+        return None
+    newest = newer[0]
+    fitting = [v for v in newer if any(target.accepts(w.tags) for w in wheels if w.version == v)]
+    if not fitting:
+        # Explain with the newest release that supports this Python at all: "needs glibc 2.28" is the
+        # useful answer, where "the newest needs Python 3.12" alone would hide it.
+        reasons = [(v, _why_no_fit(v, wheels, target)) for v in newer]
+        closest = next(((v, r) for v, r in reasons if not r.startswith("requires Python")), reasons[0])
+        reason = f"{package.name} {closest[0]} {closest[1]}"
+        if closest[0] != newest:
+            reason += f" (and {newest}, the newest, {reasons[0][1]})"
+        reason += f"; took {package.version}, the newest release with a wheel that fits"
+    else:
+        reason = (
+            f"{package.name} {fitting[0]} has a wheel for {target.label} but the requirements "
+            f"(a version specifier or another package's dependency) hold it at {package.version}"
+        )
+    return ResolutionNote(package.name, package.version, str(newest), reason)

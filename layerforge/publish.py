@@ -1,0 +1,407 @@
+"""Publish a layer zip: one S3 object per bucket, one layer version per region, in parallel.
+
+    plan (local checks) -> upload per bucket -> per region: publish | reuse -> grant -> point functions
+
+Every step is idempotent, so running the same command again after a failure finishes the work
+without duplicating it. A region's result is "ok" only when all of its steps succeeded; the record
+(`<zip stem>.publish.json`) and the returned `PublishResult` say, region by region, what exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+
+from . import __version__
+from .aws_errors import Explanation, IdentityLookup, Redactor, explain
+from .errors import InputError, LayerforgeError, PublishError
+from .layers import FunctionUpdate, Grant, LayerVersion, grant_use, matching_version, point_function, publish_version
+from .publish_plan import PublishOptions, PublishPlan, make_plan
+from .s3upload import ProgressCallback, UploadOutcome, ensure_object
+
+__all__ = ["PublishOptions", "PublishResult", "RegionResult", "publish", "write_record"]
+
+T = TypeVar("T")
+RECORD_SCHEMA_VERSION = 1
+STEPS = ("upload", "publish", "grant", "function")
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """What happened in one region. `status` is "ok" only when every step succeeded."""
+
+    region: str
+    status: str
+    bucket: str | None = None
+    key: str | None = None
+    uploaded: bool = False
+    uploaded_bytes: int = 0
+    layer_arn: str | None = None
+    layer_version_arn: str | None = None
+    version: int | None = None
+    published: bool = False
+    grants: tuple[Grant, ...] = ()
+    functions: tuple[FunctionUpdate, ...] = ()
+    step: str | None = None  # the step that failed
+    error: str | None = None
+    hint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "status": self.status,
+            "bucket": self.bucket,
+            "key": self.key,
+            "uploaded": self.uploaded,
+            "uploaded_bytes": self.uploaded_bytes,
+            "layer_arn": self.layer_arn,
+            "layer_version_arn": self.layer_version_arn,
+            "version": self.version,
+            "published": self.published,
+            "grants": [{"principal": g.principal, "statement_id": g.statement_id, "added": g.added} for g in self.grants],
+            "functions": [
+                {"function": f.function, "updated": f.updated, "layers": list(f.layers_after)} for f in self.functions
+            ],
+            "step": self.step,
+            "error": self.error,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    plan: PublishPlan
+    uploads: tuple[UploadOutcome, ...]
+    regions: tuple[RegionResult, ...]
+    record_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(region.ok for region in self.regions)
+
+    @property
+    def succeeded(self) -> tuple[str, ...]:
+        return tuple(region.region for region in self.regions if region.ok)
+
+    @property
+    def failed(self) -> tuple[RegionResult, ...]:
+        return tuple(region for region in self.regions if not region.ok)
+
+    @property
+    def uploaded(self) -> bool:
+        return any(upload.uploaded for upload in self.uploads)
+
+    @property
+    def uploaded_bytes(self) -> int:
+        return sum(upload.uploaded_bytes for upload in self.uploads)
+
+    def failure(self) -> PublishError | None:
+        """The error to exit with: every failed region with its step, and the regions that succeeded."""
+        if self.ok:
+            return None
+        failures = "; ".join(f"{r.region} (step {r.step}): {r.error}" for r in self.failed)
+        done = ", ".join(self.succeeded) or "none"
+        hints = {r.hint for r in self.failed if r.hint}
+        return PublishError(
+            f"publish failed in {len(self.failed)} of {len(self.regions)} regions: {failures}. "
+            f"Succeeded in: {done}",
+            hint="; ".join(sorted(hints) + ["run the same command again: finished steps are skipped"]),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `publish --json` object (also the body of the publish record)."""
+        plan = self.plan
+        return {
+            "zip": str(plan.zip_path),
+            "sha256": plan.digest.sha256_hex,
+            "zipped_bytes": plan.digest.size,
+            "layer_name": plan.spec.name,
+            "recipe": plan.build.recipe,
+            "lock_hash": plan.build.lock_hash,
+            "compatible_runtimes": list(plan.spec.runtimes),
+            "compatible_architectures": list(plan.spec.architectures),
+            "direct": plan.direct,
+            "bucket": plan.bucket_template,
+            "key": plan.key,
+            "uploaded": self.uploaded,
+            "uploaded_bytes": self.uploaded_bytes,
+            "regions": [region.as_dict() for region in self.regions],
+            "ok": self.ok,
+            "record": str(self.record_path) if self.record_path else None,
+            "warnings": list(plan.warnings),
+        }
+
+
+class _StepFailed(Exception):
+    def __init__(self, step: str, explanation: Explanation) -> None:
+        super().__init__(explanation.message)
+        self.step = step
+        self.explanation = explanation
+
+
+@dataclass
+class _Draft:
+    """A region's result while its steps run; frozen into a RegionResult at the end."""
+
+    region: str
+    values: dict[str, Any] = field(default_factory=dict)
+    grants: list[Grant] = field(default_factory=list)
+    functions: list[FunctionUpdate] = field(default_factory=list)
+
+    def finish(self, **failure: Any) -> RegionResult:
+        status = "failed" if failure else "ok"
+        return RegionResult(
+            region=self.region,
+            status=status,
+            grants=tuple(self.grants),
+            functions=tuple(self.functions),
+            **self.values,
+            **failure,
+        )
+
+
+class AwsClients:
+    """Every client a run needs, made up front: a boto3 Session is not safe to share across threads."""
+
+    def __init__(self, options: PublishOptions, plan: PublishPlan) -> None:
+        session = boto3.session.Session(profile_name=options.profile)
+        config = Config(
+            retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
+            user_agent_extra=f"layerforge/{__version__}",
+            max_pool_connections=max(10, plan.transfer.max_concurrency + 2),
+        )
+        self.s3 = {
+            region: session.client("s3", region_name=region, endpoint_url=options.endpoint_url, config=config)
+            for region in _s3_regions(plan)
+        }
+        self.lambda_ = {
+            region: session.client(
+                "lambda", region_name=region, endpoint_url=options.lambda_endpoint_url, config=config
+            )
+            for region in plan.regions
+        }
+        # Asked only to name the identity an AccessDenied refers to: one quick try, no retries.
+        sts = session.client(
+            "sts",
+            region_name=plan.regions[0],
+            endpoint_url=options.lambda_endpoint_url,
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=5),
+        )
+        self.identity = IdentityLookup(sts.get_caller_identity)
+        self.redact = Redactor(_secrets(session))
+
+
+def _s3_regions(plan: PublishPlan) -> tuple[str, ...]:
+    """The region whose S3 client uploads to each distinct bucket (the first region using it)."""
+    if plan.direct:
+        return ()
+    first: dict[str | None, str] = {}
+    for region in plan.regions:
+        first.setdefault(plan.bucket_for(region), region)
+    return tuple(first.values())
+
+
+def _secrets(session: Any) -> list[str | None]:
+    # Known secret values are removed from every message, whatever wording a server chose.
+    credentials = session.get_credentials()
+    if credentials is None:
+        return []
+    frozen = credentials.get_frozen_credentials()
+    return [frozen.access_key, frozen.secret_key, frozen.token]
+
+
+class _Run:
+    """One publish: the plan, the clients, and the work per bucket and per region."""
+
+    def __init__(self, plan: PublishPlan, clients: AwsClients, on_progress: ProgressCallback | None) -> None:
+        self.plan = plan
+        self.clients = clients
+        self.on_progress = on_progress
+        self.uploads: dict[str, UploadOutcome | _StepFailed] = {}
+        self.zip_bytes = plan.zip_path.read_bytes() if plan.direct else b""
+
+    def guarded(self, step: str, call: Callable[[], T]) -> T:
+        """Run one step; any failure becomes a _StepFailed with a redacted, actionable message."""
+        try:
+            return call()
+        except LayerforgeError as error:
+            raise self._failed(step, Explanation(error.message, error.hint)) from error
+        except Exception as error:
+            # Broad on purpose: one region's surprise must not hide the other regions' results.
+            raise self._failed(step, explain(error, self.clients.identity)) from error
+
+    def _failed(self, step: str, explanation: Explanation) -> _StepFailed:
+        redact = self.clients.redact
+        hint = redact(explanation.hint) if explanation.hint else None
+        return _StepFailed(step, Explanation(redact(explanation.message), hint))
+
+    def upload(self, region: str) -> tuple[str, UploadOutcome | _StepFailed]:
+        bucket = self.plan.bucket_for(region)
+        assert bucket is not None and self.plan.key is not None
+        key = self.plan.key
+        upload = functools.partial(
+            ensure_object,
+            self.clients.s3[region],
+            self.plan.zip_path,
+            bucket,
+            key,
+            self.plan.digest,
+            self.plan.transfer,
+            self.on_progress,
+        )
+        try:
+            return bucket, self.guarded("upload", upload)
+        except _StepFailed as failure:
+            return bucket, failure
+
+    def region(self, region: str) -> RegionResult:
+        draft = _Draft(region)
+        try:
+            self._region_steps(region, draft)
+        except _StepFailed as failure:
+            return draft.finish(step=failure.step, error=failure.explanation.message, hint=failure.explanation.hint)
+        return draft.finish()
+
+    def _content(self, region: str, draft: _Draft) -> dict[str, Any]:
+        if self.plan.direct:
+            return {"ZipFile": self.zip_bytes}
+        bucket = self.plan.bucket_for(region)
+        assert bucket is not None
+        draft.values |= {"bucket": bucket, "key": self.plan.key}
+        outcome = self.uploads[bucket]
+        if isinstance(outcome, _StepFailed):
+            # A fresh exception per region: the regions run in threads of their own.
+            raise _StepFailed(outcome.step, outcome.explanation)
+        draft.values |= {"uploaded": outcome.uploaded, "uploaded_bytes": outcome.uploaded_bytes}
+        return {"S3Bucket": outcome.bucket, "S3Key": outcome.key}
+
+    def _region_steps(self, region: str, draft: _Draft) -> None:
+        client = self.clients.lambda_[region]
+        spec, code_sha256 = self.plan.spec, self.plan.digest.sha256_b64
+        content = self._content(region, draft)
+        existing = self.guarded("publish", functools.partial(matching_version, client, spec, code_sha256))
+        version: LayerVersion = existing or self.guarded(
+            "publish", functools.partial(publish_version, client, spec, content, code_sha256)
+        )
+        draft.values |= {
+            "layer_arn": version.layer_arn,
+            "layer_version_arn": version.arn,
+            "version": version.version,
+            "published": existing is None,
+        }
+        for principal in self.plan.principals:
+            grant = functools.partial(grant_use, client, spec.name, version.version, principal)
+            draft.grants.append(self.guarded("grant", grant))
+        for function in self.plan.functions_for(region):
+            point = functools.partial(point_function, client, function, version.arn)
+            draft.functions.append(self.guarded("function", point))
+
+
+def _parallel(jobs: int, work: Callable[[str], T], items: Iterable[str]) -> list[T]:
+    items = list(items)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items))), thread_name_prefix="layerforge") as pool:
+        return list(pool.map(work, items))
+
+
+def publish(
+    options: PublishOptions,
+    on_progress: ProgressCallback | None = None,
+    *,
+    write: bool = True,
+) -> PublishResult:
+    """Upload and publish as `options` say; the result tells each region's outcome.
+
+    Raises InputError or SizeLimitError before any network call when the inputs are wrong.
+    A failure during the run does not raise: see `PublishResult.ok` and `.failure()`.
+    """
+    plan = make_plan(options, default_region=_default_region(options))
+    clients = AwsClients(options, plan)
+    run = _Run(plan, clients, on_progress)
+    run.uploads = dict(_parallel(options.jobs, run.upload, _s3_regions(plan)))
+    regions = tuple(_parallel(options.jobs, run.region, plan.regions))
+    uploads = tuple(outcome for outcome in run.uploads.values() if isinstance(outcome, UploadOutcome))
+    result = PublishResult(plan, uploads, regions, record_path=plan.record_path if write else None)
+    if write:
+        try:
+            write_record(plan.record_path, record(result))
+        except OSError as error:
+            raise PublishError(
+                f"could not write the publish record {plan.record_path}: {error}",
+                hint="pass --record PATH in a writable folder; publishing again reuses what exists",
+            ) from error
+    return result
+
+
+def _default_region(options: PublishOptions) -> str | None:
+    if options.regions:
+        return None
+    try:
+        return boto3.session.Session(profile_name=options.profile).region_name  # type: ignore[no-any-return]
+    except BotoCoreError as error:
+        raise InputError(f"{error}", hint="check --profile and the AWS config file") from error
+
+
+def record(result: PublishResult) -> dict[str, Any]:
+    """The publish record: the JSON result, plus where it came from, merged with earlier regions."""
+    payload = result.as_dict()
+    payload |= {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "kind": "publish",
+        "layerforge_version": __version__,
+        "zip": result.plan.zip_path.name,
+    }
+    payload.pop("record", None)
+    earlier = _earlier_regions(result)
+    payload["regions"] = sorted(earlier + payload["regions"], key=lambda entry: entry["region"])
+    return payload
+
+
+def _earlier_regions(result: PublishResult) -> list[dict[str, Any]]:
+    """Regions an earlier run published this same zip to, and this run did not touch."""
+    path = result.plan.record_path
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    same = (
+        isinstance(earlier, dict)
+        and earlier.get("sha256") == result.plan.digest.sha256_hex
+        and earlier.get("layer_name") == result.plan.spec.name
+    )
+    if not same:
+        return []
+    ran = set(result.plan.regions)
+    return [entry for entry in earlier.get("regions", []) if isinstance(entry, dict) and entry.get("region") not in ran]
+
+
+def write_record(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically: a reader sees the old record or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2, sort_keys=True)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

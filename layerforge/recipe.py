@@ -1,0 +1,385 @@
+"""Recipes: what goes into a layer and how it is slimmed and verified. TOML, validated on load.
+
+A recipe is either a bundled name (`sklearn`), a `.toml` file, or a plain `requirements.txt`.
+Every error names the file, the key and what is allowed; nothing unknown is silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from .errors import RecipeError
+from .target import ARCHES, RUNTIMES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 hosts only
+    import tomli as tomllib
+
+PROFILES = ("safe", "aggressive", "none")
+BYTECODE_MODES = ("compile", "sourceless", "none")
+MAX_RECIPE_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class PackageRules:
+    """Strip rules that apply to one distribution only."""
+
+    remove: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StripConfig:
+    profile: str = "safe"
+    remove: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    binaries: bool = True
+    bytecode: str = "compile"
+    packages: Mapping[str, PackageRules] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    imports: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    smoke: str | None = None
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    unzipped_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    requirements: tuple[str, ...]
+    source: str
+    description: str = ""
+    runtime: str | None = None
+    arch: str | None = None
+    exclude: tuple[str, ...] = ()
+    strip: StripConfig = field(default_factory=StripConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+
+# The registry of legal keys: one place, used both to validate and to suggest.
+_TOP_KEYS = ("name", "description", "requirements", "runtime", "arch", "exclude", "strip", "verify", "limits")
+_STRIP_KEYS = ("profile", "remove", "keep", "binaries", "bytecode", "packages")
+_PACKAGE_RULE_KEYS = ("remove", "keep")
+_VERIFY_KEYS = ("imports", "skip", "smoke")
+_LIMIT_KEYS = ("unzipped_mb", "unzipped_bytes")
+
+
+class _Reader:
+    """Validates one recipe's raw TOML table, naming the file and the key in every error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, problem: str, allowed: str) -> RecipeError:
+        return RecipeError(f"{self.source}: key `{key}`: {problem}", hint=f"allowed: {allowed}")
+
+    def check_keys(self, table: Mapping[str, Any], legal: tuple[str, ...], prefix: str) -> None:
+        for key in table:
+            if key not in legal:
+                close = difflib.get_close_matches(key, legal, n=1)
+                suggestion = f"did you mean `{prefix}{close[0]}`? " if close else ""
+                raise RecipeError(
+                    f"{self.source}: unknown key `{prefix}{key}`",
+                    hint=f"{suggestion}allowed keys here: {', '.join(legal)}",
+                )
+
+    def table(self, raw: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a table, got {_type_name(value)}", f"[{path}] with keys")
+        return value
+
+    def string(self, raw: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str | None:
+        value = raw.get(key, default)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(path, f"expected a string, got {_type_name(value)}", "a quoted string")
+        return value
+
+    def choice(
+        self, raw: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], default: str
+    ) -> str:
+        value = self.string(raw, key, path, default)
+        assert value is not None
+        if value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            extra = f" (did you mean {close[0]!r}?)" if close else ""
+            raise self.fail(path, f"{value!r} is not allowed{extra}", " | ".join(choices))
+        return value
+
+    def boolean(self, raw: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {_type_name(value)}", "true | false")
+        return value
+
+    def strings(self, raw: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+        value = raw.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of strings, got {_type_name(value)}", '["...", "..."]')
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                raise self.fail(f"{path}[{index}]", f"expected a non-empty string, got {item!r}", "a string")
+        return tuple(value)
+
+    def globs(self, raw: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+        patterns = self.strings(raw, key, path)
+        for index, pattern in enumerate(patterns):
+            if pattern.startswith("/") or ".." in pattern.split("/") or "\\" in pattern:
+                raise self.fail(
+                    f"{path}[{index}]",
+                    f"{pattern!r} must be a relative glob with / separators and no `..`",
+                    "globs like **/tests or sklearn/datasets/descr/**",
+                )
+        return patterns
+
+
+def _type_name(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def parse_requirement(text: str, where: str, source: str) -> str:
+    """Check one requirement specifier; refuse URLs and paths, which the lock cannot pin by index."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as error:
+        raise RecipeError(
+            f"{source}: {where}: {text!r} is not a valid requirement ({error})",
+            hint="allowed: PEP 508 specifiers such as 'pandas', 'numpy>=1.26,<2.3' or 'requests==2.32.3'",
+        ) from None
+    if requirement.url:
+        raise RecipeError(
+            f"{source}: {where}: {text!r} names a URL; layerforge pins wheels from a package index",
+            hint="allowed: a name with a version specifier; publish the package to your index instead",
+        )
+    return str(requirement)
+
+
+def recipe_from_mapping(raw: Mapping[str, Any], source: str, default_name: str) -> Recipe:
+    reader = _Reader(source)
+    reader.check_keys(raw, _TOP_KEYS, "")
+    name = reader.string(raw, "name", "name", default_name) or default_name
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise reader.fail("name", f"{name!r} is not a usable layer name", "letters, digits, '-' and '_'")
+    requirements = reader.strings(raw, "requirements", "requirements")
+    if not requirements:
+        raise reader.fail("requirements", "at least one requirement is needed", '["scikit-learn", "pandas"]')
+    checked = tuple(
+        parse_requirement(text, f"key `requirements[{i}]`", source) for i, text in enumerate(requirements)
+    )
+    runtime = raw.get("runtime")
+    if runtime is not None:
+        reader.choice(raw, "runtime", "runtime", tuple(RUNTIMES), "python3.11")
+    arch = raw.get("arch")
+    if arch is not None:
+        reader.choice(raw, "arch", "arch", tuple(ARCHES), "x86_64")
+    exclude = tuple(canonicalize_name(n) for n in reader.strings(raw, "exclude", "exclude"))
+    return Recipe(
+        name=name,
+        requirements=checked,
+        source=source,
+        description=reader.string(raw, "description", "description", "") or "",
+        runtime=runtime,
+        arch=arch,
+        exclude=exclude,
+        strip=_strip_config(reader, reader.table(raw, "strip", "strip")),
+        verify=_verify_config(reader, reader.table(raw, "verify", "verify")),
+        limits=_limits_config(reader, reader.table(raw, "limits", "limits")),
+    )
+
+
+def _strip_config(reader: _Reader, raw: Mapping[str, Any]) -> StripConfig:
+    reader.check_keys(raw, _STRIP_KEYS, "strip.")
+    packages_raw = reader.table(raw, "packages", "strip.packages")
+    packages: dict[str, PackageRules] = {}
+    for dist, rules in packages_raw.items():
+        path = f"strip.packages.{dist}"
+        if not isinstance(rules, dict):
+            raise reader.fail(
+                path, f"expected a table, got {_type_name(rules)}", "remove = [...], keep = [...]"
+            )
+        reader.check_keys(rules, _PACKAGE_RULE_KEYS, f"{path}.")
+        packages[canonicalize_name(dist)] = PackageRules(
+            remove=reader.globs(rules, "remove", f"{path}.remove"),
+            keep=reader.globs(rules, "keep", f"{path}.keep"),
+        )
+    return StripConfig(
+        profile=reader.choice(raw, "profile", "strip.profile", PROFILES, "safe"),
+        remove=reader.globs(raw, "remove", "strip.remove"),
+        keep=reader.globs(raw, "keep", "strip.keep"),
+        binaries=reader.boolean(raw, "binaries", "strip.binaries", True),
+        bytecode=reader.choice(raw, "bytecode", "strip.bytecode", BYTECODE_MODES, "compile"),
+        packages=packages,
+    )
+
+
+def _verify_config(reader: _Reader, raw: Mapping[str, Any]) -> VerifyConfig:
+    reader.check_keys(raw, _VERIFY_KEYS, "verify.")
+    return VerifyConfig(
+        imports=reader.strings(raw, "imports", "verify.imports"),
+        skip=reader.strings(raw, "skip", "verify.skip"),
+        smoke=reader.string(raw, "smoke", "verify.smoke"),
+    )
+
+
+def _limits_config(reader: _Reader, raw: Mapping[str, Any]) -> LimitsConfig:
+    reader.check_keys(raw, _LIMIT_KEYS, "limits.")
+    if "unzipped_mb" in raw and "unzipped_bytes" in raw:
+        raise reader.fail("limits", "give either unzipped_mb or unzipped_bytes, not both", "one of the two")
+    budget: int | None = None
+    for key, scale in (("unzipped_mb", 1_000_000), ("unzipped_bytes", 1)):
+        if key in raw:
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise reader.fail(f"limits.{key}", f"expected a positive number, got {value!r}", "e.g. 220")
+            budget = int(value * scale)
+    return LimitsConfig(unzipped_bytes=budget)
+
+
+def load_toml_recipe(path: Path) -> Recipe:
+    source = str(path)
+    data = _read_text(path)
+    try:
+        raw = tomllib.loads(data)
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"{source}: not valid TOML: {error}", hint="check the line named above") from None
+    return recipe_from_mapping(raw, source, default_name=path.stem)
+
+
+def load_requirements_file(path: Path, name: str | None) -> Recipe:
+    """A plain requirements.txt as a recipe with the default rules: most teams have one already."""
+    source = str(path)
+    requirements = tuple(_requirements_lines(path, seen=set()))
+    if not requirements:
+        raise RecipeError(
+            f"{source}: no requirements found", hint="list one requirement a line, e.g. pandas==2.2.3"
+        )
+    layer_name = name or (path.parent.name if path.stem == "requirements" else path.stem)
+    return recipe_from_mapping(
+        {"name": _safe_name(layer_name), "requirements": list(requirements)},
+        source,
+        default_name=_safe_name(layer_name),
+    )
+
+
+def _safe_name(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-_")
+    return cleaned or "layer"
+
+
+def _requirements_lines(path: Path, seen: set[Path]) -> list[str]:
+    resolved = path.resolve()
+    if resolved in seen:
+        raise RecipeError(f"{path}: includes itself through -r", hint="remove the loop of -r lines")
+    seen.add(resolved)
+    lines: list[str] = []
+    logical = _read_logical_lines(_read_text(path))
+    for number, line in logical:
+        where = f"{path}:{number}"
+        if line.startswith(("-r ", "--requirement ")):
+            included = path.parent / line.split(None, 1)[1].strip()
+            lines += _requirements_lines(included, seen)
+            continue
+        if line.startswith("-"):
+            raise RecipeError(
+                f"{where}: option line {line.split()[0]!r} is not supported in a layer recipe",
+                hint="allowed: requirement lines and -r FILE; pass an index with --index-url",
+            )
+        requirement = line.split(" --hash", 1)[0].split(";", 1)[0] if " --hash" in line else line
+        lines.append(parse_requirement(requirement.strip(), f"line {number}", str(path)))
+    return lines
+
+
+def _read_logical_lines(text: str) -> list[tuple[int, str]]:
+    """Join backslash continuations and drop comments and blank lines, keeping line numbers."""
+    result: list[tuple[int, str]] = []
+    pending = ""
+    start = 0
+    for number, physical in enumerate(text.splitlines(), start=1):
+        stripped = physical.split(" #", 1)[0].rstrip() if not physical.lstrip().startswith("#") else ""
+        if not pending:
+            start = number
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        line = (pending + stripped).strip()
+        pending = ""
+        if line:
+            result.append((start, line))
+    if pending.strip():
+        result.append((start, pending.strip()))
+    return result
+
+
+def _read_text(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"{path}: larger than {MAX_RECIPE_BYTES} bytes", hint="a recipe is a small text file"
+            )
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(
+            f"{path}: no such file", hint="run `layerforge recipes` to list bundled recipes"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise RecipeError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start})", hint="save the file as UTF-8"
+        ) from None
+    except OSError as error:
+        raise RecipeError(f"{path}: cannot be read ({error.strerror})", hint="check the path") from None
+
+
+def bundled_recipes_dir() -> Path:
+    """Installed wheels carry recipes in `layerforge/_recipes`; a source checkout has `recipes/`."""
+    packaged = Path(str(resources.files("layerforge"))) / "_recipes"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def bundled_recipe_names() -> list[str]:
+    return sorted(p.stem for p in bundled_recipes_dir().glob("*.toml"))
+
+
+def load_recipe(spec: str, *, name: str | None = None) -> Recipe:
+    """Load a recipe from a bundled name, a .toml path or a requirements file."""
+    path = Path(spec)
+    if spec.endswith(".toml"):
+        return load_toml_recipe(path)
+    if path.suffix == ".txt" or (path.exists() and path.is_file()):
+        return load_requirements_file(path, name)
+    bundled = bundled_recipes_dir() / f"{spec}.toml"
+    if bundled.is_file():
+        return load_toml_recipe(bundled)
+    names = bundled_recipe_names()
+    close = difflib.get_close_matches(spec, names, n=1)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    raise RecipeError(
+        f"no recipe named {spec!r}: not a bundled recipe, a .toml file or a requirements file",
+        hint=f"{suggestion}bundled recipes: {', '.join(names)}",
+    )

@@ -1,0 +1,329 @@
+"""Slimming: strip rules from profiles and recipes, with safety rails, and every removed byte accounted.
+
+Rails the field lacks: license files and the dist-info metadata that `importlib.metadata` and entry
+points read are always kept; a test or docs folder that a package imports from is kept, with the reason;
+a user's own rule is applied as written, and verification afterwards names it if it broke an import.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .globs import compile_glob
+from .recipe import StripConfig
+from .unpack import LAYER_PREFIX, LayerTree
+
+
+@dataclass(frozen=True)
+class StripRule:
+    name: str
+    patterns: tuple[str, ...]
+    # A guarded rule spares any folder that code outside it imports from.
+    guarded: bool = False
+
+
+_SAFE_RULES = (
+    StripRule(
+        "safe:dist-info-install-records",
+        (
+            "*.dist-info/RECORD",
+            "*.dist-info/INSTALLER",
+            "*.dist-info/REQUESTED",
+            "*.dist-info/direct_url.json",
+        ),
+    ),
+    StripRule("safe:host-bytecode", ("**/__pycache__", "**/*.pyc", "**/*.pyo")),
+    StripRule("safe:test-suites", ("**/tests", "**/test", "**/conftest.py"), guarded=True),
+    StripRule(
+        "safe:c-sources-and-headers",
+        (
+            "**/*.c",
+            "**/*.h",
+            "**/*.cc",
+            "**/*.cpp",
+            "**/*.cxx",
+            "**/*.hpp",
+            "**/*.pyx",
+            "**/*.pxd",
+            "**/*.pxi",
+        ),
+    ),
+    StripRule("safe:type-stubs", ("**/*.pyi",)),
+    StripRule("safe:docs-and-examples", ("**/docs", "**/doc", "**/examples"), guarded=True),
+    StripRule("safe:static-libraries", ("**/*.a", "**/*.la", "**/*.lib")),
+)
+
+_AGGRESSIVE_RULES = (
+    *_SAFE_RULES,
+    StripRule("aggressive:benchmarks", ("**/benchmarks", "**/benchmark", "**/asv_bench"), guarded=True),
+    StripRule(
+        "aggressive:build-hooks", ("**/_pyinstaller", "**/__pyinstaller", "**/*.cmake", "**/pkgconfig")
+    ),
+    StripRule("aggressive:testing-data", ("**/testing/data", "**/tests_data", "**/test_data"), guarded=True),
+    StripRule(
+        "aggressive:dist-info-extras", ("*.dist-info/WHEEL", "*.dist-info/AUTHORS*", "*.dist-info/*.json")
+    ),
+)
+
+PROFILES: Mapping[str, tuple[StripRule, ...]] = {
+    "none": (),
+    "safe": _SAFE_RULES,
+    "aggressive": _AGGRESSIVE_RULES,
+}
+
+# Never removed, whatever a profile or a recipe says: licenses and the metadata packages read at run time.
+SAFETY_KEEP = (
+    "*.dist-info/METADATA",
+    "*.dist-info/entry_points.txt",
+    "*.dist-info/top_level.txt",
+    "*.dist-info/licenses/**",
+    "*.dist-info/license_files/**",
+    "**/LICENSE*",
+    "**/LICENCE*",
+    "**/COPYING*",
+    "**/NOTICE*",
+)
+
+
+@dataclass(frozen=True)
+class Removal:
+    path: str
+    size: int
+    distribution: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class Spared:
+    """A file a guarded rule would remove, kept because code that stays imports it."""
+
+    path: str
+    rule: str
+    imported_by: str
+
+
+@dataclass(frozen=True)
+class SlimReport:
+    removed: tuple[Removal, ...]
+    spared: tuple[Spared, ...] = ()
+    duplicates: tuple[tuple[str, ...], ...] = field(default=())
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(r.size for r in self.removed)
+
+    def by_rule(self) -> dict[str, int]:
+        totals: dict[str, int] = defaultdict(int)
+        for removal in self.removed:
+            totals[removal.rule] += removal.size
+        return dict(sorted(totals.items()))
+
+    def by_package(self) -> dict[str, int]:
+        totals: dict[str, int] = defaultdict(int)
+        for removal in self.removed:
+            totals[removal.distribution] += removal.size
+        return dict(sorted(totals.items()))
+
+    def rule_for_path(self) -> dict[str, str]:
+        return {r.path: r.rule for r in self.removed}
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": len(self.removed),
+            "bytes": self.removed_bytes,
+            "by_rule": self.by_rule(),
+            "by_package": self.by_package(),
+            "spared": [
+                {"path": s.path, "rule": s.rule, "imported_by": s.imported_by} for s in self.spared
+            ],
+        }
+
+
+def rules_for(config: StripConfig) -> list[tuple[StripRule, str | None]]:
+    """(rule, distribution or None for all) in the order they are tried; the first match names the removal."""
+    rules: list[tuple[StripRule, str | None]] = [(rule, None) for rule in PROFILES[config.profile]]
+    rules += [(StripRule(f"recipe:remove:{pattern}", (pattern,)), None) for pattern in config.remove]
+    for distribution, package_rules in sorted(config.packages.items()):
+        rules += [
+            (StripRule(f"recipe:packages.{distribution}.remove:{pattern}", (pattern,)), distribution)
+            for pattern in package_rules.remove
+        ]
+    return rules
+
+
+def keep_patterns(config: StripConfig, distribution: str) -> tuple[str, ...]:
+    package_rules = config.packages.get(distribution)
+    return (*SAFETY_KEEP, *config.keep, *(package_rules.keep if package_rules else ()))
+
+
+def plan(tree: LayerTree, config: StripConfig) -> SlimReport:
+    """Decide what to remove, without touching the disk."""
+    rules = rules_for(config)
+    candidates: dict[str, Removal] = {}
+    guarded: set[str] = set()
+    for path, layer_file in sorted(tree.files.items()):
+        inner = _inner(path)
+        if any(compile_glob(p).fullmatch(inner) for p in keep_patterns(config, layer_file.distribution)):
+            continue
+        for rule, only in rules:
+            if only is not None and only != layer_file.distribution:
+                continue
+            if not any(compile_glob(p).fullmatch(inner) for p in rule.patterns):
+                continue
+            candidates[path] = Removal(path, layer_file.size, layer_file.distribution, rule.name)
+            if rule.guarded:
+                guarded.add(path)
+            break
+    spared = _spare_imported_modules(tree, candidates, guarded, _guard_words(rule for rule, _ in rules))
+    kept = {s.path for s in spared}
+    removed = tuple(r for p, r in candidates.items() if p not in kept)
+    return SlimReport(removed, tuple(spared), find_duplicates(tree, {r.path for r in removed}))
+
+
+def apply(tree: LayerTree, report: SlimReport) -> None:
+    """Delete the planned files and drop them (and folders left empty) from the tree."""
+    for removal in report.removed:
+        (tree.root / removal.path).unlink(missing_ok=True)
+        tree.files.pop(removal.path, None)
+    _remove_empty_dirs(tree.python_dir)
+
+
+def _inner(path: str) -> str:
+    return path[len(LAYER_PREFIX) + 1 :] if path.startswith(LAYER_PREFIX + "/") else path
+
+
+def _spare_imported_modules(
+    tree: LayerTree, candidates: Mapping[str, Removal], guarded: set[str], guarded_words: set[str]
+) -> list[Spared]:
+    """Keep each guarded module that staying code imports, and what it imports in turn.
+
+    numpy 2's `numpy.testing` imports `numpy._core.tests._natype`: deleting every `tests` folder, as the
+    guide's `find -delete` does, breaks it. Only the modules imported (and their packages) are kept.
+    """
+    module_files: dict[str, str] = {}
+    for path in guarded:
+        if path.endswith(".py"):
+            module_files[_module_name(_inner(path))] = path
+    if not module_files:
+        return []
+    prefilter = _import_prefilter(guarded_words)
+    spared: dict[str, Spared] = {}
+    work = [p for p in sorted(tree.files) if p.endswith(".py") and p not in candidates]
+    first_pass = True
+    while work:
+        next_work: list[str] = []
+        for path in work:
+            source = (tree.root / path).read_bytes()
+            if first_pass and not prefilter.search(source):
+                continue
+            module = _module_name(_inner(path))
+            for imported in _imports(source, module, is_package=path.endswith("/__init__.py")):
+                for name in _with_parents(imported):
+                    target = module_files.get(name)
+                    if target is not None and target not in spared:
+                        spared[target] = Spared(target, candidates[target].rule, module)
+                        next_work.append(target)
+        work = next_work
+        first_pass = False
+    return sorted(spared.values(), key=lambda s: s.path)
+
+
+def _import_prefilter(words: set[str]) -> re.Pattern[bytes]:
+    """Only a file with an import statement that names a guarded folder is parsed: parsing all is slow."""
+    alternatives = b"|".join(re.escape(w.encode()) for w in sorted(words)) or b"(?!)"
+    name = rb"\b(?:" + alternatives + rb")\b"
+    return re.compile(
+        rb"^[ \t]*(?:from[ \t]+[\w.]*" + name + rb"|import[ \t]+[^#\n]*" + name
+        + rb"|from[ \t]+[\w.]+[ \t]+import[ \t]+(?:\([^)]*|[^#\n]*)" + name + rb")",
+        re.MULTILINE,
+    )
+
+
+def _guard_words(rules: Iterable[StripRule]) -> set[str]:
+    """`**/tests` -> tests, `**/conftest.py` -> conftest: the names an import of a guarded file must mention."""
+    words = set()
+    for rule in rules:
+        if rule.guarded:
+            for pattern in rule.patterns:
+                words.add(PurePosixPath(pattern).name.split(".", 1)[0])
+    return words
+
+
+def _with_parents(dotted: str) -> list[str]:
+    parts = dotted.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def _module_name(inner: str) -> str:
+    parts = list(PurePosixPath(inner).with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(source: bytes, module: str, *, is_package: bool) -> Iterable[str]:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    package = module if is_package else module.rpartition(".")[0]
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve_relative(node.module, node.level, package)
+            if base is None:
+                continue
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+    return names
+
+
+def _resolve_relative(module: str | None, level: int, package: str) -> str | None:
+    if level == 0:
+        return module
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts):
+        return None
+    base = parts[: len(parts) - (level - 1)]
+    return ".".join([*base, module] if module else base) or None
+
+
+def find_duplicates(
+    tree: LayerTree, removed: set[str], min_size: int = 64 * 1024
+) -> tuple[tuple[str, ...], ...]:
+    """Identical files that two distributions bundle (often the same vendored runtime library)."""
+    by_size: dict[int, list[str]] = defaultdict(list)
+    for path, layer_file in tree.files.items():
+        if path not in removed and layer_file.size >= min_size:
+            by_size[layer_file.size].append(path)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for paths in by_size.values():
+        if len({tree.files[p].distribution for p in paths}) < 2:
+            continue
+        for path in paths:
+            groups[_sha256(tree.root / path)].append(path)
+    return tuple(
+        sorted(tuple(sorted(g)) for g in groups.values() if len({tree.files[p].distribution for p in g}) > 1)
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    for directory in sorted(
+        (p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    ):
+        try:
+            directory.rmdir()
+        except OSError:
+            continue

@@ -1,0 +1,49 @@
+"""The importable top-level names of a layer, per distribution, read from the files themselves.
+
+top_level.txt is optional and many modern wheels omit it, so the tree is the source of truth.
+"""
+
+from __future__ import annotations
+
+from .unpack import LAYER_PREFIX, LayerTree
+
+_NOT_MODULES = {"tests", "test", "testing_data", "benchmarks", "docs", "examples", "bin", "include", "share"}
+_MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
+
+
+def top_level_name(path: str) -> str | None:
+    """`python/numpy/core.py` -> numpy; `python/six.py` -> six; `python/_cffi.abi3.so` -> _cffi."""
+    if not path.startswith(LAYER_PREFIX + "/"):
+        return None
+    inner = path[len(LAYER_PREFIX) + 1 :]
+    head, slash, _rest = inner.partition("/")
+    if slash:
+        if head.endswith((".dist-info", ".data", ".libs", ".egg-info")) or head == "__pycache__":
+            return None
+        name = head
+    else:
+        if not head.endswith(_MODULE_SUFFIXES):
+            return None
+        name = head.split(".", 1)[0]
+    if not name.isidentifier() or name in _NOT_MODULES:
+        return None
+    return name
+
+
+def top_level_modules(tree: LayerTree) -> list[str]:
+    """Every top-level module or package that holds Python code, sorted."""
+    names: set[str] = set()
+    for path in tree.files:
+        name = top_level_name(path)
+        if name is not None and path.endswith(_MODULE_SUFFIXES):
+            names.add(name)
+    return sorted(names)
+
+
+def modules_by_distribution(tree: LayerTree) -> dict[str, list[str]]:
+    found: dict[str, set[str]] = {}
+    for path, layer_file in tree.files.items():
+        name = top_level_name(path)
+        if name is not None and path.endswith(_MODULE_SUFFIXES):
+            found.setdefault(layer_file.distribution, set()).add(name)
+    return {dist: sorted(names) for dist, names in sorted(found.items())}

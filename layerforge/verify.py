@@ -1,0 +1,634 @@
+"""Import-check a built layer in a clean interpreter that sees only the layer, as Lambda would load it.
+
+The check runs `python -I -S -B` (no user site, no PYTHONPATH, no site-packages, no bytecode writes) on a
+read-only copy of the layer, with `python/` on sys.path as /opt/python is on Lambda. Read-only matters
+twice: Lambda's /opt is read-only, so a package that writes beside itself at import works here only if
+it works there, and no .pyc written during the check can make a layer that ships without bytecode look
+fast. The program that runs inside is `_verify_bootstrap.py`; this module prepares its world and turns
+its answers into a report whose every failure names the module, the error and, when a strip rule
+removed the missing file, the rule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._verify_bootstrap import MARKER
+from .errors import InputError, VerificationError
+from .interpreters import Interpreter, install_hint, search_summary
+from .target import Target
+
+# Modules the Lambda runtime itself provides on sys.path; a layer may rely on them and leave them out.
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"})
+
+# What the smoke output keeps: enough for a traceback and the lines before it.
+_OUTPUT_LIMIT = 8000
+# A killed process whose grandchildren still hold its pipes must not hang the build.
+_DRAIN_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ModuleFailure:
+    """One thing that did not work: an import, a metadata lookup or the smoke code."""
+
+    module: str  # the module imported, the distribution looked up, or "<smoke>"
+    error: str  # "ModuleNotFoundError: No module named 'pandas._testing'"
+    missing_path: str | None  # layer-relative posix path of what was missing, when known ("python/x/")
+    removed_by: str | None  # the strip rule that removed it, when known
+    stage: str = "import"  # import | metadata | smoke
+    detail: str = ""  # the end of the traceback
+    hint: str = ""  # what else is known, when no strip rule explains it
+
+    @property
+    def message(self) -> str:
+        what = {
+            "import": f"import {self.module} failed",
+            "metadata": f"importlib.metadata.version({self.module!r}) failed",
+            "smoke": "the smoke code failed",
+        }[self.stage]
+        return f"{what}: {self.error}{self._because()}"
+
+    def _because(self) -> str:
+        if self.removed_by and self.missing_path:
+            keep = _keep_pattern(self.missing_path)
+            return (
+                f" — {self.missing_path} was removed by strip rule `{self.removed_by}`; "
+                f'add it to keep (e.g. "{keep}") or drop the rule'
+            )
+        if self.missing_path:
+            return f" — {self.missing_path} is not in the layer"
+        if self.hint:
+            return f" — {self.hint}"
+        if "No module named '" not in self.error:
+            return ""
+        top = self.error.split("'")[1].split(".")[0]
+        if top in RUNTIME_PROVIDED:
+            return (
+                f" — {top} comes with the Lambda runtime but not with this layer; add it to the requirements"
+            )
+        return " — nothing in the layer provides it; add the distribution that does to the requirements"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "module": self.module,
+            "stage": self.stage,
+            "error": self.error,
+            "missing_path": self.missing_path,
+            "removed_by": self.removed_by,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What the clean interpreter saw. `interpreter` None: nothing ran, only the static audit did."""
+
+    interpreter: Interpreter | None
+    imported: tuple[str, ...]
+    failures: tuple[ModuleFailure, ...]
+    metadata_versions: Mapping[str, str]
+    metadata_failures: tuple[str, ...]  # distribution names; the why is in metadata_problems
+    smoke_ok: bool | None  # None: no smoke code, or nothing ran
+    smoke_output: str
+    compiled_from_source: tuple[str, ...]
+    cold_import_seconds: float | None
+    metadata_problems: tuple[ModuleFailure, ...] = ()
+    smoke_failure: ModuleFailure | None = None
+    layer_read_only: bool | None = None  # was the copy really read-only to the check (root included)?
+    copy_seconds: float | None = None  # the cost of the read-only copy
+    not_run_reason: str = ""
+
+    @property
+    def ran(self) -> bool:
+        return self.interpreter is not None
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed. True when nothing ran either: use `verified` to tell the two apart."""
+        return not self.failures and not self.metadata_failures and self.smoke_ok is not False
+
+    @property
+    def verified(self) -> bool | None:
+        """The manifest's `verified`: true, false, or null when no interpreter ran the check."""
+        return self.ok if self.ran else None
+
+    @property
+    def problems(self) -> tuple[ModuleFailure, ...]:
+        smoke = (self.smoke_failure,) if self.smoke_failure else ()
+        return self.failures + self.metadata_problems + smoke
+
+    def raise_for_failures(self) -> None:
+        if self.ok:
+            return
+        assert self.interpreter is not None  # a report that did not run has no failures
+        lines = "\n".join(f"  {problem.message}" for problem in self.problems)
+        raise VerificationError(
+            f"the layer failed verification in {self.interpreter.describe()}:\n{lines}",
+            hint="fix the first failure first: later ones often follow from it",
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "verified": self.verified,
+            "interpreter": self.interpreter.as_dict() if self.interpreter else None,
+            "not_run_reason": self.not_run_reason or None,
+            "imported": list(self.imported),
+            "failures": [failure.as_dict() for failure in self.problems],
+            "metadata_versions": dict(self.metadata_versions),
+            "smoke_ok": self.smoke_ok,
+            "compiled_from_source": list(self.compiled_from_source),
+            "cold_import_seconds": self.cold_import_seconds,
+            "layer_read_only": self.layer_read_only,
+        }
+
+
+def not_run(target: Target, reason: str | None = None) -> VerifyReport:
+    """The report for a machine with no fitting interpreter: said plainly, never passed off as a pass."""
+    reason = reason or (
+        f"the import check did not run, only the static audit did: {search_summary(target)} and found "
+        f"none; {install_hint(target)}"
+    )
+    return VerifyReport(
+        interpreter=None,
+        imported=(),
+        failures=(),
+        metadata_versions={},
+        metadata_failures=(),
+        smoke_ok=None,
+        smoke_output="",
+        compiled_from_source=(),
+        cold_import_seconds=None,
+        not_run_reason=reason,
+    )
+
+
+def verify_layer(
+    layer_root: Path,
+    target: Target,
+    *,
+    modules: Sequence[str],
+    distributions: Sequence[str],
+    smoke: str | None = None,
+    interpreter: Interpreter | None,
+    removed: Mapping[str, str] | None = None,
+    timeout: float = 300,
+) -> VerifyReport:
+    """Import `modules`, read the version of each of `distributions` and run `smoke` against the layer.
+
+    `layer_root` holds `python/` (the layer as unpacked at /opt). `removed` maps layer-relative posix
+    paths to the strip rule that removed them, so a failure can name the rule. `timeout` bounds the
+    whole check, both processes together.
+    """
+    if interpreter is None:
+        return not_run(target)
+    reason = interpreter.mismatch(target)
+    if reason:
+        raise InputError(reason, hint=install_hint(target))
+    _check_names(modules)
+    if not (layer_root / "python").is_dir():
+        raise VerificationError(
+            f"{layer_root} has no python/ folder, so Lambda would put nothing of it on sys.path",
+            hint="a Python layer keeps its packages under python/ (or python/lib/pythonX.Y/site-packages/)",
+        )
+    deadline = time.monotonic() + timeout
+    removed = removed or {}
+    started = time.perf_counter()
+    with read_only_copy(layer_root) as sandbox:
+        copy_seconds = time.perf_counter() - started
+        roots = _layer_roots(sandbox.layer, target)
+        config = {
+            "layer_paths": [str(sandbox.layer / root) for root in roots],
+            "modules": list(modules),
+            "distributions": list(distributions),
+        }
+        imports = _run(interpreter, sandbox, dict(config, mode="imports"), deadline)
+        smoke_run = (
+            _run(interpreter, sandbox, dict(config, mode="smoke", smoke=smoke), deadline) if smoke else None
+        )
+        context = _Context(sandbox.layer, roots, removed)
+        return _report(
+            interpreter,
+            imports=imports,
+            smoke=smoke_run,
+            context=context,
+            modules=list(modules),
+            copy_seconds=copy_seconds,
+        )
+
+
+def _check_names(modules: Sequence[str]) -> None:
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise InputError(
+                f"cannot import {module!r}: not a dotted module name",
+                hint="list importable names under [verify] imports, e.g. sklearn or pandas.io",
+            )
+
+
+def _layer_roots(layer: Path, target: Target) -> list[str]:
+    """Layer-relative sys.path entries, in Lambda's order: site-packages under python/ first, then python/."""
+    site = f"python/lib/python{target.python_dotted}/site-packages"
+    return [site, "python"] if (layer / site).is_dir() else ["python"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The read-only copy
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The folders one check runs in: the layer (read-only), a task folder (cwd), and a writable tmp."""
+
+    layer: Path
+    task: Path
+    tmp: Path
+
+
+@contextmanager
+def read_only_copy(layer_root: Path) -> Iterator[Sandbox]:
+    """A copy of the layer with files 0444 (0555 if executable) and folders 0555, removed afterwards.
+
+    A copy rather than hard links: chmod on a hard link changes the original in the build tree. The
+    write bits come back before removal, because deleting an entry needs write access to its folder.
+    """
+    top = Path(tempfile.mkdtemp(prefix="layerforge-verify-"))
+    sandbox = Sandbox(layer=top / "opt", task=top / "task", tmp=top / "tmp")
+    try:
+        shutil.copytree(layer_root, sandbox.layer, symlinks=True)
+        sandbox.task.mkdir()
+        sandbox.tmp.mkdir()
+        _set_modes(sandbox.layer, read_only=True)
+        sandbox.task.chmod(0o555)  # /var/task is read-only on Lambda too; only /tmp is writable
+        yield sandbox
+    finally:
+        _set_modes(top, read_only=False)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _set_modes(top: Path, *, read_only: bool) -> None:
+    if not top.exists():
+        return
+    if read_only:
+        for folder, _, files in os.walk(top):
+            for name in files:
+                path = os.path.join(folder, name)
+                if not os.path.islink(path):  # chmod follows links; the target gets its own turn
+                    os.chmod(path, (os.stat(path).st_mode & 0o555) | 0o444)
+    # Folders last when locking (their files stay reachable by path) and as a walk of their own when
+    # unlocking, which only needs the folders writable again: rmtree unlinks read-only files fine.
+    for folder, _, _ in os.walk(top):
+        os.chmod(folder, 0o555 if read_only else 0o755)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running the bootstrap
+
+
+@dataclass
+class _Run:
+    """One bootstrap process: its markers, its result (None when it died first) and its other output."""
+
+    result: dict[str, Any] | None
+    imported: list[str] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    importing: str | None = None
+    output: str = ""
+    returncode: int | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+
+
+def _bootstrap_source() -> str:
+    return resources.files("layerforge").joinpath("_verify_bootstrap.py").read_text(encoding="utf-8")
+
+
+def _environment(sandbox: Sandbox) -> dict[str, str]:
+    """The child's whole environment: nothing of the host's (credentials, LD_PRELOAD, PYTHON*) leaks in.
+
+    Lambda puts /opt/bin on PATH and /opt/lib on LD_LIBRARY_PATH; HOME and TMPDIR point at the one
+    writable folder, as /tmp is the only writable place on Lambda.
+    """
+    env = {
+        "PATH": os.pathsep.join([str(sandbox.layer / "bin"), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "LANG": "C.UTF-8",
+        "HOME": str(sandbox.tmp),
+        "TMPDIR": str(sandbox.tmp),
+        # -B already stops bytecode writes here; the variable reaches subprocesses the smoke code starts.
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    if (sandbox.layer / "lib").is_dir():
+        env["LD_LIBRARY_PATH"] = str(sandbox.layer / "lib")
+    return env
+
+
+def _run(interpreter: Interpreter, sandbox: Sandbox, config: dict[str, Any], deadline: float) -> _Run:
+    command = [str(interpreter.path), "-I", "-S", "-B", "-c", _bootstrap_source()]
+    started = time.perf_counter()
+    # A session of its own, so a timeout kills the whole group, including anything the smoke code started.
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=sandbox.task,
+        env=_environment(sandbox),
+        start_new_session=True,
+    )
+    timed_out = False
+    payload = json.dumps(config).encode()
+    try:
+        out, err = process.communicate(payload, timeout=max(deadline - time.monotonic(), 1.0))
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        out, err = _kill(process)
+    run = _parse(out.decode(errors="replace"))
+    run.output = _join_output(run.output, err.decode(errors="replace"))
+    run.returncode = process.returncode
+    run.timed_out = timed_out
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _kill(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        return process.communicate(timeout=_DRAIN_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return b"", b""
+
+
+def _parse(stdout: str) -> _Run:
+    run = _Run(result=None)
+    noise = []
+    for line in stdout.splitlines():
+        # The marker can follow partial output a package printed without a newline.
+        head, marker, body = line.partition(MARKER)
+        if head:
+            noise.append(head)
+        if not marker:
+            continue
+        message = json.loads(body)
+        if "importing" in message:
+            run.importing = message["importing"]
+        elif "imported" in message:
+            run.imported.append(message["imported"])
+            run.importing = None
+        elif "failed" in message:
+            run.failed.append(message["failed"])
+            run.importing = None
+        elif "result" in message:
+            run.result = message["result"]
+    run.output = "\n".join(noise)
+    return run
+
+
+def _join_output(stdout: str, stderr: str) -> str:
+    text = "\n".join(part for part in (stdout.strip(), stderr.strip()) if part)
+    return text[-_OUTPUT_LIMIT:]
+
+
+def _death(run: _Run, timeout_note: str) -> str:
+    """Why a bootstrap process gave no result."""
+    if run.timed_out:
+        return f"TimeoutError: the check was stopped after {timeout_note}"
+    code = run.returncode if run.returncode is not None else 0
+    if code < 0:
+        return f"the interpreter was killed by {signal.Signals(-code).name}"
+    last = (run.output.strip().splitlines() or ["no output"])[-1]
+    return f"the interpreter exited with status {code}: {last}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# From the bootstrap's answers to a report
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What is needed to map a missing name or file back to the strip rule that removed it."""
+
+    layer: Path  # the copy, as the child saw it
+    roots: list[str]  # layer-relative sys.path entries
+    removed: Mapping[str, str]
+
+
+def _report(
+    interpreter: Interpreter,
+    *,
+    imports: _Run,
+    smoke: _Run | None,
+    context: _Context,
+    modules: list[str],
+    copy_seconds: float,
+) -> VerifyReport:
+    failures = [_failure(record, record["module"], "import", context) for record in imports.failed]
+    result = imports.result or {}
+    if imports.result is None:
+        failures.append(_died(imports, modules, "imports"))
+    _check_isolation(result)
+    problems = [
+        _failure(record, record["distribution"], "metadata", context)
+        for record in result.get("metadata_failures", [])
+    ]
+    smoke_ok, smoke_output, smoke_failure = _smoke_outcome(smoke, context)
+    seconds = result.get("cold_import_seconds")
+    return VerifyReport(
+        interpreter=interpreter,
+        imported=tuple(imports.imported),
+        failures=tuple(failures),
+        metadata_versions=dict(result.get("metadata_versions", {})),
+        metadata_failures=tuple(problem.module for problem in problems),
+        smoke_ok=smoke_ok,
+        smoke_output=smoke_output,
+        compiled_from_source=_compiled(result, context),
+        cold_import_seconds=float(seconds) if seconds is not None else None,
+        metadata_problems=tuple(problems),
+        smoke_failure=smoke_failure,
+        layer_read_only=result.get("read_only"),
+        copy_seconds=copy_seconds,
+    )
+
+
+def _check_isolation(result: dict[str, Any]) -> None:
+    """The bootstrap's own account of its isolation; anything else is a layerforge bug, said loudly."""
+    flags = result.get("flags")
+    if flags and not (flags["isolated"] and flags["no_site"] and flags["dont_write_bytecode"]):
+        raise VerificationError(f"the verification interpreter was not isolated: {flags}")
+
+
+def _died(run: _Run, modules: list[str], what: str) -> ModuleFailure:
+    culprit = run.importing
+    done = set(run.imported) | {record["module"] for record in run.failed}
+    unchecked = [module for module in modules if module not in done and module != culprit]
+    note = f"; not checked: {', '.join(unchecked)}" if unchecked else ""
+    return ModuleFailure(
+        module=culprit or f"<{what}>",
+        error=_death(run, "the timeout") + note,
+        missing_path=None,
+        removed_by=None,
+        detail=run.output[-2000:],
+    )
+
+
+def _smoke_outcome(smoke: _Run | None, context: _Context) -> tuple[bool | None, str, ModuleFailure | None]:
+    if smoke is None:
+        return None, "", None
+    if smoke.result is None:
+        failure = ModuleFailure("<smoke>", _death(smoke, "the timeout"), None, None, "smoke", smoke.output)
+        return False, smoke.output, failure
+    error = smoke.result.get("smoke_error")
+    if not error:
+        return True, smoke.output, None
+    traceback = "\n".join(error.get("traceback", []))
+    output = _join_output(smoke.output, traceback)
+    return False, output, _failure(error, "<smoke>", "smoke", context)
+
+
+def _failure(record: dict[str, Any], module: str, stage: str, context: _Context) -> ModuleFailure:
+    if stage == "metadata":
+        missing, rule = _removed_dist_info(module, context)
+    else:
+        missing, rule = _explain(record, context)
+
+    # The temporary copy's path means nothing to the user: show it where Lambda puts the layer.
+    def opt(text: str) -> str:
+        return text.replace(str(context.layer), "/opt")
+
+    return ModuleFailure(
+        module=module,
+        error=opt(f"{record['type']}: {record['message']}"),
+        missing_path=missing,
+        removed_by=rule,
+        stage=stage,
+        detail=opt("\n".join(record.get("traceback", []))),
+        hint=_denied(record, context),
+    )
+
+
+def _denied(record: dict[str, Any], context: _Context) -> str:
+    """A write into the layer was refused: it would be on Lambda too, where /opt is read-only."""
+    denied = record.get("denied_file")
+    if not denied or not Path(denied).is_relative_to(context.layer):
+        return ""
+    relative = Path(denied).relative_to(context.layer).as_posix()
+    return (
+        f"it writes {relative} inside the layer, which is read-only at /opt on Lambda, so it fails there "
+        "too; make it write under /tmp"
+    )
+
+
+def _compiled(result: dict[str, Any], context: _Context) -> tuple[str, ...]:
+    """Modules of the layer compiled from source; the stdlib's own misses are not the layer's fault."""
+    layer = str(context.layer) + os.sep
+    names = {name for name, path in result.get("compiled", []) if str(path).startswith(layer)}
+    return tuple(sorted(names))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Mapping what was missing to the rule that removed it
+
+
+def _explain(record: dict[str, Any], context: _Context) -> tuple[str | None, str | None]:
+    """(layer-relative path of what was missing, the rule that removed it), as far as is known."""
+    if record.get("missing_file"):
+        found = _removed_file(record["missing_file"], context)
+        if found[0]:
+            return found
+    if record.get("missing_library"):
+        found = _removed_library(record["missing_library"], context)
+        if found[0]:
+            return found
+    if record.get("missing_module"):
+        return _removed_module(record["missing_module"], context)
+    return None, None
+
+
+def _rules(paths: Sequence[str], removed: Mapping[str, str]) -> str:
+    return " and ".join(dict.fromkeys(f"{removed[path]}" for path in paths))
+
+
+def _under(prefix: str, removed: Mapping[str, str]) -> list[str]:
+    return sorted(path for path in removed if path.startswith(prefix))
+
+
+def _removed_module(module: str, context: _Context) -> tuple[str | None, str | None]:
+    """A module is gone when its folder, its file (x.py, x.pyc, x.*.so) or a parent's __init__ is."""
+    parts = module.split(".")
+    for root in context.roots:
+        base = "/".join([root, *parts])
+        folder = _under(base + "/", context.removed)
+        if folder:
+            return base + "/", _rules(folder, context.removed)
+        parent, leaf = base.rsplit("/", 1)
+        files = sorted(
+            path
+            for path in context.removed
+            if path.rsplit("/", 1)[0] == parent and path.rsplit("/", 1)[1].split(".")[0] == leaf
+        )
+        if files:
+            return files[0], _rules(files, context.removed)
+        for depth in range(len(parts) - 1, 0, -1):
+            init = "/".join([root, *parts[:depth], "__init__.py"])
+            if init in context.removed:
+                return init, context.removed[init]
+    return None, None
+
+
+def _removed_file(filename: str, context: _Context) -> tuple[str | None, str | None]:
+    path = Path(filename)
+    if not path.is_relative_to(context.layer):
+        return None, None
+    relative = path.relative_to(context.layer).as_posix()
+    if relative in context.removed:
+        return relative, context.removed[relative]
+    inside = _under(relative + "/", context.removed)
+    if inside:
+        return relative + "/", _rules(inside, context.removed)
+    return relative, None
+
+
+def _removed_library(library: str, context: _Context) -> tuple[str | None, str | None]:
+    hits = sorted(path for path in context.removed if path.rsplit("/", 1)[-1] == library)
+    return (hits[0], _rules(hits, context.removed)) if hits else (None, None)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _removed_dist_info(distribution: str, context: _Context) -> tuple[str | None, str | None]:
+    """importlib.metadata finds nothing when the distribution's *.dist-info folder was removed."""
+    wanted = _canonical(distribution)
+    for root in context.roots:
+        hits: dict[str, list[str]] = {}
+        for path in _under(root + "/", context.removed):
+            folder = path[len(root) + 1 :].split("/", 1)[0]
+            if (
+                folder.endswith(".dist-info")
+                and _canonical(folder[: -len(".dist-info")].split("-")[0]) == wanted
+            ):
+                hits.setdefault(f"{root}/{folder}/", []).append(path)
+        for folder, paths in sorted(hits.items()):
+            return folder, _rules(paths, context.removed)
+    return None, None
+
+
+def _keep_pattern(missing: str) -> str:
+    """The recipe's keep pattern for a layer path: relative to the folder that is on sys.path."""
+    relative = re.sub(r"^python/(lib/python3\.\d+/site-packages/)?", "", missing)
+    return relative + "**" if relative.endswith("/") else relative
