@@ -99,6 +99,11 @@ def _isolate_path(layer_paths: list[str]) -> list[str]:
     sys.path[:] = list(layer_paths) + kept
     for entry in sys.path[len(layer_paths) :]:
         assert not ("site-packages" in entry or "dist-packages" in entry), entry
+    # Only the standard finders: a .pth-installed hook (editable installs, setuptools' distutils shim)
+    # could import from anywhere. -S keeps them out; this proves it.
+    standard = {"BuiltinImporter", "FrozenImporter", "PathFinder"}
+    finders = [getattr(finder, "__name__", type(finder).__name__) for finder in sys.meta_path]
+    assert set(finders) <= standard, f"foreign import hooks on sys.meta_path: {finders}"
     return removed
 
 

@@ -42,6 +42,9 @@ _GLIBC_VERSION = re.compile(r"GLIBC_(\d+)\.(\d+)(?:\.\d+)*$")
 _MAX_SYMBOLS_NAMED = 5
 # Version indexes 0 and 1 are "local" and "global"; bit 15 marks a hidden version (ELF gABI).
 _VERSYM_HIDDEN = 0x8000
+_SHT_DYNSYM = 11
+_SHT_GNU_VERNEED = 0x6FFFFFFE
+_SHT_GNU_VERSYM = 0x6FFFFFFF
 _ELF_READ_ERRORS = (ELFError, ConstructError, struct.error, OSError, ValueError, KeyError)
 
 
@@ -320,7 +323,8 @@ def _read_glibc_needs(path: Path, above: Version) -> _GlibcNeeds:
     small reads, not a load into memory."""
     with path.open("rb") as stream:
         elf = ELFFile(stream)
-        section = elf.get_section_by_name(".gnu.version_r")
+        sections = _sections_by_type(elf)
+        section = elf.get_section(sections[_SHT_GNU_VERNEED]) if _SHT_GNU_VERNEED in sections else None
         if not isinstance(section, GNUVerNeedSection):
             return _GlibcNeeds({})
         by_index: dict[int, Version] = {}
@@ -331,14 +335,34 @@ def _read_glibc_needs(path: Path, above: Version) -> _GlibcNeeds:
                     by_index[int(aux["vna_other"])] = (int(match[1]), int(match[2]))
         if max(by_index.values(), default=above) <= above:
             return _GlibcNeeds(by_index)
-        return _GlibcNeeds(by_index, _symbols_needing(elf, by_index, above))
+        return _GlibcNeeds(by_index, _symbols_needing(elf, sections, by_index, above))
+
+
+def _sections_by_type(elf: ELFFile) -> dict[int, int]:
+    """The first section of each sh_type, from one read of the section header table.
+
+    Cheaper than pyelftools' name lookup, which parses every section to map names (half the audit's
+    time on the sklearn stack), and truer: the loader goes by type, and a name is only a convention.
+    An object without section headers (sstrip'd, rare in wheels) yields none, so no GLIBC check."""
+    count, size = elf.num_sections(), int(elf["e_shentsize"])
+    elf.stream.seek(int(elf["e_shoff"]))
+    table = elf.stream.read(count * size)
+    if len(table) < count * size or (count and size < 8):
+        raise ELFError("the section header table is cut short or malformed")
+    sh_type = struct.Struct("<I" if elf.little_endian else ">I")
+    indexes: dict[int, int] = {}
+    for index in range(count):
+        indexes.setdefault(sh_type.unpack_from(table, index * size + 4)[0], index)
+    return indexes
 
 
 def _symbols_needing(
-    elf: ELFFile, by_index: Mapping[int, Version], above: Version
+    elf: ELFFile, sections: Mapping[int, int], by_index: Mapping[int, Version], above: Version
 ) -> dict[Version, tuple[str, ...]]:
-    versym = elf.get_section_by_name(".gnu.version")
-    dynsym = elf.get_section_by_name(".dynsym")
+    if _SHT_GNU_VERSYM not in sections or _SHT_DYNSYM not in sections:
+        return {}
+    versym = elf.get_section(sections[_SHT_GNU_VERSYM])
+    dynsym = elf.get_section(sections[_SHT_DYNSYM])
     if not isinstance(versym, GNUVerSymSection) or not isinstance(dynsym, SymbolTableSection):
         return {}
     wanted = {index: version for index, version in by_index.items() if version > above}

@@ -172,6 +172,8 @@ def _explain_client_error(error: ClientError, identity: Callable[[], str | None]
     text = f"{operation} failed{after}: {code} (HTTP {http_status(error)}): {message}"
     if code in _THROTTLING or (http_status(error) or 0) >= 500:
         return Explanation(text, hint="the service kept failing: try again later, or raise --max-attempts")
+    if code == "NoSuchBucket":
+        return Explanation(text, hint="create the bucket in the region it serves, or correct --bucket")
     if code == "RequestEntityTooLargeException" or http_status(error) == 413:
         return Explanation(text, hint="publish through S3 with --bucket instead of --direct")
     return Explanation(text)
@@ -191,8 +193,8 @@ def _explain_access_denied(operation: str, message: str, identity: Callable[[], 
     else:
         permission = PERMISSIONS.get(operation, f"the permission for {operation}")
     who = stated.group("who") if stated else identity()
-    subject = who or "the current credentials"
+    subject, verb = (who, "lacks") if who else ("the current credentials", "lack")
     return Explanation(
-        f"access denied: {subject} lacks {permission} (needed by {operation})",
+        f"access denied: {subject} {verb} {permission} (needed by {operation})",
         hint=f"grant {permission} to {subject} (an IAM policy on the identity, or the bucket's policy)",
     )

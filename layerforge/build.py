@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -117,7 +118,9 @@ def _build_in(staging: Path, options: BuildOptions, lock: Lock, lock_path: Path,
     slim = plan(tree, config)
     apply(tree, slim)
     if config.binaries:
-        binary_report = strip_debug(tree.root, jobs=options.jobs)
+        # --strip-unneeded saves ~9 MB more on the sklearn stack but drops .symtab (nameless native frames).
+        level = "unneeded" if config.profile == "aggressive" else "debug"
+        binary_report = strip_debug(tree.root, jobs=options.jobs, level=level)
         _refresh_sizes(tree, binary_report.stripped)
     for spared in slim.spared:
         events.note(f"kept {spared.path}: `{spared.rule}` would remove it, but {spared.imported_by} imports it")
@@ -130,7 +133,8 @@ def _build_in(staging: Path, options: BuildOptions, lock: Lock, lock_path: Path,
 
     interpreter = find_interpreter(options.target, explicit=options.python)
     events.stage("bytecode")
-    bytecode = compile_tree(tree, config.bytecode, interpreter, jobs=options.jobs)
+    bytecode = compile_tree(tree, config.bytecode, interpreter or _bytecode_compiler(options.target),
+                            jobs=options.jobs)
     if bytecode.skipped_reason and config.bytecode != "none":
         events.warn(f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
                     "/opt will compile from source")
@@ -167,6 +171,14 @@ def _refresh_sizes(tree: LayerTree, stripped: Any) -> None:
         if current is not None:
             size = (tree.root / key).stat().st_size
             tree.files[key] = LayerFile(current.path, size, current.distribution, current.wheel)
+
+
+def _bytecode_compiler(target: Target) -> Interpreter | None:
+    """Bytecode depends on the Python version only: a host-arch interpreter compiles it for an arm64 layer."""
+    host_arch = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+    if host_arch == target.arch:
+        return None
+    return find_interpreter(Target(target.runtime, host_arch))
 
 
 def _verify(options: BuildOptions, tree: LayerTree, slim: SlimReport, interpreter: Interpreter | None) -> VerifyReport:

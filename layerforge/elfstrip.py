@@ -153,11 +153,11 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
         kind = _ELF_TYPES.get(ident.e_type, f"ELF type {ident.e_type}")
         return _Outcome(rel, skipped=f"not a shared object but {kind}; only shared objects are stripped")
     try:
+        if not _has_strippable(_section_names(path), settings.level):
+            return _Outcome(rel)
         before = _Layout.read(path)
     except _ELF_ERRORS as exc:
         return _Outcome(rel, skipped=f"its ELF structure could not be read ({exc})")
-    if not before.has_strippable(settings.level):
-        return _Outcome(rel)
     program = _find_strip(ident.machine, settings.tool)
     if program is None:
         missing = _wanted_tool(ident.machine, settings.tool)
@@ -243,7 +243,7 @@ def _host_machine() -> str:
 
 @dataclass(frozen=True)
 class _Layout:
-    """The parts of a shared object that the dynamic loader reads, plus its section names."""
+    """The parts of a shared object that the dynamic loader reads."""
 
     machine: str
     elf_type: str
@@ -251,8 +251,6 @@ class _Layout:
     misaligned: tuple[int, ...]  # indexes of PT_LOADs whose offset and address disagree modulo p_align
     dynamic: tuple[tuple[object, ...], ...]
     dynamic_symbols: int
-    sections: frozenset[str]
-    size: int
 
     @classmethod
     def read(cls, path: Path) -> _Layout:
@@ -267,14 +265,20 @@ class _Layout:
                 misaligned=misaligned,
                 dynamic=_dynamic(elf),
                 dynamic_symbols=dynsym.num_symbols() if isinstance(dynsym, SymbolTableSection) else -1,
-                sections=frozenset(section.name for section in elf.iter_sections()),
-                size=elf.stream_len,
             )
 
-    def has_strippable(self, level: StripLevel) -> bool:
-        if any(name.startswith(_DEBUG_PREFIXES) for name in self.sections):
-            return True
-        return level == "unneeded" and ".symtab" in self.sections
+
+def _section_names(path: Path) -> frozenset[str]:
+    with path.open("rb") as stream:
+        return frozenset(section.name for section in ELFFile(stream).iter_sections())
+
+
+def _has_strippable(sections: frozenset[str], level: StripLevel) -> bool:
+    # Most wheels carry no DWARF: not running strip on them at all is both the fastest path and the
+    # safest, since strip re-lays out even a file it removes nothing from.
+    if any(name.startswith(_DEBUG_PREFIXES) for name in sections):
+        return True
+    return level == "unneeded" and ".symtab" in sections
 
 
 def _loads(elf: ELFFile) -> tuple[tuple[tuple[object, ...], ...], tuple[int, ...]]:

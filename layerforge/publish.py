@@ -26,7 +26,15 @@ from botocore.exceptions import BotoCoreError
 from . import __version__
 from .aws_errors import Explanation, IdentityLookup, Redactor, explain
 from .errors import InputError, LayerforgeError, PublishError
-from .layers import FunctionUpdate, Grant, LayerVersion, grant_use, matching_version, point_function, publish_version
+from .layers import (
+    FunctionUpdate,
+    Grant,
+    LayerVersion,
+    grant_use,
+    matching_version,
+    point_function,
+    publish_version,
+)
 from .publish_plan import PublishOptions, PublishPlan, make_plan
 from .s3upload import ProgressCallback, UploadOutcome, ensure_object
 
@@ -73,9 +81,13 @@ class RegionResult:
             "layer_version_arn": self.layer_version_arn,
             "version": self.version,
             "published": self.published,
-            "grants": [{"principal": g.principal, "statement_id": g.statement_id, "added": g.added} for g in self.grants],
+            "grants": [
+                {"principal": g.principal, "statement_id": g.statement_id, "added": g.added}
+                for g in self.grants
+            ],
             "functions": [
-                {"function": f.function, "updated": f.updated, "layers": list(f.layers_after)} for f in self.functions
+                {"function": f.function, "updated": f.updated, "layers": list(f.layers_after)}
+                for f in self.functions
             ],
             "step": self.step,
             "error": self.error,
@@ -120,7 +132,7 @@ class PublishResult:
         return PublishError(
             f"publish failed in {len(self.failed)} of {len(self.regions)} regions: {failures}. "
             f"Succeeded in: {done}",
-            hint="; ".join(sorted(hints) + ["run the same command again: finished steps are skipped"]),
+            hint="; ".join([*sorted(hints), "run the same command again: finished steps are skipped"]),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -200,7 +212,9 @@ class AwsClients:
             "sts",
             region_name=plan.regions[0],
             endpoint_url=options.lambda_endpoint_url,
-            config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=5),
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=5
+            ),
         )
         self.identity = IdentityLookup(sts.get_caller_identity)
         self.redact = Redactor(_secrets(session))
@@ -253,16 +267,15 @@ class _Run:
     def upload(self, region: str) -> tuple[str, UploadOutcome | _StepFailed]:
         bucket = self.plan.bucket_for(region)
         assert bucket is not None and self.plan.key is not None
-        key = self.plan.key
         upload = functools.partial(
             ensure_object,
             self.clients.s3[region],
             self.plan.zip_path,
-            bucket,
-            key,
-            self.plan.digest,
-            self.plan.transfer,
-            self.on_progress,
+            bucket=bucket,
+            key=self.plan.key,
+            digest=self.plan.digest,
+            settings=self.plan.transfer,
+            on_progress=self.on_progress,
         )
         try:
             return bucket, self.guarded("upload", upload)
@@ -274,7 +287,9 @@ class _Run:
         try:
             self._region_steps(region, draft)
         except _StepFailed as failure:
-            return draft.finish(step=failure.step, error=failure.explanation.message, hint=failure.explanation.hint)
+            return draft.finish(
+                step=failure.step, error=failure.explanation.message, hint=failure.explanation.hint
+            )
         return draft.finish()
 
     def _content(self, region: str, draft: _Draft) -> dict[str, Any]:
@@ -316,7 +331,9 @@ def _parallel(jobs: int, work: Callable[[str], T], items: Iterable[str]) -> list
     items = list(items)
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items))), thread_name_prefix="layerforge") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(jobs, len(items))), thread_name_prefix="layerforge"
+    ) as pool:
         return list(pool.map(work, items))
 
 
@@ -332,7 +349,13 @@ def publish(
     A failure during the run does not raise: see `PublishResult.ok` and `.failure()`.
     """
     plan = make_plan(options, default_region=_default_region(options))
-    clients = AwsClients(options, plan)
+    try:
+        clients = AwsClients(options, plan)
+    except BotoCoreError as error:
+        # A missing profile or a broken config file: the user's setup, before any request.
+        raise InputError(
+            f"cannot set up the AWS clients: {error}", hint="check --profile and ~/.aws/config"
+        ) from error
     run = _Run(plan, clients, on_progress)
     run.uploads = dict(_parallel(options.jobs, run.upload, _s3_regions(plan)))
     regions = tuple(_parallel(options.jobs, run.region, plan.regions))
@@ -388,7 +411,11 @@ def _earlier_regions(result: PublishResult) -> list[dict[str, Any]]:
     if not same:
         return []
     ran = set(result.plan.regions)
-    return [entry for entry in earlier.get("regions", []) if isinstance(entry, dict) and entry.get("region") not in ran]
+    return [
+        entry
+        for entry in earlier.get("regions", [])
+        if isinstance(entry, dict) and entry.get("region") not in ran
+    ]
 
 
 def write_record(path: Path, payload: dict[str, Any]) -> None:

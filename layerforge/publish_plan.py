@@ -251,7 +251,7 @@ def _check_bucket(options: PublishOptions, regions: tuple[str, ...]) -> list[str
     if not options.bucket:
         raise InputError(
             "publish needs --bucket",
-            hint="pass --bucket NAME (with '{region}' for one bucket per region), or --direct for a small zip",
+            hint="pass --bucket NAME ('{region}' in it: one bucket per region), or --direct for a small zip",
         )
     rest = options.bucket.replace(REGION_PLACEHOLDER, "")
     if "{" in rest or "}" in rest:
@@ -270,7 +270,9 @@ def check_direct(digest: ZipDigest, spec: LayerSpec) -> None:
     request = direct_request_bytes(digest.size, spec)
     reasons = []
     if digest.size > DIRECT_UPLOAD_ZIP_BYTES:
-        reasons.append(f"the zip is {digest.size:,} bytes, over the {DIRECT_UPLOAD_ZIP_BYTES:,}-byte (50 MiB) limit")
+        reasons.append(
+            f"the zip is {digest.size:,} bytes, over the {DIRECT_UPLOAD_ZIP_BYTES:,}-byte (50 MiB) limit"
+        )
     if request > DIRECT_UPLOAD_REQUEST_BYTES:
         reasons.append(
             f"the request would be {request:,} bytes (base64 makes the zip 4/3 as big), "
@@ -301,7 +303,9 @@ def _check_principals(options: PublishOptions) -> tuple[str, ...]:
         try:
             check_principal(principal)
         except ValueError as error:
-            raise InputError(str(error), hint="--public grants everyone; --principal takes an account") from error
+            raise InputError(
+                str(error), hint="--public grants everyone; --principal takes an account"
+            ) from error
     return tuple(dict.fromkeys(principals))
 
 

@@ -28,12 +28,13 @@ def page(data: dict[str, Any], headline: str) -> str:
             f"<header><h1>Lambda size report {status}</h1>"
             f'<p class="sub">{_e(headline)}</p>{_error(data)}</header>',
             _cards(data),
-            _section("Budget", '<div id="lf-budget" class="chart"></div>' + _limits_table(data)),
+            # The picture first: where the bytes go, then how they stand against the limits.
             _section(
                 "Where the bytes go",
                 '<p class="hint">Area is unzipped size. Hover a block for details.</p>'
                 '<div id="lf-treemap" class="chart treemap"></div>' + _dists_table(data["distributions"]),
             ),
+            _section("Budget", '<div id="lf-budget" class="chart"></div>' + _limits_table(data)),
             _comparison(data),
             _top_files(data),
             _removed(data),
@@ -134,9 +135,10 @@ def _table(header: Sequence[tuple[str, str]], rows: Iterable[Sequence[str]], css
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _meter(fraction: float, tone: str = "") -> str:
+def _meter(fraction: float, tone: str = "", dist: str | None = None) -> str:
     width = max(0.0, min(1.0, fraction)) * 100
-    return f'<span class="meter {tone}"><span style="width:{width:.2f}%"></span></span>'
+    tag = f' data-dist="{_e(dist)}"' if dist is not None else ""
+    return f'<span class="meter {tone}"{tag}><span style="width:{width:.2f}%"></span></span>'
 
 
 _LIMIT_NAMES = {
@@ -188,7 +190,7 @@ def _dists_table(dists: Sequence[dict[str, Any]]) -> str:
             _e(human_bytes(d["compressed_bytes"])),
             f"{d['files']:,}",
             _pct(d["share"]),
-            _meter(d["unzipped_bytes"] / top),
+            _meter(d["unzipped_bytes"] / top, dist=d["name"]),
         ]
         for d in dists
     ]
@@ -346,7 +348,7 @@ section { background:var(--panel); border:1px solid var(--line); border-radius:1
 section h2 { font-size:16px; margin:0 0 10px; }
 .hint { color:var(--muted); font-size:12px; margin:-4px 0 8px; }
 .chart { width:100%; }
-.treemap { height:460px; margin-bottom:12px; }
+.treemap { height:440px; margin-bottom:12px; }
 table { width:100%; border-collapse:collapse; font-variant-numeric:tabular-nums; }
 th { font-weight:600; color:var(--muted); font-size:12px; border-bottom:1px solid var(--line);
   padding:6px 8px; }
@@ -413,7 +415,7 @@ _JS = r"""
     return (0.299 * r + 0.587 * g + 0.114 * b) > 160 ? "#1d2430" : "#ffffff";
   }
   function fit(text, width, px) {
-    var max = Math.floor(width / (px * 0.58));
+    var max = Math.floor(width / (px * 0.62));
     if (max < 3) return "";
     return text.length <= max ? text : text.slice(0, max - 1) + "\u2026";
   }
@@ -618,6 +620,10 @@ _JS = r"""
     data.distributions.forEach(function (d) { byName[d.name] = colours[key(d)]; });
     Array.prototype.forEach.call(document.querySelectorAll(".swatch[data-dist]"), function (s) {
       var c = byName[s.getAttribute("data-dist")];
+      if (c) s.style.background = c;
+    });
+    Array.prototype.forEach.call(document.querySelectorAll(".meter[data-dist] > span"), function (s) {
+      var c = byName[s.parentNode.getAttribute("data-dist")];
       if (c) s.style.background = c;
     });
   }

@@ -122,6 +122,7 @@ def _is_composite(head: dict[str, Any], checksum: str) -> bool:
 def upload_file(
     client: Any,
     path: Path,
+    *,
     bucket: str,
     key: str,
     digest: ZipDigest,
@@ -164,6 +165,7 @@ def upload_file(
 def ensure_object(
     client: Any,
     path: Path,
+    *,
     bucket: str,
     key: str,
     digest: ZipDigest,
@@ -176,4 +178,6 @@ def ensure_object(
         return UploadOutcome(
             bucket, key, uploaded=False, uploaded_bytes=0, multipart=False, matched_by=matched_by
         )
-    return upload_file(client, path, bucket, key, digest, settings, on_progress)
+    return upload_file(
+        client, path, bucket=bucket, key=key, digest=digest, settings=settings, on_progress=on_progress
+    )

@@ -48,7 +48,7 @@ class ModuleFailure:
     error: str  # "ModuleNotFoundError: No module named 'pandas._testing'"
     missing_path: str | None  # layer-relative posix path of what was missing, when known ("python/x/")
     removed_by: str | None  # the strip rule that removed it, when known
-    stage: str = "import"  # import | metadata | smoke
+    stage: str = "import"  # import | metadata | smoke | setup
     detail: str = ""  # the end of the traceback
     hint: str = ""  # what else is known, when no strip rule explains it
 
@@ -58,6 +58,7 @@ class ModuleFailure:
             "import": f"import {self.module} failed",
             "metadata": f"importlib.metadata.version({self.module!r}) failed",
             "smoke": "the smoke code failed",
+            "setup": "the check could not start",
         }[self.stage]
         return f"{what}: {self.error}{self._because()}"
 
@@ -185,12 +186,15 @@ def verify_layer(
     interpreter: Interpreter | None,
     removed: Mapping[str, str] | None = None,
     timeout: float = 300,
+    link: bool = False,
 ) -> VerifyReport:
     """Import `modules`, read the version of each of `distributions` and run `smoke` against the layer.
 
     `layer_root` holds `python/` (the layer as unpacked at /opt). `removed` maps layer-relative posix
     paths to the strip rule that removed them, so a failure can name the rule. `timeout` bounds the
-    whole check, both processes together.
+    whole check, both processes together. `link` hard-links the layer's files into the read-only
+    sandbox instead of copying them, which is much faster but makes them read-only in `layer_root` too
+    (see read_only_copy): for a build's own finished tree, never for a user's folder.
     """
     if interpreter is None:
         return not_run(target)
@@ -206,7 +210,7 @@ def verify_layer(
     deadline = time.monotonic() + timeout
     removed = removed or {}
     started = time.perf_counter()
-    with read_only_copy(layer_root) as sandbox:
+    with read_only_copy(layer_root, link=link) as sandbox:
         copy_seconds = time.perf_counter() - started
         roots = _layer_roots(sandbox.layer, target)
         config = {
@@ -258,16 +262,21 @@ class Sandbox:
 
 
 @contextmanager
-def read_only_copy(layer_root: Path) -> Iterator[Sandbox]:
+def read_only_copy(layer_root: Path, *, link: bool = False) -> Iterator[Sandbox]:
     """A copy of the layer with files 0444 (0555 if executable) and folders 0555, removed afterwards.
 
-    A copy rather than hard links: chmod on a hard link changes the original in the build tree. The
-    write bits come back before removal, because deleting an entry needs write access to its folder.
+    `link=False` copies every file: the caller's tree is left exactly as it was. `link=True` hard-links
+    the files into fresh read-only folders instead, 5 to 20 times faster on a 250 MB layer, but the
+    chmod then reaches the caller's files too (a hard link shares its inode): only for a tree the
+    caller owns and has finished writing, such as a build's own layer tree. Files that cannot be linked
+    (another filesystem, protected_hardlinks) are copied. The folders' write bits come back before
+    removal, because deleting an entry needs write access to its folder.
     """
-    top = Path(tempfile.mkdtemp(prefix="layerforge-verify-"))
+    top = _scratch(layer_root, link=link)
     sandbox = Sandbox(layer=top / "opt", task=top / "task", tmp=top / "tmp")
     try:
-        shutil.copytree(layer_root, sandbox.layer, symlinks=True)
+        copy = _link_or_copy if link else shutil.copy2
+        shutil.copytree(layer_root, sandbox.layer, symlinks=True, copy_function=copy)
         sandbox.task.mkdir()
         sandbox.tmp.mkdir()
         _set_modes(sandbox.layer, read_only=True)
@@ -276,6 +285,22 @@ def read_only_copy(layer_root: Path) -> Iterator[Sandbox]:
     finally:
         _set_modes(top, read_only=False)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def _scratch(layer_root: Path, *, link: bool) -> Path:
+    """The sandbox's folder: beside the layer when linking, since hard links cannot cross filesystems."""
+    if link:
+        with suppress(OSError):
+            return Path(tempfile.mkdtemp(prefix=".layerforge-verify-", dir=layer_root.resolve().parent))
+    return Path(tempfile.mkdtemp(prefix="layerforge-verify-"))
+
+
+def _link_or_copy(source: str, destination: str) -> str:
+    try:
+        os.link(source, destination)
+    except OSError:
+        return str(shutil.copy2(source, destination))
+    return destination
 
 
 def _set_modes(top: Path, *, read_only: bool) -> None:
@@ -439,7 +464,7 @@ def _report(
     failures = [_failure(record, record["module"], "import", context) for record in imports.failed]
     result = imports.result or {}
     if imports.result is None:
-        failures.append(_died(imports, modules, "imports"))
+        failures.append(_died(imports, modules))
     _check_isolation(result)
     problems = [
         _failure(record, record["distribution"], "metadata", context)
@@ -471,16 +496,17 @@ def _check_isolation(result: dict[str, Any]) -> None:
         raise VerificationError(f"the verification interpreter was not isolated: {flags}")
 
 
-def _died(run: _Run, modules: list[str], what: str) -> ModuleFailure:
+def _died(run: _Run, modules: list[str]) -> ModuleFailure:
     culprit = run.importing
     done = set(run.imported) | {record["module"] for record in run.failed}
     unchecked = [module for module in modules if module not in done and module != culprit]
     note = f"; not checked: {', '.join(unchecked)}" if unchecked else ""
     return ModuleFailure(
-        module=culprit or f"<{what}>",
+        module=culprit or "<setup>",
         error=_death(run, "the timeout") + note,
         missing_path=None,
         removed_by=None,
+        stage="import" if culprit else "setup",
         detail=run.output[-2000:],
     )
 

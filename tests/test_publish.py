@@ -27,6 +27,7 @@ from tests.support.faultproxy import (
     FaultProxy,
     Rule,
     access_denied,
+    drop,
     running,
     server_error,
     slowdown,
@@ -132,8 +133,9 @@ def words(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_same_zip_twice_uploads_nothing_and_publishes_nothing_new(aws_server: AwsServer, proxy: FaultProxy,
-                                                                  small_zip: Path) -> None:
+def test_same_zip_twice_uploads_nothing_and_publishes_nothing_new(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path
+) -> None:
     make_bucket(aws_server)
     first = publish(proxy, small_zip, "--json")
     assert first.exit_code == 0, first.stderr
@@ -161,8 +163,9 @@ def test_same_zip_twice_uploads_nothing_and_publishes_nothing_new(aws_server: Aw
     assert "version 1 already holds this zip, published nothing new" in human
 
 
-def test_layer_description_license_and_runtimes_come_from_the_manifest(aws_server: AwsServer, proxy: FaultProxy,
-                                                                        small_zip: Path) -> None:
+def test_layer_description_license_and_runtimes_come_from_the_manifest(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path
+) -> None:
     make_bucket(aws_server)
     assert publish(proxy, small_zip).exit_code == 0
     version = aws_server.client("lambda").get_layer_version(LayerName=LAYER, VersionNumber=1)
@@ -178,10 +181,13 @@ def test_layer_description_license_and_runtimes_come_from_the_manifest(aws_serve
     assert head["ChecksumSHA256"]
 
 
-def test_large_layer_publishes_through_s3_in_parts(aws_server: AwsServer, proxy: FaultProxy,
-                                                   big_zip: Path) -> None:
+def test_large_layer_publishes_through_s3_in_parts(
+    aws_server: AwsServer, proxy: FaultProxy, big_zip: Path
+) -> None:
     make_bucket(aws_server)
-    result = publish(proxy, big_zip, "--multipart-threshold", "8MiB", "--multipart-chunksize", "8MiB", "--json")
+    result = publish(
+        proxy, big_zip, "--multipart-threshold", "8MiB", "--multipart-chunksize", "8MiB", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     payload = as_json(result)
     assert payload["uploaded_bytes"] == big_zip.stat().st_size
@@ -210,18 +216,25 @@ def test_direct_refuses_a_zip_over_the_limits_with_the_reason(proxy: FaultProxy,
     assert proxy.log == []  # refused before any request
 
 
-def test_direct_publishes_a_small_zip_in_the_request(aws_server: AwsServer, proxy: FaultProxy,
-                                                     small_zip: Path) -> None:
+def test_direct_publishes_a_small_zip_in_the_request(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path
+) -> None:
     result = publish(proxy, small_zip, "--direct", "--json", bucket=None)
     assert result.exit_code == 0, result.stderr
     payload = as_json(result)
-    assert (payload["direct"], payload["bucket"], payload["key"], payload["uploaded"]) == (True, None, None, False)
+    assert (payload["direct"], payload["bucket"], payload["key"], payload["uploaded"]) == (
+        True,
+        None,
+        None,
+        False,
+    )
     assert payload["regions"][0]["published"] is True
     assert proxy.count("PutObject") == 0 and proxy.count("PublishLayerVersion") == 1
 
 
-def test_slowdown_in_the_middle_of_a_multipart_upload_is_retried(aws_server: AwsServer, proxy: FaultProxy,
-                                                                 big_zip: Path) -> None:
+def test_slowdown_in_the_middle_of_a_multipart_upload_is_retried(
+    aws_server: AwsServer, proxy: FaultProxy, big_zip: Path
+) -> None:
     make_bucket(aws_server)
     proxy.add(Rule(op="UploadPart", fault=slowdown(), nth=2, times=1))
     result = publish(proxy, big_zip, "--multipart-threshold", "8MiB", "--json")
@@ -235,9 +248,9 @@ def test_slowdown_in_the_middle_of_a_multipart_upload_is_retried(aws_server: Aws
     ("op", "fault", "step"),
     [("PutObject", server_error(), "upload"), ("PublishLayerVersion", throttle(429), "publish")],
 )
-def test_a_persistent_error_fails_naming_the_region_and_the_step(aws_server: AwsServer, proxy: FaultProxy,
-                                                                 small_zip: Path, op: str, fault: Fault,
-                                                                 step: str) -> None:
+def test_a_persistent_error_fails_naming_the_region_and_the_step(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path, op: str, fault: Fault, step: str
+) -> None:
     make_bucket(aws_server)
     proxy.add(Rule(op=op, fault=fault, times=None))
     result = publish(proxy, small_zip, "--max-attempts", "3", "--json")
@@ -253,11 +266,44 @@ def test_a_persistent_error_fails_naming_the_region_and_the_step(aws_server: Aws
     assert record["regions"][0]["status"] == "failed"
 
 
+@pytest.mark.parametrize(
+    ("op", "fault"),
+    [("PutObject", drop()), ("PublishLayerVersion", throttle(429)), ("ListLayerVersions", throttle(400))],
+)
+def test_a_transient_fault_is_retried_by_botocore(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path, op: str, fault: Fault
+) -> None:
+    make_bucket(aws_server)
+    proxy.add(Rule(op=op, fault=fault, times=1))
+    result = publish(proxy, small_zip, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert proxy.count(op) == 2
+    assert as_json(result)["regions"][0]["published"] is True
+
+
+def test_a_persistent_slowdown_in_a_multipart_upload_fails_and_aborts_it(
+    aws_server: AwsServer, proxy: FaultProxy, big_zip: Path
+) -> None:
+    make_bucket(aws_server)
+    proxy.add(Rule(op="UploadPart", fault=slowdown(), nth=3, times=None))
+    result = publish(proxy, big_zip, "--multipart-threshold", "8MiB", "--max-attempts", "2", "--json")
+    assert result.exit_code == 1
+    region = as_json(result)["regions"][0]
+    assert (region["region"], region["status"], region["step"]) == ("us-east-1", "failed", "upload")
+    assert "UploadPart failed after 2 attempts: SlowDown" in region["error"]
+    assert region["layer_version_arn"] is None
+    assert "us-east-1 (step upload)" in words(result.stderr)
+    # The transfer manager aborts the upload, so no orphaned parts keep costing storage.
+    assert proxy.count("AbortMultipartUpload") == 1
+    assert proxy.count("PublishLayerVersion") == 0
+
+
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 
 
-def test_three_regions_give_three_arns_in_the_record(aws_server: AwsServer, proxy: FaultProxy,
-                                                     small_zip: Path) -> None:
+def test_three_regions_give_three_arns_in_the_record(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path
+) -> None:
     for region in REGIONS:
         make_bucket(aws_server, f"layers-{region}", region)
     region_args = [arg for region in REGIONS for arg in ("--region", region)]
@@ -274,13 +320,16 @@ def test_three_regions_give_three_arns_in_the_record(aws_server: AwsServer, prox
     assert proxy.count("PutObject") == 3  # one bucket per region
 
 
-def test_one_failed_region_is_named_and_the_others_reported(aws_server: AwsServer, proxy: FaultProxy,
-                                                            small_zip: Path) -> None:
+def test_one_failed_region_is_named_and_the_others_reported(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path
+) -> None:
     for region in REGIONS:
         make_bucket(aws_server, f"layers-{region}", region)
     proxy.add(Rule(op="PublishLayerVersion", region="eu-west-1", fault=server_error(), times=None))
     region_args = [arg for region in REGIONS for arg in ("--region", region)]
-    result = publish(proxy, small_zip, *region_args, "--max-attempts", "2", "--json", bucket="layers-{region}")
+    result = publish(
+        proxy, small_zip, *region_args, "--max-attempts", "2", "--json", bucket="layers-{region}"
+    )
     assert result.exit_code == 1
     status = {entry["region"]: entry for entry in as_json(result)["regions"]}
     assert status["eu-west-1"]["status"] == "failed" and status["eu-west-1"]["layer_version_arn"] is None
@@ -314,8 +363,9 @@ def test_access_denied_names_the_missing_permission_and_the_identity(
     assert permission in words(result.stderr)
 
 
-def test_access_denied_uses_the_identity_that_aws_names(aws_server: AwsServer, proxy: FaultProxy,
-                                                        small_zip: Path) -> None:
+def test_access_denied_uses_the_identity_that_aws_names(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path
+) -> None:
     make_bucket(aws_server)
     message = (
         "User: arn:aws:iam::111122223333:user/ci is not authorized to perform: lambda:PublishLayerVersion "
@@ -336,8 +386,9 @@ def _function_zip() -> bytes:
     return buffer.getvalue()
 
 
-def test_function_keeps_its_other_layers_and_their_order(aws_server: AwsServer, proxy: FaultProxy,
-                                                         small_zip: Path, tmp_path: Path) -> None:
+def test_function_keeps_its_other_layers_and_their_order(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path, tmp_path: Path
+) -> None:
     make_bucket(aws_server)
     lam = aws_server.client("lambda")
     content = {"ZipFile": make_zip(tmp_path / "other.zip", {"python/o.py": b""}).read_bytes()}
@@ -349,8 +400,12 @@ def test_function_keeps_its_other_layers_and_their_order(aws_server: AwsServer, 
     )["Role"]["Arn"]
     for name, layers in (("replaces", [first, old, last]), ("appends", [first, last])):
         lam.create_function(
-            FunctionName=name, Runtime="python3.11", Role=role, Handler="app.handler",
-            Code={"ZipFile": _function_zip()}, Layers=layers,
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": _function_zip()},
+            Layers=layers,
         )
 
     result = publish(proxy, small_zip, "--function", "replaces", "--function", "appends", "--json")
@@ -380,8 +435,13 @@ def test_grants_use_once_per_principal(aws_server: AwsServer, proxy: FaultProxy,
         ("layerforge-public", True),
         ("layerforge-210987654321", True),
     ]
-    policy = json.loads(aws_server.client("lambda").get_layer_version_policy(LayerName=LAYER, VersionNumber=1)["Policy"])
-    assert {statement["Sid"] for statement in policy["Statement"]} == {"layerforge-public", "layerforge-210987654321"}
+    policy = json.loads(
+        aws_server.client("lambda").get_layer_version_policy(LayerName=LAYER, VersionNumber=1)["Policy"]
+    )
+    assert {statement["Sid"] for statement in policy["Statement"]} == {
+        "layerforge-public",
+        "layerforge-210987654321",
+    }
     proxy.clear()
     again = as_json(publish(proxy, small_zip, *args))["regions"][0]["grants"]
     assert [g["added"] for g in again] == [False, False]
@@ -404,8 +464,9 @@ def test_no_secret_in_any_output(aws_server: AwsServer, proxy: FaultProxy, small
             assert "Signature=" not in text or "Signature=<redacted>" in text
 
 
-def test_without_a_manifest_the_layer_name_runtime_and_arch_are_required(proxy: FaultProxy,
-                                                                          tmp_path: Path) -> None:
+def test_without_a_manifest_the_layer_name_runtime_and_arch_are_required(
+    proxy: FaultProxy, tmp_path: Path
+) -> None:
     bare = make_zip(tmp_path / "bare.zip", {"python/x.py": b""})
     result = publish(proxy, bare)
     assert result.exit_code == 2

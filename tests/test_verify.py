@@ -301,6 +301,33 @@ def test_the_copy_is_removed_afterwards(tmp_path: Path, monkeypatch: pytest.Monk
     assert list(scratch.iterdir()) == []
 
 
+def test_hard_linked_sandbox_gives_the_same_answers(tmp_path: Path, interpreter: Interpreter) -> None:
+    writer = "import os\nopen(os.path.join(os.path.dirname(__file__), '__init__.py'), 'w').write('')\n"
+    layer = make_layer(tmp_path / "build" / "layer", {**GOOD, "python/writer/__init__.py": writer})
+    report = verify_layer(
+        layer, TARGET, modules=["good", "writer"], distributions=["good"], interpreter=interpreter, link=True
+    )
+    assert report.imported == ("good",)
+    assert report.failures[0].error.startswith("PermissionError")
+    assert report.metadata_versions == {"good": "1.0"}
+    # The module could not truncate its own file through the shared inode; the sandbox is gone.
+    assert (layer / "python/writer/__init__.py").read_text() == writer
+    assert sorted(path.name for path in (tmp_path / "build").iterdir()) == ["layer"]
+
+
+def test_an_interpreter_that_dies_at_once_is_a_setup_failure(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "python3"
+    make_layer(tmp_path, {"bin/python3": "#!/bin/sh\necho 'fatal: no stdlib' >&2\nexit 1\n"})
+    fake.chmod(0o755)
+    broken = Interpreter(fake, TARGET.python_version, TARGET.machine, "cpython", "--python")
+    report = check(make_layer(tmp_path / "layer", GOOD), broken)
+    (failure,) = report.failures
+    assert failure.stage == "setup"
+    assert failure.message == (
+        "the check could not start: the interpreter exited with status 1: fatal: no stdlib; not checked: good"
+    )
+
+
 @pytest.mark.parametrize("dotted", ["3.9", "3.12", "3.13"])
 def test_other_runtimes_verify_with_their_own_interpreter(tmp_path: Path, dotted: str) -> None:
     """The bootstrap runs on every runtime's Python, 3.9 included."""

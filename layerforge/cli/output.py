@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,8 +76,25 @@ def fail(output: Output, error: LayerforgeError) -> None:
 
 @contextmanager
 def reporting(output: Output) -> Iterator[None]:
-    """Turn a layerforge error raised inside a command into its message and exit code."""
+    """Turn errors raised inside a command into a message and an exit code.
+
+    A layerforge error is the user's to fix and gets its own code. Anything else is a bug in layerforge:
+    it is reported as one, with the traceback only when LAYERFORGE_DEBUG is set.
+    """
     try:
         yield
     except LayerforgeError as error:
         fail(output, error)
+    except KeyboardInterrupt:
+        output.error("interrupted; nothing half-written was left in the output folder")
+        raise SystemExit(130) from None
+    except (SystemExit, click.exceptions.Exit, click.ClickException):
+        raise
+    except Exception as error:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get("LAYERFORGE_DEBUG"):
+            output.console.print_exception()
+        internal = LayerforgeError(
+            f"internal error: {type(error).__name__}: {error}",
+            hint="this is a bug in layerforge; rerun with LAYERFORGE_DEBUG=1 for the traceback and report it",
+        )
+        fail(output, internal)

@@ -13,26 +13,24 @@ from rich.progress import Progress, TaskID
 
 from ..publish import PublishOptions, PublishResult, RegionResult, publish
 from ..publish_plan import DEFAULT_PREFIX, RETRY_MODES
-from ..s3upload import DEFAULT_MULTIPART_CHUNKSIZE, DEFAULT_MULTIPART_THRESHOLD, UploadProgress
+from ..s3upload import DEFAULT_MULTIPART_CHUNKSIZE, DEFAULT_MULTIPART_THRESHOLD, MiB, UploadProgress
 from ..target import ARCHES, RUNTIMES
 from . import main
 from .output import Output, json_option, quiet_option, reporting
 
+# KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000.
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
-class ByteSize(click.ParamType):
-    """A byte count: 8388608, 8MiB, 64MB (KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000)."""
 
-    name = "size"
-    _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(value))
-        unit = match.group(2).lower() if match else None
-        if match is None or unit not in self._UNITS:
-            self.fail(f"{value!r} is not a size (examples: 8388608, 8MiB, 64MB)", param, ctx)
-        return int(match.group(1)) * self._UNITS[unit]
+def _byte_size(ctx: click.Context, param: click.Parameter, value: Any) -> int:
+    """A byte count from the command line: 8388608, 8MiB, 64MB."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise click.BadParameter(f"{value!r} is not a size (examples: 8388608, 8MiB, 64MB)", ctx, param)
+    return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
 class _ProgressView:
@@ -57,8 +55,12 @@ class _ProgressView:
 @main.command("publish")
 @click.argument("zip_path", metavar="ZIP", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--bucket", help="S3 bucket for the zip; '{region}' in it is replaced by each region.")
-@click.option("--region", "regions", multiple=True, help="Region to publish in (repeat for more; in parallel).")
-@click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Key prefix: PREFIX/LAYER/SHA256.zip.")
+@click.option(
+    "--region", "regions", multiple=True, help="Region to publish in (repeat for more; in parallel)."
+)
+@click.option(
+    "--prefix", default=DEFAULT_PREFIX, show_default=True, help="Key prefix: PREFIX/LAYER/SHA256.zip."
+)
 @click.option(
     "--manifest",
     "manifest_path",
@@ -66,18 +68,28 @@ class _ProgressView:
     help="Build manifest (default: <zip stem>.manifest.json beside the zip).",
 )
 @click.option("--layer-name", help="Layer name (default: from the manifest: RECIPE-RUNTIME-ARCH).")
-@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(list(RUNTIMES)), help="Compatible runtime.")
-@click.option("--arch", "architectures", multiple=True, type=click.Choice(list(ARCHES)), help="Compatible arch.")
-@click.option("--license", "license_info", help="License info (default: the manifest's; 512 characters at most).")
+@click.option(
+    "--runtime", "runtimes", multiple=True, type=click.Choice(list(RUNTIMES)), help="Compatible runtime."
+)
+@click.option(
+    "--arch", "architectures", multiple=True, type=click.Choice(list(ARCHES)), help="Compatible arch."
+)
+@click.option(
+    "--license", "license_info", help="License info (default: the manifest's; 512 characters at most)."
+)
 @click.option("--public", is_flag=True, help="Let every AWS account use the layer version.")
 @click.option(
-    "--principal", "principals", multiple=True, help="Account id, account root ARN or o-org id allowed to use it."
+    "--principal",
+    "principals",
+    multiple=True,
+    help="Account id, account root ARN or o-org id allowed to use it.",
 )
 @click.option(
     "--function",
     "functions",
     multiple=True,
-    help="Point this function at the new version, keeping its other layers (a name: every region; an ARN: its own).",
+    help="Point this function at the new version, keeping its other layers "
+    "(a name: in every region; an ARN: in its own).",
 )
 @click.option("--direct", is_flag=True, help="Send a small zip in the request instead of through S3.")
 @click.option(
@@ -91,13 +103,17 @@ class _ProgressView:
 @click.option("--profile", help="AWS profile to use.")
 @click.option(
     "--multipart-threshold",
-    type=ByteSize(),
-    default=DEFAULT_MULTIPART_THRESHOLD,
+    callback=_byte_size,
+    default=f"{DEFAULT_MULTIPART_THRESHOLD // MiB}MiB",
     show_default=True,
     help="Upload in parts at or above this size.",
 )
 @click.option(
-    "--multipart-chunksize", type=ByteSize(), default=DEFAULT_MULTIPART_CHUNKSIZE, show_default=True, help="Part size."
+    "--multipart-chunksize",
+    callback=_byte_size,
+    default=f"{DEFAULT_MULTIPART_CHUNKSIZE // MiB}MiB",
+    show_default=True,
+    help="Part size.",
 )
 @click.option("--retry-mode", type=click.Choice(RETRY_MODES), default="standard", show_default=True)
 @click.option(
@@ -125,26 +141,33 @@ def publish_command(json_mode: bool, quiet: bool, **values: Any) -> None:
         _finish(output, result)
 
 
+def _say(output: Output, message: str) -> None:
+    # Unwrapped: an ARN or an S3 URI cut at the terminal's width cannot be copied or grepped.
+    if not output.quiet:
+        output.console.print(message, soft_wrap=True)
+
+
 def _report(output: Output, result: PublishResult) -> None:
     plan = result.plan
     for warning in plan.warnings:
         output.warn(escape(warning))
-    output.info(
+    _say(
+        output,
         f"layer {escape(plan.spec.name)}: {escape(plan.zip_path.name)}, "
-        f"{plan.digest.size:,} bytes, sha256 {plan.digest.sha256_hex}"
+        f"{plan.digest.size:,} bytes, sha256 {plan.digest.sha256_hex}",
     )
     for upload in result.uploads:
         if upload.uploaded:
             parts = " in parts" if upload.multipart else ""
-            output.info(f"uploaded {upload.uploaded_bytes:,} bytes{parts} to {escape(upload.uri)}")
+            _say(output, f"uploaded {upload.uploaded_bytes:,} bytes{parts} to {escape(upload.uri)}")
         else:
-            output.info(f"{escape(upload.uri)} is already there with this sha256: uploaded 0 bytes")
+            _say(output, f"{escape(upload.uri)} is already there with this sha256: uploaded 0 bytes")
     if plan.direct:
-        output.info(f"sent the zip in the request ({plan.digest.size:,} bytes), not through S3")
+        _say(output, f"sent the zip in the request ({plan.digest.size:,} bytes), not through S3")
     for region in result.regions:
         _report_region(output, region)
     if result.record_path:
-        output.info(f"record: {escape(str(result.record_path))}")
+        _say(output, f"record: {escape(str(result.record_path))}")
 
 
 def _report_region(output: Output, region: RegionResult) -> None:
@@ -152,16 +175,22 @@ def _report_region(output: Output, region: RegionResult) -> None:
     if region.layer_version_arn:
         arn = escape(region.layer_version_arn)
         if region.published:
-            output.info(f"{name}: published version {region.version}: {arn}")
+            _say(output, f"{name}: published version {region.version}: {arn}")
         else:
-            output.info(f"{name}: version {region.version} already holds this zip, published nothing new: {arn}")
+            _say(
+                output,
+                f"{name}: version {region.version} already holds this zip, published nothing new: {arn}",
+            )
     for grant in region.grants:
         done = "granted" if grant.added else "already granted"
-        output.info(f"{name}: {done} use to {escape(grant.principal)} (statement {escape(grant.statement_id)})")
+        _say(
+            output,
+            f"{name}: {done} use to {escape(grant.principal)} (statement {escape(grant.statement_id)})",
+        )
     for function in region.functions:
         layers = ", ".join(escape(arn) for arn in function.layers_after)
         verb = "now uses" if function.updated else "already uses"
-        output.info(f"{name}: function {escape(function.function)} {verb} layers: {layers}")
+        _say(output, f"{name}: function {escape(function.function)} {verb} layers: {layers}")
     if not region.ok:
         output.error(f"{name}: failed at step {escape(region.step or '?')}: {escape(region.error or '')}")
 

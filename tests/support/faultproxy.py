@@ -15,6 +15,7 @@ out, and `stop()` ends the server thread.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -160,7 +161,9 @@ class _State:
 
     def record(self, request: Request, status: int) -> None:
         with self.lock:
-            self.log.append(Seen(request.op, request.service, request.region, request.method, request.path, status))
+            self.log.append(
+                Seen(request.op, request.service, request.region, request.method, request.path, status)
+            )
 
 
 def operation(method: str, path: str, query: dict[str, list[str]], service: str, body: bytes) -> str:
@@ -241,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = SOCKET_TIMEOUT
     state: _State  # set on the per-proxy subclass
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the log is kept in `state.log` instead."""
 
     def do_GET(self) -> None:
@@ -283,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         total = 0
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
@@ -300,10 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _send_fault(self, request: Request, fault: Fault) -> None:
         message = fault.message
@@ -352,7 +353,9 @@ class FaultProxy:
         handler = type("Handler", (_Handler,), {"state": self._state})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="faultproxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="faultproxy", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -387,7 +390,9 @@ class FaultProxy:
         return sum(
             1
             for seen in self.log
-            if seen.op == op and (status is None or seen.status == status) and (region is None or seen.region == region)
+            if seen.op == op
+            and (status is None or seen.status == status)
+            and (region is None or seen.region == region)
         )
 
 

@@ -56,7 +56,8 @@ def write_zip(path: Path, entries: Mapping[str, Content], *, directories: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         if directories:
-            for folder in sorted({name.rsplit("/", 1)[0] + "/" for name in entries if "/" in name}):
+            parts = (name.split("/")[:-1] for name in entries)
+            for folder in sorted({"/".join(p[: i + 1]) + "/" for p in parts for i in range(len(p))}):
                 archive.writestr(folder, b"")
         for name in sorted(entries):
             _write_entry(archive, name, entries[name])
@@ -82,11 +83,9 @@ def _size(content: Content) -> int:
 
 
 def entry_sizes(path: Path) -> tuple[int, int, int]:
-    """(sum of entries' unzipped sizes, sum of compressed sizes, number of files), straight from zipfile."""
+    """Straight from zipfile: the sum of all entries' unzipped sizes, and the compressed sizes and
+    number of the files (a directory entry holds no bytes, but its empty deflate stream takes 2)."""
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()
-        return (
-            sum(i.file_size for i in infos),
-            sum(i.compress_size for i in infos),
-            sum(1 for i in infos if not i.is_dir()),
-        )
+        files = [i for i in infos if not i.is_dir()]
+        return sum(i.file_size for i in infos), sum(i.compress_size for i in files), len(files)
