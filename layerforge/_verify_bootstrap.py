@@ -38,7 +38,9 @@ _TRACEBACK_LINES = 12
 def _emit(out_fd: int, payload: dict[str, Any]) -> None:
     import json
 
-    os.write(out_fd, (MARKER + json.dumps(payload, default=str) + "\n").encode())
+    data = (MARKER + json.dumps(payload, default=str) + "\n").encode()
+    while data:  # os.write may write less than asked on a pipe
+        data = data[os.write(out_fd, data) :]
 
 
 def _drop_root_file_powers() -> str:
@@ -278,7 +280,11 @@ def main() -> None:
         versions, metadata_failures = _read_versions(config["distributions"])
         result.update(metadata_versions=versions, metadata_failures=metadata_failures)
     result["compiled"] = compiled
-    sys.stdout.flush()
+    from contextlib import suppress
+
+    # The packages' own output first; sys.stdout may be closed or replaced, and the result has its own fd.
+    with suppress(Exception):
+        sys.stdout.flush()
     _emit(out_fd, {"result": result})
 
 

@@ -248,6 +248,13 @@ def _md(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
+def _md_code(text: str) -> str:
+    """Text as a code span in a table cell: literal inside, so only pipes and backticks need care."""
+    body = text.replace("|", "\\|")
+    # A backtick inside needs a double-backtick fence, padded with spaces.
+    return f"`` {body} ``" if "`" in text else f"`{body}`"
+
+
 def _md_table(header: Sequence[str], align: str, rows: Iterable[Sequence[str]]) -> list[str]:
     marks = {"l": "---", "r": "---:", "c": ":---:"}
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
@@ -314,7 +321,7 @@ def _md_top_files(report: SizeReport) -> list[str]:
         return []
     rows = [
         (
-            f"`{_md(item.path)}`",
+            _md_code(item.path),
             _md(item.distribution),
             human_bytes(item.unzipped_bytes),
             human_bytes(item.compressed_bytes),
@@ -332,7 +339,7 @@ def _md_removed(label: str, removed: Removal) -> list[str]:
         "",
     ]
     if removed.by_rule:
-        rows = [(f"`{_md(rule)}`", human_bytes(size)) for rule, size in removed.by_rule]
+        rows = [(_md_code(rule), human_bytes(size)) for rule, size in removed.by_rule]
         lines += _md_table(("rule", "removed"), "lr", rows)
     if removed.by_package:
         rows = [(_md(name), human_bytes(size)) for name, size in removed.by_package]

@@ -18,7 +18,8 @@ import re
 import zipfile
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,13 +29,16 @@ from . import limits, remote_zip
 from .errors import InputError, SizeLimitError
 from .limits import LimitCheck
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # of the report's JSON
+_MANIFEST_SCHEMA_VERSION = 1  # of the build manifests it reads (docs/manifest.md)
 DEFAULT_TOP = 10
 LAYER = "layer"
 FUNCTION = "function"
 
 # The metadata files read to map files to distributions; everything else is measured, never read.
 _METADATA_FILES = ("RECORD", "top_level.txt")
+# A real RECORD is at most a few MB; a bigger one is ignored rather than inflated (a zip bomb).
+_MAX_METADATA_BYTES = 16 * 1024 * 1024
 # A zip entry's fixed overhead: local header (30) and central directory header (46), each plus the name.
 _ZIP_ENTRY_OVERHEAD = 30 + 46
 _ZIP_END_RECORD = 22
@@ -217,7 +221,8 @@ def _zip_tree(
     return _Tree(entries, read, zipped_bytes)
 
 
-def _read_local_zip(path: Path) -> _Tree:
+@contextmanager
+def _read_local_zip(path: Path) -> Iterator[_Tree]:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
@@ -228,7 +233,8 @@ def _read_local_zip(path: Path) -> _Tree:
     def read(names: Sequence[str]) -> dict[str, bytes]:
         return {name: archive.read(name) for name in names}
 
-    return _zip_tree(archive, path.stat().st_size, read)
+    with archive:
+        yield _zip_tree(archive, path.stat().st_size, read)
 
 
 def _read_folder(path: Path) -> _Tree:
@@ -400,9 +406,9 @@ class _Attribution:
 
 def _attribute(tree: _Tree) -> list[tuple[_Entry, _Owner]]:
     dists = _find_dists(tree.entries)
-    present = {entry.path for entry in tree.entries}
+    readable = {entry.path for entry in tree.entries if entry.size <= _MAX_METADATA_BYTES}
     wanted = [
-        dist.folder + name for dist in dists for name in _METADATA_FILES if dist.folder + name in present
+        dist.folder + name for dist in dists for name in _METADATA_FILES if dist.folder + name in readable
     ]
     metadata = tree.read(wanted) if wanted else {}
     attribution = _Attribution(tree.entries, dists, metadata)
@@ -421,7 +427,8 @@ def measure_path(path: Path, *, top: int = DEFAULT_TOP) -> SourceReport:
         raise InputError(f"{path} does not exist", hint="pass a zip, a folder or a *.manifest.json")
     if path.name.endswith(".manifest.json"):
         return _measure_manifest(path, top=top)
-    return _measure_tree(_read_local_zip(path), path.name, "zip", str(path), top=top)
+    with _read_local_zip(path) as tree:
+        return _measure_tree(tree, path.name, "zip", str(path), top=top)
 
 
 def measure_layer_arn(
@@ -437,10 +444,8 @@ def measure_layer_arn(
         return remote_zip.read_members(archive, handle, names)
 
     tree = _zip_tree(archive, handle.size, read)
-    parsed = remote_zip.LayerArn.parse(arn)
-    report = _measure_tree(
-        tree, f"{parsed.name}:{parsed.version}", "layer_arn", layer.arn, top=top, kind=LAYER
-    )
+    label = layer.arn.split(":layer:", 1)[1]  # "name:version", as the Lambda console shows it
+    report = _measure_tree(tree, label, "layer_arn", layer.arn, top=top, kind=LAYER)
     # The fetch counters are read after the metadata reads, so that they tell the whole cost.
     return replace(report, fetched_bytes=handle.bytes_fetched, fetch_requests=handle.requests)
 
@@ -454,9 +459,8 @@ def _measure_manifest(path: Path, *, top: int) -> SourceReport:
             hint="build again, or pass the zip itself",
         )
     kind = FUNCTION if manifest.get("kind") == FUNCTION else LAYER
-    report = _measure_tree(
-        _read_local_zip(zip_path), zip_path.name, "manifest", str(path), top=top, kind=kind
-    )
+    with _read_local_zip(zip_path) as tree:
+        report = _measure_tree(tree, zip_path.name, "manifest", str(path), top=top, kind=kind)
     return replace(report, removed=_removal(manifest), budget_bytes=_manifest_budget(manifest))
 
 
@@ -467,7 +471,7 @@ def _load_manifest(path: Path) -> dict[str, object]:
         raise InputError(f"{path} is not a readable build manifest: {error}") from error
     if not isinstance(manifest, dict) or "zip" not in manifest:
         raise InputError(f"{path} is not a build manifest: it names no zip", hint="see docs/manifest.md")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
+    if manifest.get("schema_version") != _MANIFEST_SCHEMA_VERSION:
         raise InputError(
             f"{path} has manifest schema_version {manifest.get('schema_version')!r}; this layerforge reads 1",
             hint="build it again with this layerforge",
@@ -486,7 +490,7 @@ def _removal(manifest: Mapping[str, object]) -> Removal | None:
         return tuple(sorted(items, key=lambda item: (-item[1], item[0])))
 
     by_rule = pairs("by_rule")
-    total = manifest.get("removed_bytes")
+    total = manifest.get("removed_bytes", removed.get("bytes"))
     size = int(total) if isinstance(total, int) else sum(size for _, size in by_rule)
     return Removal(size, int(removed.get("files") or 0), by_rule, pairs("by_package"))
 

@@ -219,9 +219,10 @@ def verify_layer(
             "distributions": list(distributions),
         }
         imports = _run(interpreter, sandbox, dict(config, mode="imports"), deadline)
-        smoke_run = (
-            _run(interpreter, sandbox, dict(config, mode="smoke", smoke=smoke), deadline) if smoke else None
-        )
+        # After a timeout no time is left for the smoke code, and the import failure already fails the check.
+        smoke_run = None
+        if smoke and not imports.timed_out:
+            smoke_run = _run(interpreter, sandbox, dict(config, mode="smoke", smoke=smoke), deadline)
         context = _Context(sandbox.layer, roots, removed)
         return _report(
             interpreter,
@@ -408,7 +409,10 @@ def _parse(stdout: str) -> _Run:
             noise.append(head)
         if not marker:
             continue
-        message = json.loads(body)
+        try:
+            message = json.loads(body)
+        except ValueError:  # a line cut short by a kill: what came before it still counts
+            continue
         if "importing" in message:
             run.importing = message["importing"]
         elif "imported" in message:

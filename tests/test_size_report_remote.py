@@ -67,7 +67,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         request_body = self.rfile.read(length) if length else None
         upstream = urlsplit(self.server.upstream)
-        connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+        connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port, timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
         connection.request(self.command, self.path, body=request_body, headers=headers)
         response = connection.getresponse()

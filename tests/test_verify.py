@@ -226,7 +226,7 @@ def test_packages_under_lib_site_packages_are_found_too(tmp_path: Path, interpre
 
 
 def test_noise_on_stdout_does_not_break_the_results(tmp_path: Path, interpreter: Interpreter) -> None:
-    noisy = "import sys\nprint('no newline', end='')\nsys.stdout = open('/dev/null', 'w')\n"
+    noisy = "import sys\nprint('no newline', end='')\nsys.stdout.close()\n"
     layer = make_layer(tmp_path, {**GOOD, "python/noisy/__init__.py": noisy})
     assert check(layer, interpreter, ["noisy", "good"]).imported == ("noisy", "good")
 

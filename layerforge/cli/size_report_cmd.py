@@ -19,7 +19,7 @@ from .output import Output, json_option, quiet_option, reporting
 
 
 @main.command("size-report")
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, metavar="[PATH]...", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--layer-arn",
     "layer_arns",

@@ -1,0 +1,118 @@
+"""Hostile wheels: each is refused with an error naming the wheel and the entry, and nothing escapes.
+
+Every test unpacks into `<tmp>/stage/layer` and then checks the whole of `<tmp>` for anything written
+outside the staging folder (the checks walk the real file system).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from layerforge.errors import UnsafeArchiveError
+from layerforge.unpack import unpack_all
+from tests.support.wheelfactory import RawEntry, build_wheel, symlink
+
+
+def files_outside(tmp: Path, stage: Path) -> list[Path]:
+    return [p for p in tmp.rglob("*") if not p.is_relative_to(stage) and p.is_file() and p.suffix != ".whl"]
+
+
+def refuse(tmp: Path, wheel: Path, *needles: str) -> str:
+    stage = tmp / "stage"
+    with pytest.raises(UnsafeArchiveError) as raised:
+        unpack_all([wheel], stage / "layer")
+    message = str(raised.value)
+    assert wheel.name in message
+    for needle in needles:
+        assert needle in message
+    assert files_outside(tmp, stage) == []
+    assert not (tmp / "evil.py").exists() and not Path("/tmp/layerforge-evil.py").exists()
+    return message
+
+
+HOSTILE_ENTRIES: dict[str, Callable[[], RawEntry]] = {
+    "dot-dot": lambda: RawEntry("../../evil.py", "print('escaped')\n", in_record=True),
+    "nested-dot-dot": lambda: RawEntry("pkg/../../../evil.py", "x = 1\n", in_record=True),
+    "absolute": lambda: RawEntry("/tmp/layerforge-evil.py", "x = 1\n", in_record=True),
+    "drive-letter": lambda: RawEntry("C:/evil.py", "x = 1\n", in_record=True),
+    "backslash": lambda: RawEntry("..\\evil.py", "x = 1\n", in_record=True),
+    "symlink": lambda: symlink("pkg/link", "/etc/passwd", in_record=True),
+    "device-file": lambda: RawEntry("pkg/fifo", "", mode=0o010644, in_record=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_ENTRIES))
+def test_entries_that_escape_or_are_not_plain_files_are_refused(case: str, tmp_path: Path) -> None:
+    entry = HOSTILE_ENTRIES[case]()
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", raw_entries=[entry])
+    refuse(tmp_path, wheel, repr(entry.name))
+
+
+def test_a_link_cannot_be_used_to_write_through(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0",
+                        raw_entries=[symlink("pkg/out", str(tmp_path)), RawEntry("pkg/out/evil.py", "x=1\n")])
+    refuse(tmp_path, wheel, "symbolic link")
+
+
+def test_duplicate_names_are_refused(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0",
+                        raw_entries=[RawEntry("pkg/__init__.py", "print('second copy')\n")])
+    refuse(tmp_path, wheel, "appears twice")
+
+
+def test_a_record_that_lies_is_refused(tmp_path: Path) -> None:
+    def lie(record: str) -> str:
+        return record.replace("pkg/__init__.py,sha256=", "pkg/__init__.py,sha256=AAAA", 1)
+
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", record=lie)
+    refuse(tmp_path, wheel, "does not match its RECORD hash", "pkg/__init__.py")
+
+
+def test_a_file_missing_from_record_is_refused(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", raw_entries=[RawEntry("pkg/smuggled.py", "x = 1\n")])
+    refuse(tmp_path, wheel, "not listed in RECORD", "pkg/smuggled.py")
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0")
+    with zipfile.ZipFile(wheel, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("pkg/bomb.bin", b"\0" * (64 * 1024 * 1024))
+    refuse(tmp_path, wheel, "zip bomb", "pkg/bomb.bin")
+    assert not (tmp_path / "stage" / "layer" / "python" / "pkg" / "__init__.py").exists()
+
+
+def test_an_entry_longer_than_it_declares_is_refused(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", files={"pkg/__init__.py": "x = 1\n" * 100})
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as archive:
+        info = archive.getinfo("pkg/__init__.py")
+    # Shrink the declared size in both headers; the stored data stays as long as it was.
+    true_size = info.file_size.to_bytes(4, "little")
+    lie = (10).to_bytes(4, "little")
+    assert data.count(true_size) >= 2
+    wheel.write_bytes(bytes(data).replace(true_size, lie))
+    stage = tmp_path / "stage"
+    with pytest.raises(UnsafeArchiveError) as raised:
+        unpack_all([wheel], stage / "layer")
+    assert wheel.name in str(raised.value)
+    assert files_outside(tmp_path, stage) == []
+
+
+def test_not_a_zip_is_refused(tmp_path: Path) -> None:
+    wheel = tmp_path / "wheels" / "pkg-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    wheel.write_bytes(b"<html>404</html>")
+    refuse(tmp_path, wheel, "not a readable zip")
+
+
+def test_a_clean_wheel_unpacks_with_provenance(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", files={"pkg/__init__.py": "x = 1\n", "pkg/bin.sh": "#!"})
+    tree = unpack_all([wheel], tmp_path / "stage" / "layer")
+    assert tree.files["python/pkg/__init__.py"].wheel == wheel.name
+    assert tree.files["python/pkg/__init__.py"].distribution == "pkg"
+    assert (tmp_path / "stage" / "layer" / "python" / "pkg-1.0.dist-info" / "METADATA").is_file()
+    assert files_outside(tmp_path, tmp_path / "stage") == []
