@@ -90,4 +90,3 @@ def write_zip(
 def zip_unzipped_bytes(path: Path) -> int:
     with zipfile.ZipFile(path) as archive:
         return sum(info.file_size for info in archive.infolist())
-

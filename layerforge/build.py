@@ -1,4 +1,4 @@
-"""The build pipeline: recipe -> lock -> wheels -> layer tree -> slim -> audit -> bytecode -> verify -> size -> zip.
+"""The build pipeline: recipe, lock, wheels, layer tree, slim, audit, bytecode, verify, size, zip.
 
 Each stage lives in its own module; this one only runs them in order, in a staging folder inside the
 output folder, and cleans up whatever happens. Nothing lands in the output folder but the finished zip,
@@ -12,7 +12,9 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from .audit import AuditReport, audit_tree
 from .bytecode import BytecodeReport, compile_tree
 from .cache import WheelCache
 from .download import fetch_all
-from .elfstrip import strip_debug
+from .elfstrip import StripLevel, strip_debug
 from .errors import LockError, SizeLimitError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
@@ -33,7 +35,7 @@ from .recipe import Recipe
 from .slim import SlimReport, apply, plan
 from .target import Target
 from .toplevel import top_level_modules
-from .unpack import LayerTree, unpack_all
+from .unpack import LayerFile, LayerTree, unpack_all
 from .verify import VerifyReport, not_run, verify_layer
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -92,8 +94,13 @@ def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
         events.note(f"building exactly the lock {options.lock_path} ({len(lock.packages)} packages)")
     else:
         events.stage("resolve")
-        lock = resolve(options.recipe.name, options.recipe.requirements, options.target,
-                       index_url=options.index_url, exclude=options.recipe.exclude)
+        lock = resolve(
+            options.recipe.name,
+            options.recipe.requirements,
+            options.target,
+            index_url=options.index_url,
+            exclude=options.recipe.exclude,
+        )
         for note in lock.notes:
             events.note(note.reason)
     if options.lock_path is None or options.lock_path.resolve() != destination.resolve():
@@ -101,10 +108,16 @@ def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
     return lock, destination
 
 
-def _build_in(staging: Path, options: BuildOptions, lock: Lock, lock_path: Path, events: BuildEvents) -> BuildResult:
+def _build_in(
+    staging: Path, options: BuildOptions, lock: Lock, lock_path: Path, events: BuildEvents
+) -> BuildResult:
     events.stage("download")
-    fetched = fetch_all(lock.packages, WheelCache(options.cache_dir), jobs=8,
-                        progress=lambda _name, amount, _total: events.advance(amount))
+    fetched = fetch_all(
+        lock.packages,
+        WheelCache(options.cache_dir),
+        jobs=8,
+        progress=lambda _name, amount, _total: events.advance(amount),
+    )
     events.stage("unpack", total=len(fetched))
     tree = unpack_all([f.path for f in fetched], staging / "layer", jobs=options.jobs)
     for conflict in tree.conflicts:
@@ -119,11 +132,13 @@ def _build_in(staging: Path, options: BuildOptions, lock: Lock, lock_path: Path,
     apply(tree, slim)
     if config.binaries:
         # --strip-unneeded saves ~9 MB more on the sklearn stack but drops .symtab (nameless native frames).
-        level = "unneeded" if config.profile == "aggressive" else "debug"
+        level: StripLevel = "unneeded" if config.profile == "aggressive" else "debug"
         binary_report = strip_debug(tree.root, jobs=options.jobs, level=level)
         _refresh_sizes(tree, binary_report.stripped)
     for spared in slim.spared:
-        events.note(f"kept {spared.path}: `{spared.rule}` would remove it, but {spared.imported_by} imports it")
+        events.note(
+            f"kept {spared.path}: `{spared.rule}` would remove it, but {spared.imported_by} imports it"
+        )
 
     events.stage("audit")
     audit = audit_tree(tree.root, options.target, tree.origins())
@@ -133,11 +148,14 @@ def _build_in(staging: Path, options: BuildOptions, lock: Lock, lock_path: Path,
 
     interpreter = find_interpreter(options.target, explicit=options.python)
     events.stage("bytecode")
-    bytecode = compile_tree(tree, config.bytecode, interpreter or _bytecode_compiler(options.target),
-                            jobs=options.jobs)
+    bytecode = compile_tree(
+        tree, config.bytecode, interpreter or _bytecode_compiler(options.target), jobs=options.jobs
+    )
     if bytecode.skipped_reason and config.bytecode != "none":
-        events.warn(f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
-                    "/opt will compile from source")
+        events.warn(
+            f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
+            "/opt will compile from source"
+        )
 
     events.stage("verify")
     verify = _verify(options, tree, slim, interpreter)
@@ -154,17 +172,19 @@ def _build_in(staging: Path, options: BuildOptions, lock: Lock, lock_path: Path,
     checks = _limit_checks(options, result.unzipped_bytes, result.zipped_bytes)
     for check in checks:
         if check.exceeded and not check.hard:
-            events.warn(f"{result.zipped_bytes:,} bytes zipped is over the {check.limit:,}-byte direct-upload limit: "
-                        "publish it through S3 (`layerforge publish` does)")
-    manifest = _manifest(options, lock, lock_path, tree, unpacked_bytes, slim, bytecode, audit, verify, result, checks)
+            events.warn(
+                f"{result.zipped_bytes:,} bytes zipped is over the {check.limit:,}-byte direct-upload limit: "
+                "publish it through S3 (`layerforge publish` does)"
+            )
+    manifest = _manifest(
+        options, lock, lock_path, tree, unpacked_bytes, slim, bytecode, audit, verify, result, checks
+    )
     manifest_path = options.out_dir / f"{options.stem}.manifest.json"
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)
 
 
-def _refresh_sizes(tree: LayerTree, stripped: Any) -> None:
-    from .unpack import LayerFile
-
+def _refresh_sizes(tree: LayerTree, stripped: Iterable[str]) -> None:
     for path in stripped:
         key = path if path in tree.files else f"python/{path}"
         current = tree.files.get(key)
@@ -181,14 +201,23 @@ def _bytecode_compiler(target: Target) -> Interpreter | None:
     return find_interpreter(Target(target.runtime, host_arch))
 
 
-def _verify(options: BuildOptions, tree: LayerTree, slim: SlimReport, interpreter: Interpreter | None) -> VerifyReport:
+def _verify(
+    options: BuildOptions, tree: LayerTree, slim: SlimReport, interpreter: Interpreter | None
+) -> VerifyReport:
     if not options.verify:
         return not_run(options.target, "verification was turned off (--no-verify)")
     recipe = options.recipe.verify
     modules = top_level_modules(tree)
     wanted = [m for m in dict.fromkeys([*modules, *recipe.imports]) if m not in set(recipe.skip)]
-    return verify_layer(tree.root, options.target, modules=wanted, distributions=tree.distributions(),
-                        smoke=recipe.smoke, interpreter=interpreter, removed=slim.rule_for_path())
+    return verify_layer(
+        tree.root,
+        options.target,
+        modules=wanted,
+        distributions=tree.distributions(),
+        smoke=recipe.smoke,
+        interpreter=interpreter,
+        removed=slim.rule_for_path(),
+    )
 
 
 def _limit_checks(options: BuildOptions, unzipped: int, zipped: int | None) -> list[LimitCheck]:
@@ -213,13 +242,21 @@ def _enforce(checks: list[LimitCheck], tree: LayerTree) -> None:
         f"the layer is {check.actual:,} bytes unzipped, over {check.description}: {check.limit:,} bytes "
         f"(by {-check.headroom:,}); biggest: " + ", ".join(f"{name} {size:,}" for name, size in biggest),
         hint="slim harder (strip profile 'aggressive', recipe remove rules), split into two layers, "
-             "or move to a container image",
+        "or move to a container image",
     )
 
 
 def _manifest(
-    options: BuildOptions, lock: Lock, lock_path: Path, tree: LayerTree, unpacked: dict[str, int],
-    slim: SlimReport, bytecode: BytecodeReport, audit: AuditReport, verify: VerifyReport, result: ZipResult,
+    options: BuildOptions,
+    lock: Lock,
+    lock_path: Path,
+    tree: LayerTree,
+    unpacked: dict[str, int],
+    slim: SlimReport,
+    bytecode: BytecodeReport,
+    audit: AuditReport,
+    verify: VerifyReport,
+    result: ZipResult,
     checks: list[LimitCheck],
 ) -> dict[str, Any]:
     sizes: dict[str, list[int]] = {}
@@ -230,10 +267,17 @@ def _manifest(
     removed_by_package = slim.by_package()
     licenses = _licenses(tree)
     packages = [
-        {"name": p.name, "version": p.version, "wheel": p.wheel, "sha256": p.sha256,
-         "unzipped_bytes": sizes.get(p.name, [0, 0])[0], "files": sizes.get(p.name, [0, 0])[1],
-         "wheel_unpacked_bytes": unpacked.get(p.name, 0),
-         "removed_bytes": removed_by_package.get(p.name, 0), "license": licenses.get(p.name)}
+        {
+            "name": p.name,
+            "version": p.version,
+            "wheel": p.wheel,
+            "sha256": p.sha256,
+            "unzipped_bytes": sizes.get(p.name, [0, 0])[0],
+            "files": sizes.get(p.name, [0, 0])[1],
+            "wheel_unpacked_bytes": unpacked.get(p.name, 0),
+            "removed_bytes": removed_by_package.get(p.name, 0),
+            "license": licenses.get(p.name),
+        }
         for p in lock.packages
     ]
     return {
@@ -259,12 +303,20 @@ def _manifest(
         "removed_bytes": slim.removed_bytes,
         "removed": slim.as_dict(),
         "duplicates": [list(group) for group in slim.duplicates],
-        "bytecode": {"mode": bytecode.mode, "compiled": bytecode.compiled, "added_bytes": bytecode.added_bytes,
-                     "interpreter": bytecode.interpreter, "failed": list(bytecode.failed),
-                     "skipped_reason": bytecode.skipped_reason},
-        "audit": {"shared_objects": audit.shared_objects, "machines": dict(audit.machines),
-                  "max_glibc": ".".join(map(str, audit.max_glibc)) if audit.max_glibc else None,
-                  "findings": [f.as_dict() for f in audit.findings]},
+        "bytecode": {
+            "mode": bytecode.mode,
+            "compiled": bytecode.compiled,
+            "added_bytes": bytecode.added_bytes,
+            "interpreter": bytecode.interpreter,
+            "failed": list(bytecode.failed),
+            "skipped_reason": bytecode.skipped_reason,
+        },
+        "audit": {
+            "shared_objects": audit.shared_objects,
+            "machines": dict(audit.machines),
+            "max_glibc": ".".join(map(str, audit.max_glibc)) if audit.max_glibc else None,
+            "findings": [f.as_dict() for f in audit.findings],
+        },
         "verified": verify.verified,
         "verification": verify.as_dict(),
         "resolution_notes": [n.as_dict() for n in lock.notes],
@@ -274,8 +326,6 @@ def _manifest(
 
 def _licenses(tree: LayerTree) -> dict[str, str]:
     """Each distribution's license expression (or License field) from its METADATA."""
-    from email.parser import HeaderParser
-
     found: dict[str, str] = {}
     for path, layer_file in tree.files.items():
         if not path.endswith(".dist-info/METADATA"):
@@ -284,8 +334,11 @@ def _licenses(tree: LayerTree) -> dict[str, str]:
         value = headers.get("License-Expression") or headers.get("License") or ""
         value = value.strip().splitlines()[0] if value.strip() else ""
         if not value or len(value) > 60:
-            classifiers = [c.rsplit("::", 1)[-1].strip() for c in headers.get_all("Classifier") or []
-                           if c.startswith("License ::")]
+            classifiers = [
+                c.rsplit("::", 1)[-1].strip()
+                for c in headers.get_all("Classifier") or []
+                if c.startswith("License ::")
+            ]
             value = classifiers[0] if classifiers else (value[:60] if value else "")
         if value:
             found[layer_file.distribution] = value

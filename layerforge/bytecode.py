@@ -81,7 +81,7 @@ def _register_new_pycs(tree: LayerTree, before: set[Path]) -> list[LayerFile]:
 
 
 def _source_for(pyc: str) -> str:
-    """python/pkg/__pycache__/mod.cpython-311.pyc -> python/pkg/mod.py; python/pkg/mod.pyc -> python/pkg/mod.py."""
+    """`pkg/__pycache__/mod.cpython-311.pyc` and `pkg/mod.pyc` both come from `pkg/mod.py`."""
     parent, _, name = pyc.rpartition("/")
     if parent.endswith("__pycache__"):
         return parent.removesuffix("__pycache__") + name.split(".", 1)[0] + ".py"
@@ -95,4 +95,3 @@ def _drop_sources(tree: LayerTree) -> int:
         del tree.files[path]
         dropped += 1
     return dropped
-

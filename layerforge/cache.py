@@ -52,7 +52,7 @@ class WheelCache:
         return FileLock(str(directory / ".lock"), timeout=600)
 
     def lookup(self, sha256: str, filename: str) -> Path | None:
-        """A cached wheel whose content still has the hash it is stored under, else None (and it is removed)."""
+        """A cached wheel whose content still has the hash it is stored under; a damaged one is removed."""
         path = self.path_for(sha256, filename)
         if not path.is_file():
             return None

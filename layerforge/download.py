@@ -102,8 +102,8 @@ def _download(package: LockedPackage, destination: Path, progress: ProgressCallb
     try:
         with (
             os.fdopen(handle, "wb") as sink,
-            urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response,
-        ):  # noqa: S310
+            urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response,  # noqa: S310 - scheme checked
+        ):
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             while chunk := response.read(_CHUNK):

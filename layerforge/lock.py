@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from . import __version__
@@ -195,7 +195,7 @@ def _package_from_dict(item: object, index: int, fail: Any) -> LockedPackage:
 
 
 def pip_environment() -> dict[str, str]:
-    """The host's environment without pip's own settings, so the host's index, mirror and constraints stay out."""
+    """The environment without pip's own settings: the host's index, mirror and constraints stay out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
@@ -256,7 +256,7 @@ def resolve(
         if completed.returncode != 0:
             raise _resolution_failure(completed.stderr, requirements, target, index_url)
         report = json.loads(report_path.read_text(encoding="utf-8"))
-    requested = {canonicalize_name(Requirement(r).name) for r in requirements}
+    requested: set[str] = {canonicalize_name(Requirement(r).name) for r in requirements}
     excluded = {canonicalize_name(n) for n in exclude}
     packages = tuple(
         package
@@ -311,11 +311,15 @@ def _resolution_failure(
     return ResolutionError(
         f"no release of {name} has a wheel for {describe_target(target)}: {_existing_wheels(wheels)}",
         hint=(
-            f"pin a release that has a wheel for {target.abi} manylinux (glibc <= {target.glibc[0]}.{target.glibc[1]})"
+            f"pin a release that has a wheel for {target.abi} manylinux (glibc <= {_glibc(target)})"
             f", choose a runtime whose glibc its wheels need (e.g. --runtime python3.12), or build it in the "
             f"Lambda image"
         ),
     )
+
+
+def _glibc(target: Target) -> str:
+    return f"{target.glibc[0]}.{target.glibc[1]}"
 
 
 def describe_target(target: Target) -> str:

@@ -139,9 +139,7 @@ class SlimReport:
             "bytes": self.removed_bytes,
             "by_rule": self.by_rule(),
             "by_package": self.by_package(),
-            "spared": [
-                {"path": s.path, "rule": s.rule, "imported_by": s.imported_by} for s in self.spared
-            ],
+            "spared": [{"path": s.path, "rule": s.rule, "imported_by": s.imported_by} for s in self.spared],
         }
 
 
@@ -239,14 +237,19 @@ def _import_prefilter(words: set[str]) -> re.Pattern[bytes]:
     alternatives = b"|".join(re.escape(w.encode()) for w in sorted(words)) or b"(?!)"
     name = rb"\b(?:" + alternatives + rb")\b"
     return re.compile(
-        rb"^[ \t]*(?:from[ \t]+[\w.]*" + name + rb"|import[ \t]+[^#\n]*" + name
-        + rb"|from[ \t]+[\w.]+[ \t]+import[ \t]+(?:\([^)]*|[^#\n]*)" + name + rb")",
+        rb"^[ \t]*(?:from[ \t]+[\w.]*"
+        + name
+        + rb"|import[ \t]+[^#\n]*"
+        + name
+        + rb"|from[ \t]+[\w.]+[ \t]+import[ \t]+(?:\([^)]*|[^#\n]*)"
+        + name
+        + rb")",
         re.MULTILINE,
     )
 
 
 def _guard_words(rules: Iterable[StripRule]) -> set[str]:
-    """`**/tests` -> tests, `**/conftest.py` -> conftest: the names an import of a guarded file must mention."""
+    """`**/tests` -> tests, `**/conftest.py` -> conftest: names an import of a guarded file mentions."""
     words = set()
     for rule in rules:
         if rule.guarded:

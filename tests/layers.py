@@ -26,7 +26,8 @@ def native_object(tmp: Path, machine: str = "x86_64") -> bytes:
 def publish_demo_stack(index: LocalIndex, tmp: Path) -> None:
     """demo 1.0 (pure) needs fastlib; fastlib 1.0 fits glibc 2.26, fastlib 2.0 only manylinux_2_28."""
     index.add_wheel(
-        "demo", "1.0",
+        "demo",
+        "1.0",
         files={
             "demo/__init__.py": DEMO_INIT,
             "demo/core.py": "answer = 42\n",
@@ -41,15 +42,23 @@ def publish_demo_stack(index: LocalIndex, tmp: Path) -> None:
     )
     so_x86 = native_object(tmp)
     so_arm = native_object(tmp, "aarch64")
-    for version, tag in (("1.0", "cp311-cp311-manylinux2014_x86_64"), ("2.0", "cp311-cp311-manylinux_2_28_x86_64"),
-                         ("2.0", "cp312-cp312-manylinux_2_28_x86_64"), ("1.0", "cp311-cp311-manylinux2014_aarch64"),
-                         ("2.0", "cp311-cp311-manylinux_2_28_aarch64")):
+    for version, tag in (
+        ("1.0", "cp311-cp311-manylinux2014_x86_64"),
+        ("2.0", "cp311-cp311-manylinux_2_28_x86_64"),
+        ("2.0", "cp312-cp312-manylinux_2_28_x86_64"),
+        ("1.0", "cp311-cp311-manylinux2014_aarch64"),
+        ("2.0", "cp311-cp311-manylinux_2_28_aarch64"),
+    ):
         python = tag.split("-", 1)[0]
         machine = "aarch64" if "aarch64" in tag else "x86_64"
         index.add_wheel(
-            "fastlib", version, tag,
+            "fastlib",
+            version,
+            tag,
             files={
                 "fastlib/__init__.py": f'__version__ = "{version}"\n',
-                f"fastlib/_native.cpython-{python[2:]}-{machine}-linux-gnu.so": so_arm if machine == "aarch64" else so_x86,
+                f"fastlib/_native.cpython-{python[2:]}-{machine}-linux-gnu.so": so_arm
+                if machine == "aarch64"
+                else so_x86,
             },
         )

@@ -38,10 +38,16 @@ def test_entries_are_sorted_with_fixed_dates_normal_modes_and_no_links(tmp_path:
     with zipfile.ZipFile(result.path) as archive:
         infos = archive.infolist()
     names = [i.filename for i in infos]
-    assert names == sorted(names) == ["python/pkg/__init__.py", "python/pkg/sub/data.bin", "python/pkg/tool.sh"]
+    assert (
+        names == sorted(names) == ["python/pkg/__init__.py", "python/pkg/sub/data.bin", "python/pkg/tool.sh"]
+    )
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
     modes = {i.filename: stat.S_IMODE(i.external_attr >> 16) for i in infos}
-    assert modes == {"python/pkg/__init__.py": 0o644, "python/pkg/sub/data.bin": 0o644, "python/pkg/tool.sh": 0o755}
+    assert modes == {
+        "python/pkg/__init__.py": 0o644,
+        "python/pkg/sub/data.bin": 0o644,
+        "python/pkg/tool.sh": 0o755,
+    }
     assert result.unzipped_bytes == sum(i.file_size for i in infos)
     assert result.zipped_bytes == result.path.stat().st_size
 

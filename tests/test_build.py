@@ -24,11 +24,26 @@ def demo_index(local_index: LocalIndex, tmp_path: Path) -> LocalIndex:
     return local_index
 
 
-def options(index: LocalIndex, tmp_path: Path, *, runtime: str = "python3.11", arch: str = "x86_64",
-            lock: Path | None = None, cache: str = "cache", out: str = "out", **recipe: object) -> BuildOptions:
+def options(
+    index: LocalIndex,
+    tmp_path: Path,
+    *,
+    runtime: str = "python3.11",
+    arch: str = "x86_64",
+    lock: Path | None = None,
+    cache: str = "cache",
+    out: str = "out",
+    **recipe: object,
+) -> BuildOptions:
     raw = {"name": "demo", "requirements": ["demo"], **recipe}
-    return BuildOptions(recipe=recipe_from_mapping(raw, "demo.toml", "demo"), target=Target(runtime, arch),
-                        out_dir=tmp_path / out, cache_dir=tmp_path / cache, index_url=index.url, lock_path=lock)
+    return BuildOptions(
+        recipe=recipe_from_mapping(raw, "demo.toml", "demo"),
+        target=Target(runtime, arch),
+        out_dir=tmp_path / out,
+        cache_dir=tmp_path / cache,
+        index_url=index.url,
+        lock_path=lock,
+    )
 
 
 def zip_names(path: Path) -> set[str]:
@@ -36,11 +51,16 @@ def zip_names(path: Path) -> set[str]:
         return set(archive.namelist())
 
 
-def test_build_writes_zip_lock_and_manifest_with_the_fitting_wheels(demo_index: LocalIndex, tmp_path: Path) -> None:
+def test_build_writes_zip_lock_and_manifest_with_the_fitting_wheels(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
     result = build(options(demo_index, tmp_path))
     assert result.zip_path.name == "demo-python3.11-x86_64.zip"
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
-        "demo-python3.11-x86_64.zip", "demo-python3.11-x86_64.lock.json", "demo-python3.11-x86_64.manifest.json"}
+        "demo-python3.11-x86_64.zip",
+        "demo-python3.11-x86_64.lock.json",
+        "demo-python3.11-x86_64.manifest.json",
+    }
     lock = json.loads(result.lock_path.read_text())
     pins = {p["name"]: p for p in lock["packages"]}
     assert pins["fastlib"]["version"] == "1.0"
@@ -52,7 +72,10 @@ def test_build_writes_zip_lock_and_manifest_with_the_fitting_wheels(demo_index: 
 
     names = zip_names(result.zip_path)
     assert all(name.startswith("python/") for name in names)
-    assert "python/demo/__init__.py" in names and "python/fastlib/_native.cpython-311-x86_64-linux-gnu.so" in names
+    assert (
+        "python/demo/__init__.py" in names
+        and "python/fastlib/_native.cpython-311-x86_64-linux-gnu.so" in names
+    )
 
     manifest = json.loads(result.manifest_path.read_text())
     assert manifest == result.manifest
@@ -67,7 +90,9 @@ def test_build_writes_zip_lock_and_manifest_with_the_fitting_wheels(demo_index: 
     assert all(not c["exceeded"] for c in manifest["limits"])
 
 
-def test_safe_slimming_removes_dead_weight_but_keeps_metadata_and_licenses(demo_index: LocalIndex, tmp_path: Path) -> None:
+def test_safe_slimming_removes_dead_weight_but_keeps_metadata_and_licenses(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
     result = build(options(demo_index, tmp_path))
     names = zip_names(result.zip_path)
     assert "python/demo/tests/test_core.py" not in names
@@ -79,13 +104,19 @@ def test_safe_slimming_removes_dead_weight_but_keeps_metadata_and_licenses(demo_
     assert "python/demo/LICENSE.txt" in names
     removed = result.manifest["removed"]
     assert removed["by_rule"]["safe:test-suites"] > 0 and removed["by_package"]["demo"] > 0
-    assert sum(removed["by_rule"].values()) == sum(removed["by_package"].values()) == result.manifest["removed_bytes"]
+    assert (
+        sum(removed["by_rule"].values())
+        == sum(removed["by_package"].values())
+        == result.manifest["removed_bytes"]
+    )
     # The layer reads its own version through importlib.metadata: the verification imported it.
     assert result.verify.metadata_versions["demo"] == "1.0"
     assert result.verify.compiled_from_source == ()
 
 
-def test_two_builds_from_one_lock_with_the_cache_emptied_give_the_same_zip(demo_index: LocalIndex, tmp_path: Path) -> None:
+def test_two_builds_from_one_lock_with_the_cache_emptied_give_the_same_zip(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
     first = build(options(demo_index, tmp_path, out="one"))
     shutil.rmtree(tmp_path / "cache")
     demo_index.reset_log()
@@ -97,7 +128,9 @@ def test_two_builds_from_one_lock_with_the_cache_emptied_give_the_same_zip(demo_
     assert not any(r.path.startswith("/simple/") for r in demo_index.requests)
 
 
-def test_a_lock_whose_hash_does_not_match_fails_and_leaves_no_zip(demo_index: LocalIndex, tmp_path: Path) -> None:
+def test_a_lock_whose_hash_does_not_match_fails_and_leaves_no_zip(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
     first = build(options(demo_index, tmp_path, out="one"))
     lock = json.loads(first.lock_path.read_text())
     lock["packages"][0]["sha256"] = "0" * 64
@@ -132,7 +165,9 @@ def test_arm64_layer_holds_only_aarch64_objects_and_says_imports_were_not_verifi
     assert "python/demo/__pycache__/core.cpython-311.pyc" in zip_names(result.zip_path)
 
 
-def test_no_release_fits_names_package_target_and_existing_wheels(local_index: LocalIndex, tmp_path: Path) -> None:
+def test_no_release_fits_names_package_target_and_existing_wheels(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
     local_index.add_wheel("winonly", "3.0", "cp311-cp311-win_amd64")
     local_index.add_wheel("winonly", "3.0", "cp311-cp311-macosx_11_0_arm64")
     with pytest.raises(ResolutionError) as raised:
@@ -142,7 +177,9 @@ def test_no_release_fits_names_package_target_and_existing_wheels(local_index: L
     assert "winonly-3.0-cp311-cp311-win_amd64.whl" in message
 
 
-def test_over_budget_exits_3_naming_the_biggest_and_leaves_no_zip(demo_index: LocalIndex, tmp_path: Path) -> None:
+def test_over_budget_exits_3_naming_the_biggest_and_leaves_no_zip(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
     with pytest.raises(SizeLimitError) as raised:
         build(options(demo_index, tmp_path, limits={"unzipped_bytes": 1000}))
     assert raised.value.exit_code == 3
@@ -162,12 +199,16 @@ def test_a_rule_that_removes_a_needed_module_fails_verification_naming_the_rule(
 
 
 def test_a_test_module_that_the_package_imports_is_kept(local_index: LocalIndex, tmp_path: Path) -> None:
-    local_index.add_wheel("needy", "1.0", files={
-        "needy/__init__.py": "from needy.tests._helpers import sentinel\n",
-        "needy/tests/__init__.py": "",
-        "needy/tests/_helpers.py": "sentinel = object()\n",
-        "needy/tests/test_big.py": "x = 1\n" * 1000,
-    })
+    local_index.add_wheel(
+        "needy",
+        "1.0",
+        files={
+            "needy/__init__.py": "from needy.tests._helpers import sentinel\n",
+            "needy/tests/__init__.py": "",
+            "needy/tests/_helpers.py": "sentinel = object()\n",
+            "needy/tests/test_big.py": "x = 1\n" * 1000,
+        },
+    )
     result = build(options(local_index, tmp_path, name="needy", requirements=["needy"]))
     names = zip_names(result.zip_path)
     assert "python/needy/tests/_helpers.py" in names and "python/needy/tests/__init__.py" in names

@@ -15,8 +15,15 @@ from tests.support.index import LocalIndex
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "layerforge", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "layerforge", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        check=False,
+    )
 
 
 def test_malformed_recipe_exits_2_with_a_one_line_cause_and_no_traceback(tmp_path: Path) -> None:
@@ -38,16 +45,41 @@ def test_json_error_is_one_object_on_stdout(tmp_path: Path) -> None:
     assert payload["exit_code"] == 2 and "no-such-recipe" in payload["error"]
 
 
-def test_build_json_prints_the_contract_fields_and_nothing_else(local_index: LocalIndex, tmp_path: Path) -> None:
+def test_build_json_prints_the_contract_fields_and_nothing_else(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
     publish_demo_stack(local_index, tmp_path)
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("demo\n")
-    completed = run("build", str(requirements), "--name", "api", "--index-url", local_index.url, "--json",
-                    "--out", str(tmp_path / "dist"), cwd=tmp_path, env={"LAYERFORGE_CACHE_DIR": str(tmp_path / "c")})
+    completed = run(
+        "build",
+        str(requirements),
+        "--name",
+        "api",
+        "--index-url",
+        local_index.url,
+        "--json",
+        "--out",
+        str(tmp_path / "dist"),
+        cwd=tmp_path,
+        env={"LAYERFORGE_CACHE_DIR": str(tmp_path / "c")},
+    )
     assert completed.returncode == 0, completed.stderr
     payload = json.loads(completed.stdout)
-    for key in ("recipe", "runtime", "arch", "zip", "sha256", "zipped_bytes", "unzipped_bytes", "lock", "packages",
-                "removed_bytes", "verified", "limits"):
+    for key in (
+        "recipe",
+        "runtime",
+        "arch",
+        "zip",
+        "sha256",
+        "zipped_bytes",
+        "unzipped_bytes",
+        "lock",
+        "packages",
+        "removed_bytes",
+        "verified",
+        "limits",
+    ):
         assert key in payload, key
     assert payload["recipe"] == "api" and payload["runtime"] == "python3.11" and payload["arch"] == "x86_64"
     assert Path(payload["zip"]).is_file() and Path(payload["lock"]).is_file()
@@ -62,12 +94,29 @@ def test_lock_then_build_from_the_lock(local_index: LocalIndex, tmp_path: Path) 
     recipe = tmp_path / "demo.toml"
     recipe.write_text('name = "demo"\nrequirements = ["demo"]\n')
     env = {"LAYERFORGE_CACHE_DIR": str(tmp_path / "c")}
-    locked = run("lock", str(recipe), "--index-url", local_index.url, "-o", str(tmp_path / "demo.lock.json"),
-                 cwd=tmp_path, env=env)
+    locked = run(
+        "lock",
+        str(recipe),
+        "--index-url",
+        local_index.url,
+        "-o",
+        str(tmp_path / "demo.lock.json"),
+        cwd=tmp_path,
+        env=env,
+    )
     assert locked.returncode == 0, locked.stderr
     assert "fastlib 2.0" in locked.stderr  # says why the older fastlib was taken
-    built = run("build", str(recipe), "--lock", str(tmp_path / "demo.lock.json"), "--json", "--out",
-                str(tmp_path / "dist"), cwd=tmp_path, env=env)
+    built = run(
+        "build",
+        str(recipe),
+        "--lock",
+        str(tmp_path / "demo.lock.json"),
+        "--json",
+        "--out",
+        str(tmp_path / "dist"),
+        cwd=tmp_path,
+        env=env,
+    )
     assert built.returncode == 0, built.stderr
     lock = json.loads((tmp_path / "demo.lock.json").read_text())
     assert json.loads(built.stdout)["lock_hash"] == lock["lock_hash"]
@@ -83,7 +132,9 @@ def test_recipes_lists_and_shows_bundled_recipes(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "did you mean 'sklearn'" in missing.stderr
 
 
-@pytest.mark.parametrize("args", [("build", "sklearn", "--runtime", "python3.8"), ("build", "sklearn", "--arch", "arm")])
+@pytest.mark.parametrize(
+    "args", [("build", "sklearn", "--runtime", "python3.8"), ("build", "sklearn", "--arch", "arm")]
+)
 def test_unknown_runtime_or_arch_is_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
     completed = run(*args, cwd=tmp_path)
     assert completed.returncode == 2

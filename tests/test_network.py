@@ -26,8 +26,15 @@ GUIDE_UNZIPPED_BYTES = 223_272_795
 
 def layerforge(*args: str, cache: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LAYERFORGE_CACHE_DIR": str(cache)}
-    return subprocess.run([sys.executable, "-m", "layerforge", *args, "--index-url", INDEX_URL],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "layerforge", *args, "--index-url", INDEX_URL],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def build_json(*args: str, cache: Path, cwd: Path) -> tuple[dict[str, object], str]:
@@ -43,12 +50,16 @@ def sklearn_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, o
     return manifest, stderr, work
 
 
-def test_sklearn_layer_builds_verifies_and_beats_the_guides_size(sklearn_build: tuple[dict, str, Path]) -> None:
+def test_sklearn_layer_builds_verifies_and_beats_the_guides_size(
+    sklearn_build: tuple[dict, str, Path],
+) -> None:
     manifest, stderr, work = sklearn_build
     dist = work / "dist"
     assert {p.name for p in dist.iterdir()} == {
-        "sklearn-python3.11-x86_64.zip", "sklearn-python3.11-x86_64.lock.json",
-        "sklearn-python3.11-x86_64.manifest.json"}
+        "sklearn-python3.11-x86_64.zip",
+        "sklearn-python3.11-x86_64.lock.json",
+        "sklearn-python3.11-x86_64.manifest.json",
+    }
     assert manifest["verified"] is True
     verification = manifest["verification"]
     assert verification["compiled_from_source"] == []
@@ -71,18 +82,24 @@ def test_sklearn_layer_imports_in_a_fresh_interpreter_that_sees_only_the_layer(
     assert interpreter is not None
     probe = f"""
 import sys
-sys.path[:0] = [{str(tmp_path / 'opt' / 'python')!r}]
+sys.path[:0] = [{str(tmp_path / "opt" / "python")!r}]
 import importlib.metadata, sklearn, pandas, numpy, scipy, joblib, threadpoolctl
 from sklearn.datasets import load_iris
 assert all(p.startswith({str(tmp_path)!r}) for p in (sklearn.__file__, pandas.__file__, numpy.__file__))
 assert load_iris().data.shape == (150, 4)
 print(importlib.metadata.version("scikit-learn"), numpy.__version__)
 """
-    completed = subprocess.run([str(interpreter.path), "-I", "-S", "-c", probe], capture_output=True, text=True,
-                               timeout=300, check=False)
+    completed = subprocess.run(
+        [str(interpreter.path), "-I", "-S", "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split()[0] == next(
-        p["version"] for p in _manifest["packages"] if p["name"] == "scikit-learn")
+        p["version"] for p in _manifest["packages"] if p["name"] == "scikit-learn"
+    )
 
 
 def test_rebuild_from_the_lock_with_an_empty_cache_is_byte_identical(
@@ -90,14 +107,28 @@ def test_rebuild_from_the_lock_with_an_empty_cache_is_byte_identical(
 ) -> None:
     manifest, _stderr, work = sklearn_build
     lock = work / "dist" / "sklearn-python3.11-x86_64.lock.json"
-    again, _ = build_json("sklearn", "--lock", str(lock), "--out", str(tmp_path / "dist"),
-                          cache=tmp_path / "empty-cache", cwd=tmp_path)
+    again, _ = build_json(
+        "sklearn",
+        "--lock",
+        str(lock),
+        "--out",
+        str(tmp_path / "dist"),
+        cache=tmp_path / "empty-cache",
+        cwd=tmp_path,
+    )
     assert again["sha256"] == manifest["sha256"]
 
 
 def test_python312_takes_numpy_2_3_or_newer_from_a_manylinux_2_28_wheel(tmp_path: Path) -> None:
-    manifest, stderr = build_json("sklearn", "--runtime", "python3.12", "--out", str(tmp_path / "dist"),
-                                  cache=tmp_path / "cache", cwd=tmp_path)
+    manifest, stderr = build_json(
+        "sklearn",
+        "--runtime",
+        "python3.12",
+        "--out",
+        str(tmp_path / "dist"),
+        cache=tmp_path / "cache",
+        cwd=tmp_path,
+    )
     numpy = next(p for p in manifest["packages"] if p["name"] == "numpy")
     assert Version(numpy["version"]) >= Version("2.3")
     assert "manylinux_2_28_x86_64" in numpy["wheel"] and "cp312" in numpy["wheel"]
@@ -106,8 +137,9 @@ def test_python312_takes_numpy_2_3_or_newer_from_a_manylinux_2_28_wheel(tmp_path
 
 
 def test_numpy_arm64_layer_holds_only_aarch64_shared_objects(tmp_path: Path) -> None:
-    manifest, stderr = build_json("numpy", "--arch", "arm64", "--out", str(tmp_path / "dist"),
-                                  cache=tmp_path / "cache", cwd=tmp_path)
+    manifest, stderr = build_json(
+        "numpy", "--arch", "arm64", "--out", str(tmp_path / "dist"), cache=tmp_path / "cache", cwd=tmp_path
+    )
     assert set(manifest["audit"]["machines"]) == {"aarch64"}
     with zipfile.ZipFile(manifest["zip"]) as archive:
         objects = [i for i in archive.infolist() if ".so" in i.filename.rsplit("/", 1)[-1]]

@@ -19,14 +19,20 @@ def test_bundled_recipes_load_and_include_the_guides_stack() -> None:
     assert {"sklearn", "pandas", "numpy", "requests"} <= set(names)
     assert len(names) >= 5
     sklearn = load_recipe("sklearn")
-    assert {"scikit-learn", "pandas", "numpy", "scipy", "joblib", "threadpoolctl"} <= set(sklearn.requirements)
+    assert {"scikit-learn", "pandas", "numpy", "scipy", "joblib", "threadpoolctl"} <= set(
+        sklearn.requirements
+    )
     assert sklearn.verify.smoke and "days_since_last_review" in sklearn.verify.smoke
     for name in names:
         assert load_recipe(name).name == name
 
 
 def test_full_recipe_is_read_into_frozen_config(tmp_path: Path) -> None:
-    recipe = load_recipe(str(write(tmp_path, """
+    recipe = load_recipe(
+        str(
+            write(
+                tmp_path,
+                """
 name = "demo"
 requirements = ["requests>=2", "numpy==2.2.6"]
 runtime = "python3.12"
@@ -43,7 +49,10 @@ remove = ["pandas/io/clipboard/**"]
 imports = ["numpy.linalg"]
 [limits]
 unzipped_mb = 100
-""")))
+""",
+            )
+        )
+    )
     assert recipe.runtime == "python3.12" and recipe.arch == "arm64"
     assert recipe.exclude == ("boto3",)
     assert recipe.strip.profile == "aggressive" and recipe.strip.bytecode == "none"
@@ -70,7 +79,9 @@ unzipped_mb = 100
         ("requirements = []", "requirements", "scikit-learn"),
     ],
 )
-def test_bad_recipes_name_file_key_and_what_is_allowed(tmp_path: Path, text: str, key: str, allowed: str) -> None:
+def test_bad_recipes_name_file_key_and_what_is_allowed(
+    tmp_path: Path, text: str, key: str, allowed: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(RecipeError) as raised:
         load_recipe(str(path))
@@ -88,7 +99,11 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 
 
 def test_requirements_txt_is_a_recipe_with_default_rules(tmp_path: Path) -> None:
-    write(tmp_path, "-r base.txt\nrequests==2.32.3 --hash=sha256:abc \\\n    --hash=sha256:def\n", "requirements.txt")
+    write(
+        tmp_path,
+        "-r base.txt\nrequests==2.32.3 --hash=sha256:abc \\\n    --hash=sha256:def\n",
+        "requirements.txt",
+    )
     write(tmp_path, "# comment\nnumpy<2.3  # pinned for glibc 2.26\n\n", "base.txt")
     recipe = load_recipe(str(tmp_path / "requirements.txt"), name="api-deps")
     assert recipe.name == "api-deps"

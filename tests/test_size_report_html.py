@@ -74,6 +74,7 @@ def test_the_cli_writes_the_page(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert not list(out.parent.glob(".*.part"))
+    assert out.stat().st_mode & 0o044  # readable by others, as the umask allows, not mkstemp's 0600
 
 
 @needs_chromium

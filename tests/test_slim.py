@@ -15,7 +15,9 @@ def tree_of(root: Path, files: dict[str, tuple[str, str]]) -> LayerTree:
         path = root / "python" / inner
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-        tree.files[f"python/{inner}"] = LayerFile(f"python/{inner}", len(content), dist, f"{dist}-1.0-py3-none-any.whl")
+        tree.files[f"python/{inner}"] = LayerFile(
+            f"python/{inner}", len(content), dist, f"{dist}-1.0-py3-none-any.whl"
+        )
     return tree
 
 
@@ -27,15 +29,18 @@ def test_globs_span_folders_only_with_double_star() -> None:
 
 
 def test_keep_wins_and_licenses_and_metadata_survive_any_rule(tmp_path: Path) -> None:
-    tree = tree_of(tmp_path, {
-        "pkg/__init__.py": ("pkg", "x = 1\n"),
-        "pkg/README.md": ("pkg", "# readme\n"),
-        "pkg/data/descr.md": ("pkg", "# package data\n"),
-        "pkg/LICENSE.md": ("pkg", "MIT\n"),
-        "pkg-1.0.dist-info/METADATA": ("pkg", "Name: pkg\n"),
-        "pkg-1.0.dist-info/RECORD": ("pkg", "x\n"),
-        "pkg-1.0.dist-info/licenses/COPYING.md": ("pkg", "GPL\n"),
-    })
+    tree = tree_of(
+        tmp_path,
+        {
+            "pkg/__init__.py": ("pkg", "x = 1\n"),
+            "pkg/README.md": ("pkg", "# readme\n"),
+            "pkg/data/descr.md": ("pkg", "# package data\n"),
+            "pkg/LICENSE.md": ("pkg", "MIT\n"),
+            "pkg-1.0.dist-info/METADATA": ("pkg", "Name: pkg\n"),
+            "pkg-1.0.dist-info/RECORD": ("pkg", "x\n"),
+            "pkg-1.0.dist-info/licenses/COPYING.md": ("pkg", "GPL\n"),
+        },
+    )
     config = StripConfig(remove=("**/*.md", "*.dist-info/**"), keep=("pkg/data/**",))
     report = plan(tree, config)
     removed = {r.path: r.rule for r in report.removed}
@@ -50,10 +55,13 @@ def test_keep_wins_and_licenses_and_metadata_survive_any_rule(tmp_path: Path) ->
 
 
 def test_rules_for_one_distribution_touch_only_it(tmp_path: Path) -> None:
-    tree = tree_of(tmp_path, {
-        "a/io/clip.py": ("a", "x\n"),
-        "b/io/clip.py": ("b", "x\n"),
-    })
+    tree = tree_of(
+        tmp_path,
+        {
+            "a/io/clip.py": ("a", "x\n"),
+            "b/io/clip.py": ("b", "x\n"),
+        },
+    )
     config = StripConfig(packages={"a": PackageRules(remove=("**/io/**",))})
     report = plan(tree, config)
     assert [r.path for r in report.removed] == ["python/a/io/clip.py"]
@@ -67,21 +75,30 @@ def test_profile_none_removes_nothing(tmp_path: Path) -> None:
 
 
 def test_relative_imports_of_a_test_helper_keep_it_and_its_package(tmp_path: Path) -> None:
-    tree = tree_of(tmp_path, {
-        "pkg/__init__.py": ("pkg", "from .tests import _fixtures\n"),
-        "pkg/tests/__init__.py": ("pkg", ""),
-        "pkg/tests/_fixtures.py": ("pkg", "from . import _more\n"),
-        "pkg/tests/_more.py": ("pkg", "y = 2\n"),
-        "pkg/tests/test_x.py": ("pkg", "z = 3\n"),
-    })
+    tree = tree_of(
+        tmp_path,
+        {
+            "pkg/__init__.py": ("pkg", "from .tests import _fixtures\n"),
+            "pkg/tests/__init__.py": ("pkg", ""),
+            "pkg/tests/_fixtures.py": ("pkg", "from . import _more\n"),
+            "pkg/tests/_more.py": ("pkg", "y = 2\n"),
+            "pkg/tests/test_x.py": ("pkg", "z = 3\n"),
+        },
+    )
     report = plan(tree, StripConfig())
     assert [r.path for r in report.removed] == ["python/pkg/tests/test_x.py"]
     assert {s.path for s in report.spared} == {
-        "python/pkg/tests/__init__.py", "python/pkg/tests/_fixtures.py", "python/pkg/tests/_more.py"}
+        "python/pkg/tests/__init__.py",
+        "python/pkg/tests/_fixtures.py",
+        "python/pkg/tests/_more.py",
+    }
 
 
 def test_identical_files_in_two_distributions_are_reported(tmp_path: Path) -> None:
     blob = "x" * 70_000
-    tree = tree_of(tmp_path, {"a.libs/libg.so": ("a", blob), "b.libs/libg.so": ("b", blob), "c/o.so": ("c", "y" * 70_000)})
+    tree = tree_of(
+        tmp_path,
+        {"a.libs/libg.so": ("a", blob), "b.libs/libg.so": ("b", blob), "c/o.so": ("c", "y" * 70_000)},
+    )
     report = plan(tree, StripConfig())
     assert report.duplicates == (("python/a.libs/libg.so", "python/b.libs/libg.so"),)

@@ -9,7 +9,12 @@ from layerforge.target import RUNTIMES, Target
 
 def test_default_target_is_python311_x86_64_on_glibc_226() -> None:
     target = Target()
-    assert (target.runtime, target.arch, target.abi, target.glibc) == ("python3.11", "x86_64", "cp311", (2, 26))
+    assert (target.runtime, target.arch, target.abi, target.glibc) == (
+        "python3.11",
+        "x86_64",
+        "cp311",
+        (2, 26),
+    )
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))

@@ -13,9 +13,5 @@ def main() -> None:
     """Build, slim, verify and publish AWS Lambda layers for Python."""
 
 
-def _register() -> None:
-    # Each command lives in its own module; importing it attaches it to `main`.
-    from . import commands  # noqa: F401
-
-
-_register()
+# Each command lives in its own module; importing it attaches it to `main`, which must exist first.
+from . import commands  # noqa: E402, F401

@@ -28,16 +28,37 @@ def _target(recipe: Recipe, runtime: str | None, arch: str | None) -> Target:
 @out_option
 @index_option
 @cache_option
-@click.option("--lock", "lock_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Build exactly this lock (fails on any hash mismatch).")
-@click.option("--python", "python", type=click.Path(path_type=Path), default=None,
-              help="Interpreter of the target's Python version to compile bytecode and verify with.")
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Build exactly this lock (fails on any hash mismatch).",
+)
+@click.option(
+    "--python",
+    "python",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Interpreter of the target's Python version to compile bytecode and verify with.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the import check (the static audit still runs).")
 @json_option
 @quiet_option
-def build_command(recipe_spec: str, name: str | None, runtime: str | None, arch: str | None, out_dir: Path,
-                  index_url: str, cache_dir: Path | None, lock_path: Path | None, python: Path | None,
-                  no_verify: bool, json_mode: bool, quiet: bool) -> None:
+def build_command(
+    recipe_spec: str,
+    name: str | None,
+    runtime: str | None,
+    arch: str | None,
+    out_dir: Path,
+    index_url: str,
+    cache_dir: Path | None,
+    lock_path: Path | None,
+    python: Path | None,
+    no_verify: bool,
+    json_mode: bool,
+    quiet: bool,
+) -> None:
     """Build a Lambda layer zip, its lock and its manifest from RECIPE.
 
     RECIPE is a bundled recipe's name (see `layerforge recipes`), a .toml file, or a requirements.txt.
@@ -46,9 +67,16 @@ def build_command(recipe_spec: str, name: str | None, runtime: str | None, arch:
     with reporting(output):
         recipe = load_recipe(recipe_spec, name=name)
         target = _target(recipe, runtime, arch)
-        options = BuildOptions(recipe=recipe, target=target, out_dir=out_dir,
-                               cache_dir=cache_dir or default_cache_dir(), index_url=index_url,
-                               lock_path=lock_path, verify=not no_verify, python=python)
+        options = BuildOptions(
+            recipe=recipe,
+            target=target,
+            out_dir=out_dir,
+            cache_dir=cache_dir or default_cache_dir(),
+            index_url=index_url,
+            lock_path=lock_path,
+            verify=not no_verify,
+            python=python,
+        )
         output.info(f"building [bold]{recipe.name}[/] for {target.runtime} on {target.arch}")
         with output.progress() as progress:
             events = RichEvents(output, progress)
@@ -73,13 +101,17 @@ def _summarise(output: Output, result: BuildResult) -> None:
             f"{compiled} compiled from source at import, cold import {verify.cold_import_seconds or 0:.2f} s"
             + ("" if verify.smoke_ok is None else ", smoke code passed")
         )
-    output.info(f"audit: {manifest['audit']['shared_objects']} shared objects, all "
-                f"{', '.join(manifest['audit']['machines']) or 'n/a'}, newest glibc symbol "
-                f"{manifest['audit']['max_glibc'] or 'none'}")
+    output.info(
+        f"audit: {manifest['audit']['shared_objects']} shared objects, all "
+        f"{', '.join(manifest['audit']['machines']) or 'n/a'}, newest glibc symbol "
+        f"{manifest['audit']['max_glibc'] or 'none'}"
+    )
     for check in manifest["limits"]:
         state = "[red]over[/]" if check["exceeded"] else "ok"
-        output.info(f"limit {check['name']}: {check['actual']:,} of {check['value']:,} bytes "
-                    f"({state}, headroom {check['headroom']:,})")
+        output.info(
+            f"limit {check['name']}: {check['actual']:,} of {check['value']:,} bytes "
+            f"({state}, headroom {check['headroom']:,})"
+        )
     output.info(
         f"[green]built[/] {result.zip_path} ({manifest['zipped_bytes']:,} bytes zipped, "
         f"{manifest['unzipped_bytes']:,} unzipped, {manifest['removed_bytes']:,} removed by slimming)\n"
@@ -93,12 +125,27 @@ def _summarise(output: Output, result: BuildResult) -> None:
 @target_options
 @out_option
 @index_option
-@click.option("--output", "-o", "lock_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the lock [default: OUT/<name>-<runtime>-<arch>.lock.json].")
+@click.option(
+    "--output",
+    "-o",
+    "lock_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the lock [default: OUT/<name>-<runtime>-<arch>.lock.json].",
+)
 @json_option
 @quiet_option
-def lock_command(recipe_spec: str, name: str | None, runtime: str | None, arch: str | None, out_dir: Path,
-                 index_url: str, lock_file: Path | None, json_mode: bool, quiet: bool) -> None:
+def lock_command(
+    recipe_spec: str,
+    name: str | None,
+    runtime: str | None,
+    arch: str | None,
+    out_dir: Path,
+    index_url: str,
+    lock_file: Path | None,
+    json_mode: bool,
+    quiet: bool,
+) -> None:
     """Resolve RECIPE for the target and write the lock (exact wheels with their sha256)."""
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):

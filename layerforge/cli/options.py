@@ -15,20 +15,37 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def target_options(func: F) -> F:
-    func = click.option("--arch", type=click.Choice(list(ARCHES)), default=None,
-                        help="Lambda architecture [default: the recipe's, else x86_64].")(func)
-    return click.option("--runtime", type=click.Choice(list(RUNTIMES)), default=None,
-                        help="Lambda runtime [default: the recipe's, else python3.11].")(func)
+    func = click.option(
+        "--arch",
+        type=click.Choice(list(ARCHES)),
+        default=None,
+        help="Lambda architecture [default: the recipe's, else x86_64].",
+    )(func)
+    return click.option(
+        "--runtime",
+        type=click.Choice(list(RUNTIMES)),
+        default=None,
+        help="Lambda runtime [default: the recipe's, else python3.11].",
+    )(func)
 
 
 def index_option(func: F) -> F:
-    return click.option("--index-url", default=DEFAULT_INDEX_URL, show_default=True,
-                        envvar="LAYERFORGE_INDEX_URL", help="Package index (PEP 503/691 simple API).")(func)
+    return click.option(
+        "--index-url",
+        default=DEFAULT_INDEX_URL,
+        show_default=True,
+        envvar="LAYERFORGE_INDEX_URL",
+        help="Package index (PEP 503/691 simple API).",
+    )(func)
 
 
 def cache_option(func: F) -> F:
-    return click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help="Wheel cache [default: LAYERFORGE_CACHE_DIR, else the user cache folder].")(func)
+    return click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Wheel cache [default: LAYERFORGE_CACHE_DIR, else the user cache folder].",
+    )(func)
 
 
 def name_option(func: F) -> F:
@@ -36,5 +53,11 @@ def name_option(func: F) -> F:
 
 
 def out_option(func: F) -> F:
-    return click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=Path("dist"), show_default=True, help="Output folder.")(func)
+    return click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("dist"),
+        show_default=True,
+        help="Output folder.",
+    )(func)

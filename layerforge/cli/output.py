@@ -90,7 +90,7 @@ def reporting(output: Output) -> Iterator[None]:
         raise SystemExit(130) from None
     except (SystemExit, click.exceptions.Exit, click.ClickException):
         raise
-    except Exception as error:  # noqa: BLE001 - the last line of defence against a traceback
+    except Exception as error:
         if os.environ.get("LAYERFORGE_DEBUG"):
             output.console.print_exception()
         internal = LayerforgeError(

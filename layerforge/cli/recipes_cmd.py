@@ -22,8 +22,14 @@ def recipes_group(context: click.Context, json_mode: bool) -> None:
     with reporting(output):
         recipes = [load_recipe(name) for name in bundled_recipe_names()]
         if json_mode:
-            output.emit_json({"recipes": [{"name": r.name, "description": r.description,
-                                           "requirements": list(r.requirements)} for r in recipes]})
+            output.emit_json(
+                {
+                    "recipes": [
+                        {"name": r.name, "description": r.description, "requirements": list(r.requirements)}
+                        for r in recipes
+                    ]
+                }
+            )
             return
         table = Table("name", "description", "requirements", box=None)
         for recipe in recipes:

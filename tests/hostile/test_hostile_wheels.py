@@ -53,14 +53,19 @@ def test_entries_that_escape_or_are_not_plain_files_are_refused(case: str, tmp_p
 
 
 def test_a_link_cannot_be_used_to_write_through(tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0",
-                        raw_entries=[symlink("pkg/out", str(tmp_path)), RawEntry("pkg/out/evil.py", "x=1\n")])
+    wheel = build_wheel(
+        tmp_path / "wheels",
+        "pkg",
+        "1.0",
+        raw_entries=[symlink("pkg/out", str(tmp_path)), RawEntry("pkg/out/evil.py", "x=1\n")],
+    )
     refuse(tmp_path, wheel, "symbolic link")
 
 
 def test_duplicate_names_are_refused(tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0",
-                        raw_entries=[RawEntry("pkg/__init__.py", "print('second copy')\n")])
+    wheel = build_wheel(
+        tmp_path / "wheels", "pkg", "1.0", raw_entries=[RawEntry("pkg/__init__.py", "print('second copy')\n")]
+    )
     refuse(tmp_path, wheel, "appears twice")
 
 
@@ -73,7 +78,9 @@ def test_a_record_that_lies_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_file_missing_from_record_is_refused(tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", raw_entries=[RawEntry("pkg/smuggled.py", "x = 1\n")])
+    wheel = build_wheel(
+        tmp_path / "wheels", "pkg", "1.0", raw_entries=[RawEntry("pkg/smuggled.py", "x = 1\n")]
+    )
     refuse(tmp_path, wheel, "not listed in RECORD", "pkg/smuggled.py")
 
 
@@ -110,7 +117,9 @@ def test_not_a_zip_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_clean_wheel_unpacks_with_provenance(tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", files={"pkg/__init__.py": "x = 1\n", "pkg/bin.sh": "#!"})
+    wheel = build_wheel(
+        tmp_path / "wheels", "pkg", "1.0", files={"pkg/__init__.py": "x = 1\n", "pkg/bin.sh": "#!"}
+    )
     tree = unpack_all([wheel], tmp_path / "stage" / "layer")
     assert tree.files["python/pkg/__init__.py"].wheel == wheel.name
     assert tree.files["python/pkg/__init__.py"].distribution == "pkg"
