@@ -216,3 +216,31 @@ def test_a_test_module_that_the_package_imports_is_kept(local_index: LocalIndex,
     assert result.manifest["verified"] is True
     spared = result.manifest["removed"]["spared"]
     assert {s["path"] for s in spared} == {"python/needy/tests/_helpers.py", "python/needy/tests/__init__.py"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "present", "absent"),
+    [
+        ("compile", {"python/demo/core.py", "python/demo/__pycache__/core.cpython-311.pyc"}, {"python/demo/core.pyc"}),
+        ("sourceless", {"python/demo/core.pyc"}, {"python/demo/core.py", "python/demo/__pycache__/core.cpython-311.pyc"}),
+        ("none", {"python/demo/core.py"}, {"python/demo/core.pyc", "python/demo/__pycache__/core.cpython-311.pyc"}),
+    ],
+)
+def test_bytecode_modes(demo_index: LocalIndex, tmp_path: Path, mode: str, present: set[str], absent: set[str]) -> None:
+    result = build(options(demo_index, tmp_path, strip={"bytecode": mode}))
+    names = zip_names(result.zip_path)
+    assert present <= names
+    assert not absent & names
+    compiled = result.verify.compiled_from_source
+    assert (len(compiled) > 0) == (mode == "none"), compiled
+
+
+def test_compiled_bytecode_is_hash_based_and_made_by_the_targets_python(demo_index: LocalIndex, tmp_path: Path) -> None:
+    result = build(options(demo_index, tmp_path, runtime="python3.12", strip={"bytecode": "compile"}))
+    with zipfile.ZipFile(result.zip_path) as archive:
+        pyc = archive.read("python/demo/__pycache__/core.cpython-312.pyc")
+    import importlib.util
+
+    flags = int.from_bytes(pyc[4:8], "little")
+    assert flags == 0b01  # hash-based, unchecked: stays valid with the zip's fixed timestamps
+    assert pyc[:4] != importlib.util.MAGIC_NUMBER  # the host is 3.11; the magic is 3.12's
