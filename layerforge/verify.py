@@ -36,6 +36,9 @@ RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "da
 
 # What the smoke output keeps: enough for a traceback and the lines before it.
 _OUTPUT_LIMIT = 8000
+# A RAM-backed folder for the read-only copy, and what must stay free there for everyone else.
+_MEMORY_SCRATCH = Path("/dev/shm")  # noqa: S108 - only ever used through mkdtemp: a fresh 0700 folder
+_MEMORY_HEADROOM = 256 * 1024 * 1024
 # A killed process whose grandchildren still hold its pipes must not hang the build.
 _DRAIN_SECONDS = 5.0
 
@@ -78,7 +81,8 @@ class ModuleFailure:
         top = self.error.split("'")[1].split(".")[0]
         if top in RUNTIME_PROVIDED:
             return (
-                f" — {top} comes with the Lambda runtime but not with this layer; add it to the requirements"
+                f" — {top} is not in the layer; the Lambda runtime has one (its version varies by region) "
+                f"that this check cannot see: add {top} to the requirements to pin it"
             )
         return " — nothing in the layer provides it; add the distribution that does to the requirements"
 
@@ -153,6 +157,7 @@ class VerifyReport:
             "compiled_from_source": list(self.compiled_from_source),
             "cold_import_seconds": self.cold_import_seconds,
             "layer_read_only": self.layer_read_only,
+            "copy_seconds": self.copy_seconds,
         }
 
 
@@ -193,8 +198,8 @@ def verify_layer(
     `layer_root` holds `python/` (the layer as unpacked at /opt). `removed` maps layer-relative posix
     paths to the strip rule that removed them, so a failure can name the rule. `timeout` bounds the
     whole check, both processes together. `link` hard-links the layer's files into the read-only
-    sandbox instead of copying them, which is much faster but makes them read-only in `layer_root` too
-    (see read_only_copy): for a build's own finished tree, never for a user's folder.
+    sandbox instead of copying them: faster where /dev/shm cannot take the copy, but it makes them
+    read-only in `layer_root` too (see read_only_copy): for a build's own finished tree only.
     """
     if interpreter is None:
         return not_run(target)
@@ -263,20 +268,21 @@ class Sandbox:
 
 
 @contextmanager
-def read_only_copy(layer_root: Path, *, link: bool = False) -> Iterator[Sandbox]:
+def read_only_copy(layer_root: Path, *, link: bool = False, scratch: Path | None = None) -> Iterator[Sandbox]:
     """A copy of the layer with files 0444 (0555 if executable) and folders 0555, removed afterwards.
 
-    `link=False` copies every file: the caller's tree is left exactly as it was. `link=True` hard-links
-    the files into fresh read-only folders instead, 5 to 20 times faster on a 250 MB layer, but the
-    chmod then reaches the caller's files too (a hard link shares its inode): only for a tree the
-    caller owns and has finished writing, such as a build's own layer tree. Files that cannot be linked
-    (another filesystem, protected_hardlinks) are copied. The folders' write bits come back before
-    removal, because deleting an entry needs write access to its folder.
+    The copy goes to `scratch` when given, else to /dev/shm when that is a tmpfs with room to spare
+    (copying there costs a tenth of copying to disk: 0.7 s against 2 to 10 s for 250 MB here), else to
+    the temp folder. `link=True` hard-links the files into fresh read-only folders beside the layer
+    instead; fast on any disk, but the chmod then reaches the caller's files too (a hard link shares
+    its inode): only for a tree the caller owns and has finished writing. Files that cannot be linked
+    are copied. The folders' write bits come back before removal, because deleting an entry needs
+    write access to its folder.
     """
-    top = _scratch(layer_root, link=link)
+    top = _scratch(layer_root, link=link, scratch=scratch)
     sandbox = Sandbox(layer=top / "opt", task=top / "task", tmp=top / "tmp")
     try:
-        copy = _link_or_copy if link else shutil.copy2
+        copy = _link_or_copy if link else shutil.copy2  # copy2 keeps mtimes: timestamp .pyc stay valid
         shutil.copytree(layer_root, sandbox.layer, symlinks=True, copy_function=copy)
         sandbox.task.mkdir()
         sandbox.tmp.mkdir()
@@ -288,12 +294,39 @@ def read_only_copy(layer_root: Path, *, link: bool = False) -> Iterator[Sandbox]
         shutil.rmtree(top, ignore_errors=True)
 
 
-def _scratch(layer_root: Path, *, link: bool) -> Path:
+def _scratch(layer_root: Path, *, link: bool, scratch: Path | None) -> Path:
     """The sandbox's folder: beside the layer when linking, since hard links cannot cross filesystems."""
-    if link:
+    if link and scratch is None:
         with suppress(OSError):
             return Path(tempfile.mkdtemp(prefix=".layerforge-verify-", dir=layer_root.resolve().parent))
-    return Path(tempfile.mkdtemp(prefix="layerforge-verify-"))
+    if scratch is None:
+        scratch = _memory_scratch(_tree_bytes(layer_root))
+    return Path(tempfile.mkdtemp(prefix="layerforge-verify-", dir=scratch))
+
+
+def _memory_scratch(size: int) -> Path | None:
+    """The RAM-backed folder, when the copy fits with room to spare and shared objects may load from it.
+
+    Docker gives containers a 64 MB /dev/shm, and some systems mount it noexec, where dlopen fails and
+    every C extension would look broken: both fall back to the temp folder on disk.
+    """
+    try:
+        stats = os.statvfs(_MEMORY_SCRATCH)
+    except OSError:
+        return None
+    if stats.f_flag & (os.ST_NOEXEC | os.ST_RDONLY) or not os.access(_MEMORY_SCRATCH, os.W_OK | os.X_OK):
+        return None
+    free = stats.f_bavail * stats.f_frsize
+    return _MEMORY_SCRATCH if free >= 2 * size + _MEMORY_HEADROOM else None
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
 
 
 def _link_or_copy(source: str, destination: str) -> str:

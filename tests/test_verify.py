@@ -8,7 +8,6 @@ import json
 import os
 import py_compile
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from layerforge.errors import InputError, VerificationError
 from layerforge.interpreters import Interpreter, probe
 from layerforge.target import ARCHES, Target
-from layerforge.verify import VerifyReport, read_only_copy, verify_layer
+from layerforge.verify import VerifyReport, _memory_scratch, read_only_copy, verify_layer
 
 HOST_ARCH = {machine: arch for arch, machine in ARCHES.items()}.get(os.uname().machine, "x86_64")
 TARGET = Target(f"python{sys.version_info[0]}.{sys.version_info[1]}", HOST_ARCH)
@@ -133,7 +132,7 @@ def test_a_missing_module_nobody_removed_says_what_to_do(tmp_path: Path, interpr
     layer = make_layer(tmp_path, {"python/app/__init__.py": "import boto3\n"})
     (failure,) = check(layer, interpreter, ["app"]).failures
     assert failure.removed_by is None
-    assert "boto3 comes with the Lambda runtime but not with this layer" in failure.message
+    assert "boto3 is not in the layer; the Lambda runtime has one" in failure.message
 
 
 def test_metadata_of_a_removed_dist_info_is_a_failure_naming_the_rule(
@@ -289,12 +288,12 @@ def test_module_names_are_validated(tmp_path: Path, interpreter: Interpreter) ->
         check(make_layer(tmp_path, GOOD), interpreter, ["good; import os"])
 
 
-def test_the_copy_is_removed_afterwards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_copy_is_read_only_and_removed_afterwards(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     layer = make_layer(tmp_path / "layer", GOOD)
-    with read_only_copy(layer) as sandbox:
+    with read_only_copy(layer, scratch=scratch) as sandbox:
+        assert sandbox.layer.is_relative_to(scratch)
         assert (sandbox.layer / "python/good/core.py").read_text() == "VALUE = 42\n"
         assert not os.stat(sandbox.layer / "python/good").st_mode & 0o222
         assert not os.stat(sandbox.layer / "python/good/core.py").st_mode & 0o222
@@ -326,6 +325,14 @@ def test_an_interpreter_that_dies_at_once_is_a_setup_failure(tmp_path: Path) -> 
     assert failure.message == (
         "the check could not start: the interpreter exited with status 1: fatal: no stdlib; not checked: good"
     )
+
+
+def test_the_copy_goes_to_memory_when_it_fits(tmp_path: Path) -> None:
+    if _memory_scratch(1) is None:
+        pytest.skip("no usable /dev/shm here")
+    with read_only_copy(make_layer(tmp_path, GOOD)) as sandbox:
+        assert sandbox.layer.is_relative_to("/dev/shm")
+    assert _memory_scratch(10**15) is None  # a petabyte layer goes to disk
 
 
 @pytest.mark.parametrize("dotted", ["3.9", "3.12", "3.13"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -48,7 +49,10 @@ def aws_server(aws_env: None) -> Iterator[AwsServer]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    # moto keeps its state per process, not per server: reset it so no test sees another's buckets.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     try:
-        yield AwsServer(endpoint_url=f"http://{host}:{port}")
+        yield AwsServer(endpoint_url=endpoint)
     finally:
         server.stop()
