@@ -7,6 +7,8 @@ its lock and its manifest, each written atomically.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -22,7 +24,7 @@ from . import __version__
 from .archive import ZipResult, write_zip
 from .audit import AuditReport, audit_tree
 from .bytecode import BytecodeReport, compile_tree
-from .cache import WheelCache
+from .cache import WheelCache, sha256_of
 from .download import fetch_all
 from .elfstrip import StripLevel, strip_debug
 from .errors import LockError, SizeLimitError
@@ -51,6 +53,7 @@ class BuildOptions:
     lock_path: Path | None = None
     verify: bool = True
     python: Path | None = None
+    refresh: bool = False
     jobs: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
 
     @property
@@ -65,26 +68,71 @@ class BuildResult:
     manifest_path: Path
     manifest: dict[str, Any]
     lock: Lock
-    audit: AuditReport
-    verify: VerifyReport
-    slim: SlimReport
-    bytecode: BytecodeReport
+    # The stage reports are None when an up-to-date output was reused and nothing ran.
+    audit: AuditReport | None
+    verify: VerifyReport | None
+    slim: SlimReport | None
+    bytecode: BytecodeReport | None
+
+    @property
+    def reused(self) -> bool:
+        return self.audit is None
 
 
 def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResult:
     events = events or SilentEvents()
     options.out_dir.mkdir(parents=True, exist_ok=True)
     lock, lock_path = _lock(options, events)
+    key = build_key(options, lock)
+    reused = _reuse(options, lock, lock_path, key)
+    if reused is not None:
+        events.note(f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused")
+        return reused
     staging = Path(tempfile.mkdtemp(dir=options.out_dir, prefix=f".{options.stem}.staging-"))
     try:
-        return _build_in(staging, options, lock, lock_path, events)
+        return _build_in(staging, options, lock, lock_path, key, events)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def build_key(options: BuildOptions, lock: Lock) -> str:
+    """Everything that decides the zip's bytes; when it is unchanged, the output can be reused."""
+    recipe = dataclasses.asdict(options.recipe)
+    recipe.pop("source")
+    material = {
+        "layerforge": __version__,
+        "recipe": recipe,
+        "target": [options.target.runtime, options.target.arch],
+        "lock_hash": lock.lock_hash,
+        "verify": options.verify,
+        "python": str(options.python) if options.python else None,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _reuse(options: BuildOptions, lock: Lock, lock_path: Path, key: str) -> BuildResult | None:
+    manifest_path = options.out_dir / f"{options.stem}.manifest.json"
+    zip_path = options.out_dir / f"{options.stem}.zip"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("build_key") != key or not zip_path.is_file():
+        return None
+    # The zip on disk must still be the one the manifest describes, byte for byte.
+    if zip_path.stat().st_size != manifest.get("zipped_bytes") or sha256_of(zip_path) != manifest.get("sha256"):
+        return None
+    return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, None, None, None, None)
+
+
 def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
     destination = options.out_dir / f"{options.stem}.lock.json"
-    if options.lock_path is not None:
+    recipe = options.recipe
+    current = _current_lock(destination, options) if options.lock_path is None and not options.refresh else None
+    if current is not None:
+        lock = current
+        events.note(f"{destination.name} already pins these requirements: reused (--refresh resolves again)")
+    elif options.lock_path is not None:
         lock = read_lock(options.lock_path)
         if (lock.runtime, lock.arch) != (options.target.runtime, options.target.arch):
             raise LockError(
@@ -95,11 +143,7 @@ def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
     else:
         events.stage("resolve")
         lock = resolve(
-            options.recipe.name,
-            options.recipe.requirements,
-            options.target,
-            index_url=options.index_url,
-            exclude=options.recipe.exclude,
+            recipe.name, recipe.requirements, options.target, index_url=options.index_url, exclude=recipe.exclude
         )
         for note in lock.notes:
             events.note(note.reason)
@@ -108,8 +152,20 @@ def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
     return lock, destination
 
 
+def _current_lock(path: Path, options: BuildOptions) -> Lock | None:
+    """The lock a previous build wrote, when it was resolved from exactly this recipe's inputs."""
+    if not path.is_file():
+        return None
+    try:
+        lock = read_lock(path)
+    except LockError:
+        return None
+    recipe = options.recipe
+    return lock if lock.answers(recipe.requirements, recipe.exclude, options.target, options.index_url) else None
+
+
 def _build_in(
-    staging: Path, options: BuildOptions, lock: Lock, lock_path: Path, events: BuildEvents
+    staging: Path, options: BuildOptions, lock: Lock, lock_path: Path, key: str, events: BuildEvents
 ) -> BuildResult:
     events.stage("download")
     fetched = fetch_all(
@@ -179,6 +235,7 @@ def _build_in(
     manifest = _manifest(
         options, lock, lock_path, tree, unpacked_bytes, slim, bytecode, audit, verify, result, checks
     )
+    manifest["build_key"] = key
     manifest_path = options.out_dir / f"{options.stem}.manifest.json"
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)

@@ -78,6 +78,16 @@ class Lock:
     index_url: str
     packages: tuple[LockedPackage, ...]
     notes: tuple[ResolutionNote, ...] = field(default=())
+    exclude: tuple[str, ...] = ()
+
+    def answers(self, requirements: Sequence[str], exclude: Sequence[str], target: Target, index_url: str) -> bool:
+        """True when this lock was resolved from exactly these inputs, so resolving again is not needed."""
+        return (
+            sorted(self.requirements) == sorted(requirements)
+            and sorted(self.exclude) == sorted(exclude)
+            and (self.runtime, self.arch) == (target.runtime, target.arch)
+            and self.index_url == index_url
+        )
 
     @property
     def lock_hash(self) -> str:
@@ -101,6 +111,7 @@ class Lock:
             "runtime": self.runtime,
             "arch": self.arch,
             "requirements": list(self.requirements),
+            "exclude": list(self.exclude),
             "index_url": self.index_url,
             "lock_hash": self.lock_hash,
             "packages": [p.as_dict() for p in sorted(self.packages, key=lambda p: p.name)],
@@ -155,13 +166,30 @@ def lock_from_dict(raw: object, source: str) -> Lock:
     names = [p.name for p in packages]
     if len(set(names)) != len(names):
         raise fail("packages", "a distribution is listed twice")
+    exclude = raw.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
+        raise fail("exclude", "expected a list of strings")
+    notes = _notes_from(raw.get("notes", []), fail)
     lock = Lock(
-        text["recipe"], text["runtime"], text["arch"], tuple(requirements), text["index_url"], packages
+        text["recipe"], text["runtime"], text["arch"], tuple(requirements), text["index_url"], packages, notes,
+        tuple(exclude),
     )
     recorded = raw.get("lock_hash")
     if recorded is not None and recorded != lock.lock_hash:
         raise fail("lock_hash", "does not match the packages listed: the lock was edited by hand or damaged")
     return lock
+
+
+def _notes_from(raw: object, fail: Any) -> tuple[ResolutionNote, ...]:
+    if not isinstance(raw, list):
+        raise fail("notes", "expected a list")
+    notes = []
+    keys = ("package", "chosen", "newest", "reason")
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in keys):
+            raise fail(f"notes[{index}]", "expected an object with package, chosen, newest and reason strings")
+        notes.append(ResolutionNote(item["package"], item["chosen"], item["newest"], item["reason"]))
+    return tuple(notes)
 
 
 def _package_from_dict(item: object, index: int, fail: Any) -> LockedPackage:
@@ -272,6 +300,7 @@ def resolve(
         index_url,
         tuple(sorted(packages, key=lambda p: p.name)),
         notes,
+        tuple(sorted(excluded)),
     )
 
 

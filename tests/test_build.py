@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -110,6 +111,7 @@ def test_safe_slimming_removes_dead_weight_but_keeps_metadata_and_licenses(
         == result.manifest["removed_bytes"]
     )
     # The layer reads its own version through importlib.metadata: the verification imported it.
+    assert result.verify is not None
     assert result.verify.metadata_versions["demo"] == "1.0"
     assert result.verify.compiled_from_source == ()
 
@@ -160,6 +162,7 @@ def test_arm64_layer_holds_only_aarch64_objects_and_says_imports_were_not_verifi
     result = build(options(demo_index, tmp_path, arch="arm64"))
     assert result.manifest["audit"]["machines"] == {"aarch64": 1}
     assert result.manifest["verified"] is None
+    assert result.verify is not None
     assert "only the static audit" in result.verify.not_run_reason
     # Bytecode depends on the Python version only, so the host's 3.11 still compiled it.
     assert "python/demo/__pycache__/core.cpython-311.pyc" in zip_names(result.zip_path)
@@ -231,6 +234,7 @@ def test_bytecode_modes(demo_index: LocalIndex, tmp_path: Path, mode: str, prese
     names = zip_names(result.zip_path)
     assert present <= names
     assert not absent & names
+    assert result.verify is not None
     compiled = result.verify.compiled_from_source
     assert (len(compiled) > 0) == (mode == "none"), compiled
 
@@ -244,3 +248,49 @@ def test_compiled_bytecode_is_hash_based_and_made_by_the_targets_python(demo_ind
     flags = int.from_bytes(pyc[4:8], "little")
     assert flags == 0b01  # hash-based, unchecked: stays valid with the zip's fixed timestamps
     assert pyc[:4] != importlib.util.MAGIC_NUMBER  # the host is 3.11; the magic is 3.12's
+
+
+def test_an_unchanged_build_reuses_its_output_without_touching_the_index(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
+    first = build(options(demo_index, tmp_path))
+    demo_index.reset_log()
+    again = build(options(demo_index, tmp_path))
+    assert again.reused and again.manifest["sha256"] == first.manifest["sha256"]
+    assert demo_index.requests == []
+
+
+def test_a_damaged_zip_is_rebuilt_rather_than_reused(demo_index: LocalIndex, tmp_path: Path) -> None:
+    first = build(options(demo_index, tmp_path))
+    first.zip_path.write_bytes(b"damaged")
+    again = build(options(demo_index, tmp_path))
+    assert not again.reused and again.zip_path.read_bytes() != b"damaged"
+    assert again.manifest["sha256"] == first.manifest["sha256"]
+
+
+def test_a_changed_strip_rule_reslims_from_the_cache_without_resolving_or_downloading(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
+    build(options(demo_index, tmp_path))
+    demo_index.reset_log()
+    changed = build(options(demo_index, tmp_path, strip={"remove": ["demo/LICENSE.txt", "**/*.md"]}))
+    assert not changed.reused
+    assert demo_index.requests == []
+
+
+def test_a_changed_requirement_downloads_only_what_changed(demo_index: LocalIndex, tmp_path: Path) -> None:
+    demo_index.add_wheel("extra", "1.0")
+    build(options(demo_index, tmp_path))
+    demo_index.reset_log()
+    build(options(demo_index, tmp_path, requirements=["demo", "extra"]))
+    # pip reads metadata while resolving; layerforge itself fetched only the new wheel.
+    fetched = [r.path for r in demo_index.requests if r.user_agent == "layerforge" and r.path.startswith("/files/")]
+    assert fetched == ["/files/extra-1.0-py3-none-any.whl"]
+
+
+def test_refresh_resolves_again(demo_index: LocalIndex, tmp_path: Path) -> None:
+    build(options(demo_index, tmp_path))
+    demo_index.reset_log()
+    opts = options(demo_index, tmp_path)
+    build(dataclasses.replace(opts, refresh=True))
+    assert any(r.path.startswith("/simple/") for r in demo_index.requests)

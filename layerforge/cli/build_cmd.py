@@ -43,6 +43,7 @@ def _target(recipe: Recipe, runtime: str | None, arch: str | None) -> Target:
     help="Interpreter of the target's Python version to compile bytecode and verify with.",
 )
 @click.option("--no-verify", is_flag=True, help="Skip the import check (the static audit still runs).")
+@click.option("--refresh", is_flag=True, help="Resolve again even when the lock in OUT pins these requirements.")
 @json_option
 @quiet_option
 def build_command(
@@ -56,6 +57,7 @@ def build_command(
     lock_path: Path | None,
     python: Path | None,
     no_verify: bool,
+    refresh: bool,
     json_mode: bool,
     quiet: bool,
 ) -> None:
@@ -75,6 +77,7 @@ def build_command(
             index_url=index_url,
             lock_path=lock_path,
             verify=not no_verify,
+            refresh=refresh,
             python=python,
         )
         output.info(f"building [bold]{recipe.name}[/] for {target.runtime} on {target.arch}")
@@ -93,18 +96,23 @@ def build_command(
 
 def _summarise(output: Output, result: BuildResult) -> None:
     manifest = result.manifest
-    verify = result.verify
-    if verify.ran and verify.interpreter is not None:
-        compiled = len(verify.compiled_from_source)
+    verification = manifest.get("verification") or {}
+    interpreter = verification.get("interpreter")
+    if interpreter:
+        smoke = verification.get("smoke_ok")
         output.info(
-            f"verified with {verify.interpreter.describe()}: {len(verify.imported)} modules imported, "
-            f"{compiled} compiled from source at import, cold import {verify.cold_import_seconds or 0:.2f} s"
-            + ("" if verify.smoke_ok is None else ", smoke code passed")
+            f"verified with cpython {interpreter.get('version')} at {interpreter.get('path')}: "
+            f"{len(verification.get('imported', []))} modules imported, "
+            f"{len(verification.get('compiled_from_source', []))} compiled from source at import, "
+            f"cold import {verification.get('cold_import_seconds') or 0:.2f} s"
+            + ("" if smoke is None else ", smoke code passed")
         )
+    elif verification.get("not_run_reason"):
+        output.warn(f"imports NOT verified: {verification['not_run_reason']}")
+    audit = manifest["audit"]
     output.info(
-        f"audit: {manifest['audit']['shared_objects']} shared objects, all "
-        f"{', '.join(manifest['audit']['machines']) or 'n/a'}, newest glibc symbol "
-        f"{manifest['audit']['max_glibc'] or 'none'}"
+        f"audit: {audit['shared_objects']} shared objects, all {', '.join(audit['machines']) or 'n/a'}, "
+        f"newest glibc symbol {audit['max_glibc'] or 'none'}"
     )
     for check in manifest["limits"]:
         state = "[red]over[/]" if check["exceeded"] else "ok"
@@ -112,8 +120,9 @@ def _summarise(output: Output, result: BuildResult) -> None:
             f"limit {check['name']}: {check['actual']:,} of {check['value']:,} bytes "
             f"({state}, headroom {check['headroom']:,})"
         )
+    verb = "[green]up to date[/]" if result.reused else "[green]built[/]"
     output.info(
-        f"[green]built[/] {result.zip_path} ({manifest['zipped_bytes']:,} bytes zipped, "
+        f"{verb} {result.zip_path} ({manifest['zipped_bytes']:,} bytes zipped, "
         f"{manifest['unzipped_bytes']:,} unzipped, {manifest['removed_bytes']:,} removed by slimming)\n"
         f"  sha256 {manifest['sha256']}\n  lock {result.lock_path}\n  manifest {result.manifest_path}"
     )
