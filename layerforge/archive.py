@@ -11,7 +11,10 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +22,12 @@ from .cache import sha256_of
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 COMPRESS_LEVEL = 6
-# Already-compressed members gain nothing from deflate and cost time: store them.
-_STORED_SUFFIXES = (".zip", ".gz", ".bz2", ".xz", ".whl", ".jpg", ".jpeg", ".png", ".npz")
+# Members larger than this are deflated in pieces, in parallel; see `deflate`.
+CHUNK_BYTES = 1024 * 1024
+_WINDOW_BYTES = 32 * 1024
+_IN_FLIGHT_BYTES = 128 * 1024 * 1024
+_IN_FLIGHT_MEMBERS = 4096
+_DEDUPE_FLOOR = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,8 @@ def _zip_info(arcname: str, path: Path) -> zipfile.ZipInfo:
     executable = path.stat().st_mode & 0o111
     info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
     info.create_system = 3  # unix, so the modes above are honoured on extraction
-    stored = arcname.lower().endswith(_STORED_SUFFIXES)
-    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    # Every member is deflated: storing already-compressed data saves little time and costs bytes.
+    info.compress_type = zipfile.ZIP_DEFLATED
     return info
 
 
@@ -62,20 +69,25 @@ def write_zip(
     *,
     entries: Iterable[tuple[str, Path]] | None = None,
     progress: Callable[[int], None] | None = None,
+    jobs: int | None = None,
 ) -> ZipResult:
-    """Zip `root`'s files (or the given entries) into `destination`, atomically."""
+    """Zip `root`'s files (or the given entries) into `destination`, atomically.
+
+    Deflate runs in `jobs` threads (zlib releases the GIL); the bytes do not depend on `jobs`.
+    """
     items = sorted(entries, key=lambda item: item[0]) if entries is not None else layer_entries(root)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-    )
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
     os.close(handle)
     unzipped = 0
+    workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     try:
-        with zipfile.ZipFile(temporary, "w", compresslevel=COMPRESS_LEVEL) as archive:
-            for arcname, path in items:
-                data = path.read_bytes()
-                archive.writestr(_zip_info(arcname, path), data, compresslevel=COMPRESS_LEVEL)
+        with (
+            zipfile.ZipFile(temporary, "w") as archive,
+            ThreadPoolExecutor(max_workers=workers) as pool,
+        ):
+            for info, data, stream in _compressed_in_order(items, pool):
+                _write_member(archive, info, data, stream)
                 unzipped += len(data)
                 if progress:
                     progress(len(data))
@@ -85,6 +97,86 @@ def write_zip(
         Path(temporary).unlink(missing_ok=True)
         raise
     return ZipResult(destination, sha256_of(destination), destination.stat().st_size, unzipped, len(items))
+
+
+def deflate(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
+    """The raw deflate stream of `data`, as `write_zip` stores it, computed serially.
+
+    Large members are cut into CHUNK_BYTES pieces, each primed with the 32 KiB before it (as pigz does),
+    so pieces compress independently and in parallel, and the stream is the same however it was run.
+    """
+    return b"".join(_deflate_piece(data, start, level) for start in range(0, max(len(data), 1), CHUNK_BYTES))
+
+
+def _deflate_piece(data: bytes, start: int, level: int) -> bytes:
+    end = min(start + CHUNK_BYTES, len(data))
+    window = data[max(0, start - _WINDOW_BYTES) : start]
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, **({"zdict": window} if window else {}))
+    last = end >= len(data)
+    return compressor.compress(data[start:end]) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+_Pending = tuple[zipfile.ZipInfo, bytes, "list[Future[bytes]] | None"]
+
+
+def _compressed_in_order(
+    items: list[tuple[str, Path]], pool: ThreadPoolExecutor
+) -> Iterator[tuple[zipfile.ZipInfo, bytes, bytes | None]]:
+    """Members in order with their deflate streams, reading ahead while at most _IN_FLIGHT_BYTES wait."""
+    pending: deque[_Pending] = deque()
+    waiting = 0
+    # Wheels often bundle the same library twice (libgfortran in numpy.libs and scipy.libs): deflate once.
+    seen: dict[int, list[tuple[bytes, list[Future[bytes]]]]] = {}
+    for arcname, path in items:
+        info = _zip_info(arcname, path)
+        data = path.read_bytes()
+        futures = None
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            same_size = seen.setdefault(len(data), []) if len(data) >= _DEDUPE_FLOOR else []
+            futures = next((f for other, f in same_size if other == data), None)
+            if futures is None:
+                starts = range(0, max(len(data), 1), CHUNK_BYTES)
+                futures = [pool.submit(_deflate_piece, data, start, COMPRESS_LEVEL) for start in starts]
+                if len(data) >= _DEDUPE_FLOOR:
+                    same_size.append((data, futures))
+        pending.append((info, data, futures))
+        waiting += len(data)
+        while pending and (waiting > _IN_FLIGHT_BYTES or len(pending) > _IN_FLIGHT_MEMBERS):
+            waiting -= len(pending[0][1])
+            yield _finish(pending.popleft())
+    while pending:
+        yield _finish(pending.popleft())
+
+
+def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes, bytes | None]:
+    info, data, futures = item
+    return info, data, None if futures is None else b"".join(f.result() for f in futures)
+
+
+def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, data: bytes, stream: bytes | None) -> None:
+    """Let zipfile write the headers, CRC and sizes; hand it the deflate stream computed in the pool.
+
+    zipfile has no public way to accept precompressed data. Its writer calls `_compressor.compress()`
+    and `.flush()`: swapping that object in is the smallest hook, and without it (another Python) the
+    member is compressed by zipfile itself, serially.
+    """
+    with archive.open(info, "w") as writer:
+        if stream is not None and hasattr(writer, "_compressor"):
+            writer._compressor = _Precompressed(stream)
+        writer.write(data)
+
+
+class _Precompressed:
+    def __init__(self, stream: bytes) -> None:
+        self._stream: bytes | None = stream
+
+    def compress(self, _data: bytes) -> bytes:
+        stream, self._stream = self._stream or b"", b""
+        return stream
+
+    def flush(self) -> bytes:
+        stream, self._stream = self._stream or b"", b""
+        return stream
 
 
 def zip_unzipped_bytes(path: Path) -> int:

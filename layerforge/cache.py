@@ -9,6 +9,9 @@ from pathlib import Path
 from filelock import FileLock
 
 _CHUNK = 1024 * 1024
+# A download in progress: `<entry>/.download-XXXX.part`, renamed to the wheel's name once verified.
+PARTIAL_PREFIX = ".download-"
+PARTIAL_SUFFIX = ".part"
 
 
 def default_cache_dir() -> Path:
@@ -50,6 +53,18 @@ class WheelCache:
         directory = self.entry_dir(sha256)
         directory.mkdir(parents=True, exist_ok=True)
         return FileLock(str(directory / ".lock"), timeout=600)
+
+    def discard_partials(self, sha256: str) -> int:
+        """Remove unfinished downloads left in an entry by a process that died (SIGKILL, power loss).
+
+        Call only while holding `lock_for(sha256)`: every download into an entry happens under its lock,
+        so any partial file seen then belongs to no live process. Returns how many were removed.
+        """
+        removed = 0
+        for partial in self.entry_dir(sha256).glob(f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"):
+            partial.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def lookup(self, sha256: str, filename: str) -> Path | None:
         """A cached wheel whose content still has the hash it is stored under; a damaged one is removed."""

@@ -7,23 +7,25 @@ into place only when its hash matches: the cache never holds a partial or unveri
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import WheelCache
+from .cache import PARTIAL_PREFIX, PARTIAL_SUFFIX, WheelCache
 from .errors import DownloadError, HashMismatchError
+from .index import describe_network_error, open_url, redact_url
 from .lock import LockedPackage
 
-TIMEOUT_SECONDS = 60
+TIMEOUT_SECONDS: float = 60  # per socket operation: connecting, or waiting for the next bytes
 ATTEMPTS = 3
+BACKOFF_SECONDS = 0.5  # before the 2nd attempt; doubled before each later one
 MAX_WHEEL_BYTES = 2 * 1024**3
 _CHUNK = 1024 * 1024
 
@@ -62,6 +64,8 @@ def fetch_one(
         cached = cache.lookup(package.sha256, package.wheel)
         if cached:
             return FetchedWheel(package, cached, True, 0)
+        # Holding the entry's lock, no one else is writing here: a `.part` left now is a dead process's.
+        cache.discard_partials(package.sha256)
         destination = cache.path_for(package.sha256, package.wheel)
         received = _download_with_retries(package, destination, progress)
         return FetchedWheel(package, destination, False, received)
@@ -71,20 +75,31 @@ def _download_with_retries(
     package: LockedPackage, destination: Path, progress: ProgressCallback | None
 ) -> int:
     last_error: Exception | None = None
+    attempts = 0
     for attempt in range(ATTEMPTS):
+        attempts += 1
         try:
             return _download(package, destination, progress)
         except HashMismatchError:
             raise
-        except (OSError, urllib.error.URLError, _Truncated) as error:
+        except (OSError, ValueError, http.client.HTTPException, _Truncated) as error:
             last_error = error
-            if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404, 410):
+            if not _worth_retrying(error) or attempt == ATTEMPTS - 1:
                 break
-            time.sleep(0.5 * 2**attempt)
+            time.sleep(BACKOFF_SECONDS * 2**attempt)
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     raise DownloadError(
-        f"could not download {package.wheel} from {_redact(package.url)}: {_describe(last_error)}",
+        f"could not download {package.wheel} from {redact_url(package.url)}: "
+        f"{_describe(last_error)} ({tries})",
         hint="check the network and the index; rerun to retry (finished wheels stay in the cache)",
     )
+
+
+def _worth_retrying(error: Exception) -> bool:
+    """Timeouts, dropped connections, truncated bodies and 5xx/408/429 may pass; other answers will not."""
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500 or error.code in (408, 429)
+    return not isinstance(error, http.client.InvalidURL | ValueError)
 
 
 class _Truncated(Exception):
@@ -95,14 +110,13 @@ def _download(package: LockedPackage, destination: Path, progress: ProgressCallb
     scheme = urllib.parse.urlsplit(package.url).scheme
     if scheme not in ("http", "https", "file"):
         raise DownloadError(f"{package.wheel}: refusing URL scheme {scheme!r}", hint="use an http(s) index")
-    request = urllib.request.Request(package.url, headers={"User-Agent": "layerforge"})  # noqa: S310
     digest = hashlib.sha256()
     received = 0
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".download-", suffix=".part")
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX)
     try:
         with (
             os.fdopen(handle, "wb") as sink,
-            urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response,  # noqa: S310 - scheme checked
+            open_url(package.url, timeout=TIMEOUT_SECONDS) as response,
         ):
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
@@ -128,18 +142,8 @@ def _download(package: LockedPackage, destination: Path, progress: ProgressCallb
         Path(temporary).unlink(missing_ok=True)
 
 
-def _redact(url: str) -> str:
-    """Drop credentials and query strings (which may hold tokens or signatures) from a URL for messages."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def _describe(error: Exception | None) -> str:
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
-    if isinstance(error, urllib.error.URLError):
-        return str(error.reason)
-    return str(error) if error else "unknown error"
+    reason: object = error.reason if isinstance(error, urllib.error.URLError) else error
+    return describe_network_error(reason, TIMEOUT_SECONDS)

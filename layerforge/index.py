@@ -6,10 +6,13 @@ say *why* a newer release was passed over, or which wheels exist when nothing fi
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+import urllib.response
+from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
@@ -50,10 +53,22 @@ def project_url(index_url: str, name: str) -> str:
 
 def fetch_project_wheels(index_url: str, name: str) -> list[IndexWheel]:
     """Every wheel the index lists for a project. Errors come back as an empty list: this is advice only."""
+    return fetch_project_listing(index_url, name)[0]
+
+
+def fetch_project_listing(index_url: str, name: str) -> tuple[list[IndexWheel], str | None]:
+    """Every wheel the index lists for a project, and why the page could not be read (None if it was).
+
+    "HTTP 404" means the index has no such project; anything else means the index failed to answer.
+    """
     try:
         body, content_type = _fetch(project_url(index_url, name))
-    except (OSError, ValueError):
-        return []
+    except urllib.error.HTTPError as error:
+        return [], f"HTTP {error.code} {error.reason}"
+    except urllib.error.URLError as error:
+        return [], describe_network_error(error.reason)
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        return [], describe_network_error(error)
     if "json" in content_type:
         try:
             files = [
@@ -61,7 +76,7 @@ def fetch_project_wheels(index_url: str, name: str) -> list[IndexWheel]:
                 for f in json.loads(body)["files"]
             ]
         except (ValueError, KeyError, TypeError):
-            return []
+            return [], "the project page is not valid PEP 691 JSON"
     else:
         parser = _LinkParser()
         parser.feed(body.decode("utf-8", "replace"))
@@ -69,7 +84,52 @@ def fetch_project_wheels(index_url: str, name: str) -> list[IndexWheel]:
             (urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1]), yanked, requires)
             for href, yanked, requires in parser.links
         ]
-    return _wheels(files)
+    return _wheels(files), None
+
+
+def describe_network_error(error: object, timeout: float | None = None) -> str:
+    """Why a request failed, in words that never quote the URL (it may hold credentials)."""
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout or TIMEOUT_SECONDS:g} s (timed out)"
+    if isinstance(error, http.client.InvalidURL | ValueError):
+        return "the URL is not valid"
+    return str(error) if error else "unknown error"
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for messages, logs and files: no user, password or token, no query (presigned URLs carry
+    their signature there) and no fragment."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<a malformed URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def open_url(
+    url: str, *, timeout: float, headers: Mapping[str, str] | None = None
+) -> http.client.HTTPResponse | urllib.response.addinfourl:
+    """GET a URL. Credentials in it (`https://user:token@host/...`) become a Basic Authorization header
+    for that host only: never sent on a redirect to another host, never part of an error's text."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        opener = urllib.request.build_opener()
+    else:
+        netloc = parts.netloc.rpartition("@")[2]
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
+        passwords.add_password(
+            None,
+            f"{parts.scheme}://{netloc}/",
+            urllib.parse.unquote(parts.username or ""),
+            urllib.parse.unquote(parts.password or ""),
+            is_authenticated=True,
+        )
+        opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(passwords))
+    request = urllib.request.Request(url, headers={"User-Agent": "layerforge", **(headers or {})})  # noqa: S310
+    response: http.client.HTTPResponse | urllib.response.addinfourl = opener.open(request, timeout=timeout)
+    return response
 
 
 def _wheels(files: list[tuple[str, bool, str | None]]) -> list[IndexWheel]:
@@ -93,6 +153,5 @@ def _fetch(url: str) -> tuple[bytes, str]:
         path = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
         with open(path.rstrip("/") + "/index.html", "rb") as handle:
             return handle.read(_MAX_PAGE_BYTES), "text/html"
-    request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "layerforge"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+    with open_url(url, timeout=TIMEOUT_SECONDS, headers={"Accept": _ACCEPT}) as response:
         return response.read(_MAX_PAGE_BYTES), response.headers.get("Content-Type", "")

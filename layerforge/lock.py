@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -26,9 +26,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from . import __version__
-from .errors import LockError, ResolutionError
+from .errors import LockError, ResolutionError, TargetError
 from .fsutil import atomic_write_text
-from .index import IndexWheel, fetch_project_wheels
+from .index import IndexWheel, fetch_project_listing, fetch_project_wheels, redact_url
 from .target import Target
 
 LOCK_SCHEMA_VERSION = 1
@@ -136,6 +136,11 @@ def read_lock(path: Path) -> Lock:
         raise LockError(
             f"{path}: not a readable JSON lock ({error})", hint="regenerate it with `layerforge lock RECIPE`"
         ) from None
+    except RecursionError:
+        raise LockError(
+            f"{path}: not a readable JSON lock (nested too deeply)",
+            hint="regenerate it with `layerforge lock RECIPE`",
+        ) from None
     return lock_from_dict(raw, str(path))
 
 
@@ -147,7 +152,8 @@ def lock_from_dict(raw: object, source: str) -> Lock:
 
     if not isinstance(raw, dict):
         raise fail("(top)", "expected a JSON object")
-    if raw.get("schema_version") != LOCK_SCHEMA_VERSION:
+    schema = raw.get("schema_version")
+    if type(schema) is not int or schema != LOCK_SCHEMA_VERSION:
         raise fail("schema_version", f"expected {LOCK_SCHEMA_VERSION}, got {raw.get('schema_version')!r}")
     text: dict[str, str] = {}
     for key in ("recipe", "runtime", "arch", "index_url"):
@@ -155,7 +161,10 @@ def lock_from_dict(raw: object, source: str) -> Lock:
         if not isinstance(value, str) or not value:
             raise fail(key, "expected a non-empty string")
         text[key] = value
-    Target(text["runtime"], text["arch"])  # raises a TargetError for an unknown runtime or arch
+    try:
+        Target(text["runtime"], text["arch"])
+    except TargetError as error:
+        raise LockError(f"{source}: {error.message}", hint=error.hint) from None
     requirements = raw.get("requirements", [])
     if not isinstance(requirements, list) or not all(isinstance(r, str) for r in requirements):
         raise fail("requirements", "expected a list of strings")
@@ -207,7 +216,12 @@ def _package_from_dict(item: object, index: int, fail: Any) -> LockedPackage:
     wheel = values["wheel"]
     if not wheel.endswith(".whl") or "/" in wheel or "\\" in wheel or wheel.startswith("."):
         raise fail(f"{key}.wheel", f"{wheel!r} is not a wheel file name")
-    if not values["url"].startswith(("https://", "http://", "file://")):
+    try:
+        url = urlsplit(values["url"])
+        valid = url.scheme == "file" or (url.scheme in ("http", "https") and bool(url.hostname))
+    except ValueError:
+        valid = False
+    if not valid:
         raise fail(f"{key}.url", "expected an http(s) or file URL")
     return LockedPackage(
         canonicalize_name(values["name"]),
@@ -336,7 +350,14 @@ def _resolution_failure(
             hint="check the requirement names and versions, and that --index-url answers",
         )
     name = Requirement(match.group(1)).name
-    wheels = fetch_project_wheels(index_url, name)
+    wheels, failure = fetch_project_listing(index_url, name)
+    if failure is not None and not failure.startswith("HTTP 404"):
+        # pip says "no matching distribution" when the index failed to answer: do not repeat that as fact.
+        return ResolutionError(
+            f"pip could not resolve {name} for {target.label}: the index at {redact_url(index_url)} "
+            f"did not list it ({failure})",
+            hint="check --index-url and the network, then rerun; the index may be down or slow",
+        )
     return ResolutionError(
         f"no release of {name} has a wheel for {describe_target(target)}: {_existing_wheels(wheels)}",
         hint=(

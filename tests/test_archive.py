@@ -63,3 +63,20 @@ def test_a_failed_zip_leaves_nothing_behind(tmp_path: Path) -> None:
         write_zip(tmp_path / "a", tmp_path / "out" / "layer.zip", progress=explode)
     assert list((tmp_path / "out").iterdir()) == []
     assert unreadable.exists()
+
+
+def test_parallel_deflate_gives_the_same_bytes_as_serial_and_is_valid(tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    (root / "python").mkdir(parents=True)
+    big = os.urandom(1_500_000) + b"layer" * 700_000  # several pieces, both incompressible and repetitive
+    (root / "python" / "big.bin").write_bytes(big)
+    (root / "python" / "copy.bin").write_bytes(big)  # identical content is deflated once
+    (root / "python" / "empty.py").write_bytes(b"")
+    serial = write_zip(root, tmp_path / "serial.zip", jobs=1)
+    parallel = write_zip(root, tmp_path / "parallel.zip", jobs=4)
+    assert serial.sha256 == parallel.sha256
+    with zipfile.ZipFile(parallel.path) as archive:
+        assert archive.testzip() is None
+        assert archive.read("python/big.bin") == big and archive.read("python/empty.py") == b""
+        infos = {i.filename: i for i in archive.infolist()}
+    assert infos["python/big.bin"].compress_size < len(big) * 0.5
