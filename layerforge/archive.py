@@ -77,7 +77,9 @@ def write_zip(
     """
     items = sorted(entries, key=lambda item: item[0]) if entries is not None else layer_entries(root)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
+    handle, temporary = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
+    )
     os.close(handle)
     unzipped = 0
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
@@ -111,9 +113,14 @@ def deflate(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
 def _deflate_piece(data: bytes, start: int, level: int) -> bytes:
     end = min(start + CHUNK_BYTES, len(data))
     window = data[max(0, start - _WINDOW_BYTES) : start]
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, **({"zdict": window} if window else {}))
+    if window:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=window)
+    else:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     last = end >= len(data)
-    return compressor.compress(data[start:end]) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return compressor.compress(data[start:end]) + compressor.flush(
+        zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+    )
 
 
 _Pending = tuple[zipfile.ZipInfo, bytes, "list[Future[bytes]] | None"]

@@ -86,7 +86,9 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
     key = build_key(options, lock)
     reused = _reuse(options, lock, lock_path, key)
     if reused is not None:
-        events.note(f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused")
+        events.note(
+            f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused"
+        )
         return reused
     staging = Path(tempfile.mkdtemp(dir=options.out_dir, prefix=f".{options.stem}.staging-"))
     try:
@@ -120,7 +122,9 @@ def _reuse(options: BuildOptions, lock: Lock, lock_path: Path, key: str) -> Buil
     if not isinstance(manifest, dict) or manifest.get("build_key") != key or not zip_path.is_file():
         return None
     # The zip on disk must still be the one the manifest describes, byte for byte.
-    if zip_path.stat().st_size != manifest.get("zipped_bytes") or sha256_of(zip_path) != manifest.get("sha256"):
+    if zip_path.stat().st_size != manifest.get("zipped_bytes") or sha256_of(zip_path) != manifest.get(
+        "sha256"
+    ):
         return None
     return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, None, None, None, None)
 
@@ -128,7 +132,9 @@ def _reuse(options: BuildOptions, lock: Lock, lock_path: Path, key: str) -> Buil
 def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
     destination = options.out_dir / f"{options.stem}.lock.json"
     recipe = options.recipe
-    current = _current_lock(destination, options) if options.lock_path is None and not options.refresh else None
+    current = (
+        _current_lock(destination, options) if options.lock_path is None and not options.refresh else None
+    )
     if current is not None:
         lock = current
         events.note(f"{destination.name} already pins these requirements: reused (--refresh resolves again)")
@@ -143,7 +149,11 @@ def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
     else:
         events.stage("resolve")
         lock = resolve(
-            recipe.name, recipe.requirements, options.target, index_url=options.index_url, exclude=recipe.exclude
+            recipe.name,
+            recipe.requirements,
+            options.target,
+            index_url=options.index_url,
+            exclude=recipe.exclude,
         )
         for note in lock.notes:
             events.note(note.reason)
@@ -161,7 +171,9 @@ def _current_lock(path: Path, options: BuildOptions) -> Lock | None:
     except LockError:
         return None
     recipe = options.recipe
-    return lock if lock.answers(recipe.requirements, recipe.exclude, options.target, options.index_url) else None
+    return (
+        lock if lock.answers(recipe.requirements, recipe.exclude, options.target, options.index_url) else None
+    )
 
 
 def _build_in(

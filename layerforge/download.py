@@ -132,7 +132,8 @@ def _download(package: LockedPackage, destination: Path, progress: ProgressCallb
                 raise _Truncated(f"got {received} of {total} bytes")
         if digest.hexdigest() != package.sha256:
             raise HashMismatchError(
-                f"{package.wheel}: sha256 {digest.hexdigest()} does not match the lock's {package.sha256}",
+                f"{package.wheel}: sha256 {digest.hexdigest()} does not match the lock's {package.sha256} "
+                f"(downloaded from {redact_url(package.url)}; nothing was kept)",
                 hint="the index served different bytes than were locked: investigate before trusting it, "
                 "or re-lock with `layerforge lock` if the change is expected",
             )
@@ -144,6 +145,8 @@ def _download(package: LockedPackage, destination: Path, progress: ProgressCallb
 
 def _describe(error: Exception | None) -> str:
     if isinstance(error, urllib.error.HTTPError):
+        if 300 <= error.code < 400:  # urllib's own text quotes the target URL, which may be presigned
+            return f"HTTP {error.code}: a redirect that is not followed (not to http or https, or a loop)"
         return f"HTTP {error.code} {error.reason}"
     reason: object = error.reason if isinstance(error, urllib.error.URLError) else error
     return describe_network_error(reason, TIMEOUT_SECONDS)

@@ -96,7 +96,9 @@ def _is_name(text: str) -> bool:
     return text.isidentifier() and not keyword.iskeyword(text)
 
 
-def _module_missing(spec: HandlerSpec, sources: Mapping[str, Path], excluded: Mapping[str, str]) -> HandlerError:
+def _module_missing(
+    spec: HandlerSpec, sources: Mapping[str, Path], excluded: Mapping[str, str]
+) -> HandlerError:
     for candidate in spec.candidate_paths():
         rule = _excluding_rule(candidate, excluded)
         if rule is not None:
@@ -169,9 +171,7 @@ def _last_binding(tree: ast.Module, name: str) -> tuple[_Binding, int] | None:
 
 
 def _defined_functions(tree: ast.Module) -> set[str]:
-    return {
-        s.name for s in _module_level(tree.body) if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)
-    }
+    return {s.name for s in _module_level(tree.body) if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)}
 
 
 def _check_binding(spec: HandlerSpec, path: str, binding: tuple[_Binding, int]) -> HandlerCheck:

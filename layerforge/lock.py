@@ -86,7 +86,7 @@ class Lock:
             sorted(self.requirements) == sorted(requirements)
             and sorted(self.exclude) == sorted(exclude)
             and (self.runtime, self.arch) == (target.runtime, target.arch)
-            and self.index_url == index_url
+            and self.index_url == redact_url(index_url)
         )
 
     @property
@@ -180,7 +180,7 @@ def lock_from_dict(raw: object, source: str) -> Lock:
         raise fail("exclude", "expected a list of strings")
     notes = _notes_from(raw.get("notes", []), fail)
     lock = Lock(
-        text["recipe"], text["runtime"], text["arch"], tuple(requirements), text["index_url"], packages, notes,
+        text["recipe"], text["runtime"], text["arch"], tuple(requirements), redact_url(text["index_url"]), packages, notes,
         tuple(exclude),
     )
     recorded = raw.get("lock_hash")
@@ -311,7 +311,7 @@ def resolve(
         target.runtime,
         target.arch,
         tuple(requirements),
-        index_url,
+        redact_url(index_url),  # a lock is committed and shown in --json: never with credentials in it
         tuple(sorted(packages, key=lambda p: p.name)),
         notes,
         tuple(sorted(excluded)),

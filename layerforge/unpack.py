@@ -29,6 +29,7 @@ LAYER_PREFIX = "python"
 MAX_TOTAL_BYTES = 4 * 1024**3
 MAX_RATIO = 200  # deflate tops out near 1032:1; real wheels stay far below 200:1 for large members
 RATIO_CHECK_FLOOR = 10 * 1024 * 1024
+MAX_NAME_BYTES = 255  # one path component: the limit of ext4, XFS, APFS and NTFS
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _DATA_DIR = re.compile(r"^[^/]+\.data/(purelib|platlib|scripts|headers|data)/(.*)$")
 
@@ -82,7 +83,7 @@ def plan_wheel(wheel: Path) -> list[_Planned]:
     total = 0
     for info in infos:
         name = info.filename
-        _check_name(wheel.name, name)
+        check_entry_name(wheel.name, name)
         if name in seen:
             raise UnsafeArchiveError(
                 f"{wheel.name}: entry {name!r} appears twice; refusing an ambiguous wheel"
@@ -113,7 +114,7 @@ def plan_wheel(wheel: Path) -> list[_Planned]:
     return planned
 
 
-def _check_name(wheel: str, name: str) -> None:
+def check_entry_name(wheel: str, name: str) -> None:
     problem = None
     if "\x00" in name:
         problem = "holds a NUL byte"
@@ -125,6 +126,8 @@ def _check_name(wheel: str, name: str) -> None:
         problem = "climbs out of the tree with `..`" if ".." in name.split("/") else "has a `.` component"
     elif "//" in name.rstrip("/"):
         problem = "has an empty path component"
+    elif any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in name.split("/")):
+        problem = f"has a path component longer than {MAX_NAME_BYTES} bytes, which no file system holds"
     if problem:
         raise UnsafeArchiveError(
             f"{wheel}: entry {name!r} {problem}; refusing to unpack this wheel",
@@ -156,6 +159,7 @@ def unpack_all(wheels: Sequence[Path], root: Path, *, jobs: int = 4) -> LayerTre
                     f"{item.destination}: in {previous.name} and {wheel.name}; kept {wheel.name}'s"
                 )
             owner[item.destination] = wheel
+    _refuse_file_folder_clashes(plans)
     root.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(lambda w: _extract(w, plans[w], owner, root), plans))
@@ -163,6 +167,28 @@ def unpack_all(wheels: Sequence[Path], root: Path, *, jobs: int = 4) -> LayerTre
         for layer_file in layer_files:
             tree.files[layer_file.path] = layer_file
     return tree
+
+
+def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
+    """A path that one entry writes as a file and another needs as a folder (`pkg/x` and `pkg/x/y.py`),
+    in one wheel or across two: refused before anything is written, naming both entries."""
+    files: dict[str, tuple[Path, str]] = {}
+    for wheel, planned in plans.items():
+        for item in planned:
+            files.setdefault(item.destination, (wheel, item.info.filename))
+    for wheel, planned in plans.items():
+        for item in planned:
+            parent = PurePosixPath(item.destination).parent
+            while parent.name:
+                clash = files.get(str(parent))
+                if clash is not None:
+                    other_wheel, other_name = clash
+                    raise UnsafeArchiveError(
+                        f"{wheel.name}: entry {item.info.filename!r} needs {other_name!r} to be a folder, "
+                        f"but {other_wheel.name} ships it as a file; refusing to unpack",
+                        hint="the wheels are malformed or hostile, or two of them clash: do not use them",
+                    )
+                parent = parent.parent
 
 
 def _extract(wheel: Path, planned: list[_Planned], owner: dict[str, Path], root: Path) -> list[LayerFile]:
@@ -175,8 +201,15 @@ def _extract(wheel: Path, planned: list[_Planned], owner: dict[str, Path], root:
                 continue
             target = root / item.destination
             _ensure_inside(root, target, wheel.name, item.info.filename)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            digest = _copy_member(archive, item.info, target, wheel.name)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                digest = _copy_member(archive, item.info, target, wheel.name)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise UnsafeArchiveError(
+                    f"{wheel.name}: entry {item.info.filename!r} cannot be written ({reason})",
+                    hint="the wheel holds a path this file system cannot take; do not use it",
+                ) from None
             _check_record(wheel.name, item.info.filename, digest, record)
             executable = (item.info.external_attr >> 16) & 0o111
             target.chmod(0o755 if executable else 0o644)

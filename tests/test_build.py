@@ -224,12 +224,26 @@ def test_a_test_module_that_the_package_imports_is_kept(local_index: LocalIndex,
 @pytest.mark.parametrize(
     ("mode", "present", "absent"),
     [
-        ("compile", {"python/demo/core.py", "python/demo/__pycache__/core.cpython-311.pyc"}, {"python/demo/core.pyc"}),
-        ("sourceless", {"python/demo/core.pyc"}, {"python/demo/core.py", "python/demo/__pycache__/core.cpython-311.pyc"}),
-        ("none", {"python/demo/core.py"}, {"python/demo/core.pyc", "python/demo/__pycache__/core.cpython-311.pyc"}),
+        (
+            "compile",
+            {"python/demo/core.py", "python/demo/__pycache__/core.cpython-311.pyc"},
+            {"python/demo/core.pyc"},
+        ),
+        (
+            "sourceless",
+            {"python/demo/core.pyc"},
+            {"python/demo/core.py", "python/demo/__pycache__/core.cpython-311.pyc"},
+        ),
+        (
+            "none",
+            {"python/demo/core.py"},
+            {"python/demo/core.pyc", "python/demo/__pycache__/core.cpython-311.pyc"},
+        ),
     ],
 )
-def test_bytecode_modes(demo_index: LocalIndex, tmp_path: Path, mode: str, present: set[str], absent: set[str]) -> None:
+def test_bytecode_modes(
+    demo_index: LocalIndex, tmp_path: Path, mode: str, present: set[str], absent: set[str]
+) -> None:
     result = build(options(demo_index, tmp_path, strip={"bytecode": mode}))
     names = zip_names(result.zip_path)
     assert present <= names
@@ -239,7 +253,9 @@ def test_bytecode_modes(demo_index: LocalIndex, tmp_path: Path, mode: str, prese
     assert (len(compiled) > 0) == (mode == "none"), compiled
 
 
-def test_compiled_bytecode_is_hash_based_and_made_by_the_targets_python(demo_index: LocalIndex, tmp_path: Path) -> None:
+def test_compiled_bytecode_is_hash_based_and_made_by_the_targets_python(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
     result = build(options(demo_index, tmp_path, runtime="python3.12", strip={"bytecode": "compile"}))
     with zipfile.ZipFile(result.zip_path) as archive:
         pyc = archive.read("python/demo/__pycache__/core.cpython-312.pyc")
@@ -284,7 +300,9 @@ def test_a_changed_requirement_downloads_only_what_changed(demo_index: LocalInde
     demo_index.reset_log()
     build(options(demo_index, tmp_path, requirements=["demo", "extra"]))
     # pip reads metadata while resolving; layerforge itself fetched only the new wheel.
-    fetched = [r.path for r in demo_index.requests if r.user_agent == "layerforge" and r.path.startswith("/files/")]
+    fetched = [
+        r.path for r in demo_index.requests if r.user_agent == "layerforge" and r.path.startswith("/files/")
+    ]
     assert fetched == ["/files/extra-1.0-py3-none-any.whl"]
 
 

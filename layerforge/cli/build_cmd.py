@@ -43,7 +43,9 @@ def _target(recipe: Recipe, runtime: str | None, arch: str | None) -> Target:
     help="Interpreter of the target's Python version to compile bytecode and verify with.",
 )
 @click.option("--no-verify", is_flag=True, help="Skip the import check (the static audit still runs).")
-@click.option("--refresh", is_flag=True, help="Resolve again even when the lock in OUT pins these requirements.")
+@click.option(
+    "--refresh", is_flag=True, help="Resolve again even when the lock in OUT pins these requirements."
+)
 @json_option
 @quiet_option
 def build_command(

@@ -1,0 +1,77 @@
+"""`layerforge verify ZIP`: the audit and the import check of any layer zip, built here or elsewhere."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audit import AuditReport, audit_tree
+from .interpreters import find_interpreter
+from .layerzip import distribution_names, extract_layer
+from .recipe import Recipe
+from .target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
+from .toplevel import top_level_modules
+from .verify import VerifyReport, verify_layer
+
+
+@dataclass(frozen=True)
+class ZipVerification:
+    zip_path: Path
+    target: Target
+    audit: AuditReport
+    verify: VerifyReport
+    modules: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.audit.errors and self.verify.ok
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "zip": str(self.zip_path),
+            "runtime": self.target.runtime,
+            "arch": self.target.arch,
+            "ok": self.ok,
+            "verified": self.verify.verified,
+            "audit": self.audit.as_dict(),
+            "verification": self.verify.as_dict(),
+        }
+
+
+def target_for(zip_path: Path, runtime: str | None, arch: str | None) -> Target:
+    """The target named on the command line, else the one in the build manifest beside the zip."""
+    manifest = zip_path.with_name(zip_path.name.removesuffix(".zip") + ".manifest.json")
+    recorded: dict[str, object] = {}
+    if manifest.is_file():
+        try:
+            loaded = json.loads(manifest.read_text(encoding="utf-8"))
+            recorded = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            recorded = {}
+    chosen_runtime = runtime or str(recorded.get("runtime") or DEFAULT_RUNTIME)
+    chosen_arch = arch or str(recorded.get("arch") or DEFAULT_ARCH)
+    return Target(chosen_runtime, chosen_arch)
+
+
+def verify_zip(
+    zip_path: Path, target: Target, *, recipe: Recipe | None = None, python: Path | None = None
+) -> ZipVerification:
+    with tempfile.TemporaryDirectory(prefix="layerforge-verify-zip-") as scratch:
+        tree = extract_layer(zip_path, Path(scratch) / "layer")
+        audit = audit_tree(tree.root, target, tree.origins())
+        config = recipe.verify if recipe else None
+        skip = set(config.skip) if config else set()
+        extra = config.imports if config else ()
+        modules = tuple(m for m in dict.fromkeys([*top_level_modules(tree), *extra]) if m not in skip)
+        interpreter = find_interpreter(target, explicit=python)
+        report = verify_layer(
+            tree.root,
+            target,
+            modules=modules,
+            distributions=distribution_names(tree),
+            smoke=config.smoke if config else None,
+            interpreter=interpreter,
+        )
+    return ZipVerification(zip_path, target, audit, report, modules)
