@@ -14,7 +14,9 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterable
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
@@ -225,18 +227,30 @@ def _build_in(
             "/opt will compile from source"
         )
 
-    events.stage("verify")
-    verify = _verify(options, tree, slim, interpreter)
-    if not verify.ran:
-        events.warn(verify.not_run_reason)
-    verify.raise_for_failures()
-
     checks = _limit_checks(options, tree.total_bytes(), None)
     _enforce(checks, tree)
 
-    events.stage("zip", total=tree.total_bytes())
+    # The tree is final: zip it in the background while the verifier (a subprocess) imports it. The zip is
+    # written inside staging and moved into the output folder only once verification has passed.
+    events.stage("verify")
+    cancelled = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as background:
+        zipping = background.submit(
+            write_zip, tree.root, staging / "layer.zip", jobs=options.jobs, progress=_unless(cancelled)
+        )
+        try:
+            verify = _verify(options, tree, slim, interpreter)
+            if not verify.ran:
+                events.warn(verify.not_run_reason)
+            verify.raise_for_failures()
+        except BaseException:
+            cancelled.set()
+            raise
+        events.stage("zip")
+        staged = zipping.result()
     zip_path = options.out_dir / f"{options.stem}.zip"
-    result = write_zip(tree.root, zip_path, progress=events.advance)
+    os.replace(staged.path, zip_path)
+    result = dataclasses.replace(staged, path=zip_path)
     checks = _limit_checks(options, result.unzipped_bytes, result.zipped_bytes)
     for check in checks:
         if check.exceeded and not check.hard:
@@ -251,6 +265,18 @@ def _build_in(
     manifest_path = options.out_dir / f"{options.stem}.manifest.json"
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)
+
+
+class _Cancelled(Exception):
+    """Stops a background zip whose build has already failed."""
+
+
+def _unless(cancelled: threading.Event) -> Callable[[int], None]:
+    def check(_amount: int) -> None:
+        if cancelled.is_set():
+            raise _Cancelled
+
+    return check
 
 
 def _refresh_sizes(tree: LayerTree, stripped: Iterable[str]) -> None:
