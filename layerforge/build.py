@@ -40,7 +40,8 @@ from .slim import SlimReport, apply, plan
 from .target import Target
 from .toplevel import top_level_modules
 from .unpack import LayerFile, LayerTree, unpack_all
-from .verify import VerifyReport, not_run, verify_layer
+from .verify import VerifyReport, not_run
+from .verify_auto import already_found, choose_verifier
 
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -56,6 +57,8 @@ class BuildOptions:
     verify: bool = True
     python: Path | None = None
     refresh: bool = False
+    docker: bool | None = None  # True: verify in the Lambda image; False: never; None: when nothing local fits
+    image: str | None = None
     jobs: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
 
     @property
@@ -239,7 +242,7 @@ def _build_in(
             write_zip, tree.root, staging / "layer.zip", jobs=options.jobs, progress=_unless(cancelled)
         )
         try:
-            verify = _verify(options, tree, slim, interpreter)
+            verify = _verify(options, tree, slim, interpreter, events)
             if not verify.ran:
                 events.warn(verify.not_run_reason)
             verify.raise_for_failures()
@@ -297,21 +300,34 @@ def _bytecode_compiler(target: Target) -> Interpreter | None:
 
 
 def _verify(
-    options: BuildOptions, tree: LayerTree, slim: SlimReport, interpreter: Interpreter | None
+    options: BuildOptions,
+    tree: LayerTree,
+    slim: SlimReport,
+    interpreter: Interpreter | None,
+    events: BuildEvents,
 ) -> VerifyReport:
     if not options.verify:
         return not_run(options.target, "verification was turned off (--no-verify)")
     recipe = options.recipe.verify
     modules = top_level_modules(tree)
     wanted = [m for m in dict.fromkeys([*modules, *recipe.imports]) if m not in set(recipe.skip)]
-    return verify_layer(
-        tree.root,
+    # A local interpreter of the target's version first, then the Lambda image in Docker, else say plainly
+    # that only the static audit ran.
+    verifier = choose_verifier(
         options.target,
+        python=options.python,
+        docker=options.docker,
+        image=options.image,
+        find_interpreter=already_found(interpreter),
+    )
+    events.note(verifier.reason)
+    return verifier.verify(
+        tree.root,
         modules=wanted,
         distributions=tree.distributions(),
         smoke=recipe.smoke,
-        interpreter=interpreter,
         removed=slim.rule_for_path(),
+        note=events.note,
     )
 
 

@@ -41,14 +41,14 @@ from .target import Target
 # see the module's report to the lead for the small public function that should replace them.
 from .verify import (
     VerifyReport,
-    _bootstrap_source,
-    _check_names,
-    _Context,
-    _join_output,
-    _layer_roots,
-    _parse,
-    _report,
-    _Run,
+    bootstrap_source,
+    check_module_names,
+    FailureContext,
+    join_output,
+    layer_roots,
+    parse_bootstrap_output,
+    build_report,
+    BootstrapRun,
     read_only_copy,
 )
 
@@ -282,7 +282,7 @@ def container_spec(
         "distributions": list(distributions),
         "smoke": smoke or "",
         "timeout": timeout,
-        "bootstrap": _bootstrap_source(),
+        "bootstrap": bootstrap_source(),
     }
     program = (
         f"MARK = {_DRIVER_MARKER!r}\nHEARTBEAT = {_HEARTBEAT_SECONDS!r}\n"
@@ -335,11 +335,18 @@ def docker_from_env() -> DockerClient:
 
 
 def engine_problem(error: BaseException) -> str:
-    """The useful last part of the SDK's nested error text ("Connection aborted... No such file ...")."""
+    """What went wrong reaching the engine, in words, from the SDK's nested error text."""
     text = " ".join(str(error).split())
-    for marker in ("FileNotFoundError(", "ConnectionRefusedError(", "PermissionError("):
-        if marker in text:
-            return text[text.index(marker) :][:200]
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if "FileNotFoundError" in text or "No such file or directory" in text:
+        return f"nothing listens at {where} (Docker is not installed, not running, or DOCKER_HOST is wrong)"
+    if "ConnectionRefusedError" in text or "Connection refused" in text:
+        return f"the engine at {where} refused the connection (it is not running)"
+    if "PermissionError" in text or "Permission denied" in text:
+        return (
+            f"permission denied on {where}: add yourself to the docker group "
+            "(`sudo usermod -aG docker $USER`, then log in again)"
+        )
     return text[:300] or type(error).__name__
 
 
@@ -418,28 +425,28 @@ def run_container(client: DockerClient, spec: ContainerSpec, *, timeout: float) 
 
     watchdog = threading.Timer(timeout + _ENGINE_GRACE_SECONDS, kill)
     watchdog.daemon = True
-    problem = ""
     try:
         stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
-        try:
-            container.start()
-        except docker_errors.DockerException as error:
-            with suppress(Exception):  # never started, so auto_remove will not remove it
-                container.remove(force=True)
-            raise DockerError(
-                f"the container did not start: {engine_problem(error)}",
-                hint=f"check that {spec.image} has {spec.entrypoint[0]}",
-            ) from error
-        watchdog.start()
+        container.start()
+    except docker_errors.DockerException as error:
+        with suppress(Exception):  # created but never started: auto_remove will not remove it
+            container.remove(force=True)
+        raise DockerError(
+            f"the container did not start: {engine_problem(error)}",
+            hint=f"check that {spec.image} has {spec.entrypoint[0]}",
+        ) from error
+    watchdog.start()
+    problem = ""
+    try:
         for chunk_out, chunk_err in stream:
             out += chunk_out or b""
             err += chunk_err or b""
-    except DockerError:
-        raise
     except Exception as error:  # the SDK raises requests', urllib3's and socket errors alike here
         problem = engine_problem(error)
     finally:
         watchdog.cancel()
+        with suppress(Exception):
+            stream.close()
     return ContainerOutput(
         out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), killed.is_set(), problem
     )
@@ -469,7 +476,7 @@ def verify_in_docker(
     Raises DockerError when the engine cannot run the check, InputError when `image` is not the target's
     Python, and returns a report whose failures name the module, the error and the strip rule.
     """
-    _check_names(modules)
+    check_module_names(modules)
     if not (layer_root / "python").is_dir():
         raise VerificationError(
             f"{layer_root} has no python/ folder, so Lambda would put nothing of it on sys.path",
@@ -484,11 +491,16 @@ def verify_in_docker(
     with read_only_copy(layer_root, scratch=Path(tempfile.gettempdir())) as sandbox:
         copy_seconds = time.perf_counter() - started
         spec = container_spec(
-            target, sandbox.layer, image=chosen, modules=modules, distributions=distributions,
-            smoke=smoke, timeout=timeout,
+            target,
+            sandbox.layer,
+            image=chosen,
+            modules=modules,
+            distributions=distributions,
+            smoke=smoke,
+            timeout=timeout,
         )
         output = run_container(client, spec, timeout=timeout)
-        roots = _layer_roots(sandbox.layer, target)
+        roots = layer_roots(sandbox.layer, target)
     return report_from_output(
         output, target, spec, roots=roots, modules=modules, removed=removed or {}, copy_seconds=copy_seconds
     )
@@ -517,13 +529,13 @@ def report_from_output(
             hint="the engine runs on another machine or VM that cannot see this folder: with Docker Desktop, "
             "share it under Settings > Resources > File sharing, or set TMPDIR to a folder that is shared",
         )
-    imports = runs.get("imports") or _Run(
+    imports = runs.get("imports") or BootstrapRun(
         result=None,
-        output=_join_output(output.stdout[-_OUTPUT_TAIL:], output.stderr or output.problem),
+        output=join_output(output.stdout[-_OUTPUT_TAIL:], output.stderr or output.problem),
         timed_out=output.killed,
     )
-    context = _Context(Path(LAYER_MOUNT), list(roots), removed)
-    return _report(
+    context = FailureContext(Path(LAYER_MOUNT), list(roots), removed)
+    return build_report(
         interpreter,
         imports=imports,
         smoke=runs.get("smoke"),
@@ -533,9 +545,9 @@ def report_from_output(
     )
 
 
-def _driver_records(stdout: str) -> tuple[dict[str, Any] | None, dict[str, _Run]]:
+def _driver_records(stdout: str) -> tuple[dict[str, Any] | None, dict[str, BootstrapRun]]:
     header: dict[str, Any] | None = None
-    runs: dict[str, _Run] = {}
+    runs: dict[str, BootstrapRun] = {}
     for line in stdout.splitlines():
         _, marker, body = line.partition(_DRIVER_MARKER)
         if not marker:
@@ -547,8 +559,8 @@ def _driver_records(stdout: str) -> tuple[dict[str, Any] | None, dict[str, _Run]
         if "interpreter" in record:
             header = record["interpreter"]
         elif "mode" in record:
-            run = _parse(record["stdout"])
-            run.output = _join_output(run.output, record["stderr"])
+            run = parse_bootstrap_output(record["stdout"])
+            run.output = join_output(run.output, record["stderr"])
             run.returncode = record["returncode"]
             run.timed_out = bool(record["timed_out"])
             runs[record["mode"]] = run
@@ -641,8 +653,17 @@ def source_build_spec(
         platform=PLATFORMS[target.arch],
         entrypoint=(image_python(target),),
         command=(
-            "-m", "pip", "wheel", "--no-deps", "--no-binary", name, "--wheel-dir", f"{WORK_MOUNT}/out",
-            "--index-url", index_url, requirement,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-binary",
+            name,
+            "--wheel-dir",
+            f"{WORK_MOUNT}/out",
+            "--index-url",
+            index_url,
+            requirement,
         ),
         user=user or _host_user(),
         environment=MappingProxyType(env),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -41,6 +40,7 @@ from .importscan import (
 from .limits import LimitCheck, direct_upload_check, layer_count_check, unzipped_check
 from .lock import DEFAULT_INDEX_URL
 from .recipe import Recipe, load_requirements_file
+from .staging import make_staging_dir
 from .target import Target
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -173,9 +173,10 @@ def package_function(options: FunctionOptions, events: BuildEvents | None = None
     for layer in layers:
         if not any(name.startswith("python/") for name in layer.names):
             events.warn(f"layer {layer.label} has no python/ folder: Python on Lambda sees none of its files")
-    recipe = options.recipe or requirements_recipe(source, options.function_name)
+    recipe = _recipe(options, source, events)
 
-    staging = Path(tempfile.mkdtemp(dir=options.out_dir, prefix=f".{options.stem}.staging-"))
+    # Named after this process, so that a later run can sweep it away if this one is killed outright.
+    staging = make_staging_dir(options.out_dir, options.stem)
     try:
         return _package_in(staging, options, sources, handler, layers, recipe, events)
     finally:
@@ -347,6 +348,20 @@ def _refuse_to_overwrite_a_layer(options: FunctionOptions) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # Requirements
+
+
+def _recipe(options: FunctionOptions, source: Path, events: BuildEvents) -> Recipe | None:
+    if options.recipe is not None:
+        if (source / REQUIREMENTS_FILE).is_file():
+            events.note(f"installing {options.recipe.source}, not {REQUIREMENTS_FILE} of SRC (--recipe)")
+        return options.recipe
+    recipe = requirements_recipe(source, options.function_name)
+    if recipe is None and options.lock_path is not None:
+        raise InputError(
+            f"--lock {options.lock_path} given, but the function has no requirements to install",
+            hint=f"list them in SRC/{REQUIREMENTS_FILE} or pass --recipe",
+        )
+    return recipe
 
 
 def requirements_recipe(source: Path, name: str) -> Recipe | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BuildError
-from .stdlib_modules import stdlib_modules
+from .stdlib_modules import OLDEST, stdlib_modules
 from .target import Target
 
 FUNCTION = "function"
@@ -73,6 +73,7 @@ DISTRIBUTIONS: Mapping[str, str] = {
     "dns": "dnspython",
     "zmq": "pyzmq",
     "git": "GitPython",
+    "distutils": "setuptools",  # gone from the standard library in 3.12; setuptools ships a copy
 }
 
 _MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
@@ -220,7 +221,7 @@ class ScanReport:
             return
         lines = [f"{m.describe()}" for m in self.missing] + list(self.syntax_errors)
         count = len(self.missing) + len(self.syntax_errors)
-        wanted = sorted({m.distribution for m in self.missing if m.distribution})
+        wanted = list(dict.fromkeys(m.distribution for m in self.missing if m.distribution))
         hints = []
         if wanted:
             hints.append(
@@ -544,13 +545,23 @@ class _Scan:
         if label is not None:
             self.found.setdefault(top, label)
             return
-        yield module, f"No module named '{top}'{self._elsewhere(top)}", item.level > 0
+        yield module, f"No module named '{top}'{self._removed(top)}{self._elsewhere(top)}", item.level > 0
 
     def _ignored(self, module: str) -> bool:
         return any(module == name or module.startswith(name + ".") for name in self.ignore)
 
     def _provider(self, top: str) -> str | None:
         return next((p.label for p in self.providers if top in p.names), None)
+
+    def _removed(self, top: str) -> str:
+        """Say so when an older Python's standard library had the module (distutils before 3.12)."""
+        major, minor = self.target.python_version
+        last = next(
+            (m for m in range(minor - 1, OLDEST[1] - 1, -1) if top in stdlib_modules((major, m))), None
+        )
+        if last is None:
+            return ""
+        return f" (the standard library dropped it after Python {major}.{last})"
 
     def _elsewhere(self, top: str) -> str:
         for provider in self.providers:

@@ -34,7 +34,8 @@ _PROBE_CODE = (
     "import json, platform, sys, sysconfig\n"
     "print(json.dumps({'version': list(sys.version_info[:2]), 'machine': platform.machine(),"
     " 'implementation': sys.implementation.name, 'executable': sys.executable,"
-    " 'gil_disabled': bool(sysconfig.get_config_var('Py_GIL_DISABLED'))}))\n"
+    " 'gil_disabled': bool(sysconfig.get_config_var('Py_GIL_DISABLED')),"
+    " 'platform': sys.platform, 'libc': platform.libc_ver()[0]}))\n"
 )
 
 
@@ -48,6 +49,9 @@ class Interpreter:
     implementation: str  # sys.implementation.name: "cpython", "pypy", ...
     source: str  # where it was found: "--python", "PATH", "pyenv", "uv", "current"
     free_threaded: bool = False
+    # Lambda is Linux with glibc: a macOS or musl (Alpine) CPython of the right version cannot load its .so.
+    platform: str = "linux"
+    libc: str = "glibc"
 
     @property
     def dotted(self) -> str:
@@ -65,6 +69,8 @@ class Interpreter:
             reasons.append(f"it is Python {self.dotted}, not {target.python_dotted}")
         if self.machine != target.machine:
             reasons.append(f"it runs on {self.machine}, not {target.machine}")
+        if self.platform != "linux" or self.libc != "glibc":
+            reasons.append(f"it runs on {self.platform} with {self.libc or 'no'} libc, not Linux with glibc")
         if self.free_threaded:
             reasons.append("it is a free-threaded build, whose extension ABI differs from the runtime's")
         if not reasons:
@@ -118,6 +124,8 @@ def _probe(path: Path, source: str) -> Interpreter | str:
             implementation=str(facts["implementation"]),
             source=source,
             free_threaded=bool(facts.get("gil_disabled")),
+            platform=str(facts.get("platform", "")),
+            libc=str(facts.get("libc", "")),
         )
     except (IndexError, KeyError, TypeError, ValueError):
         return "it did not print what a CPython 3 interpreter prints"

@@ -179,8 +179,9 @@ def lock_from_dict(raw: object, source: str) -> Lock:
     if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
         raise fail("exclude", "expected a list of strings")
     notes = _notes_from(raw.get("notes", []), fail)
+    index_url = redact_url(text["index_url"])  # shown in manifests and --json: never with credentials
     lock = Lock(
-        text["recipe"], text["runtime"], text["arch"], tuple(requirements), redact_url(text["index_url"]), packages, notes,
+        text["recipe"], text["runtime"], text["arch"], tuple(requirements), index_url, packages, notes,
         tuple(exclude),
     )
     recorded = raw.get("lock_hash")

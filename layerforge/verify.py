@@ -206,7 +206,7 @@ def verify_layer(
     reason = interpreter.mismatch(target)
     if reason:
         raise InputError(reason, hint=install_hint(target))
-    _check_names(modules)
+    check_module_names(modules)
     if not (layer_root / "python").is_dir():
         raise VerificationError(
             f"{layer_root} has no python/ folder, so Lambda would put nothing of it on sys.path",
@@ -217,7 +217,7 @@ def verify_layer(
     started = time.perf_counter()
     with read_only_copy(layer_root, link=link) as sandbox:
         copy_seconds = time.perf_counter() - started
-        roots = _layer_roots(sandbox.layer, target)
+        roots = layer_roots(sandbox.layer, target)
         config = {
             "layer_paths": [str(sandbox.layer / root) for root in roots],
             "modules": list(modules),
@@ -228,8 +228,8 @@ def verify_layer(
         smoke_run = None
         if smoke and not imports.timed_out:
             smoke_run = _run(interpreter, sandbox, dict(config, mode="smoke", smoke=smoke), deadline)
-        context = _Context(sandbox.layer, roots, removed)
-        return _report(
+        context = FailureContext(sandbox.layer, roots, removed)
+        return build_report(
             interpreter,
             imports=imports,
             smoke=smoke_run,
@@ -239,7 +239,7 @@ def verify_layer(
         )
 
 
-def _check_names(modules: Sequence[str]) -> None:
+def check_module_names(modules: Sequence[str]) -> None:
     for module in modules:
         if not all(part.isidentifier() for part in module.split(".")):
             raise InputError(
@@ -248,7 +248,7 @@ def _check_names(modules: Sequence[str]) -> None:
             )
 
 
-def _layer_roots(layer: Path, target: Target) -> list[str]:
+def layer_roots(layer: Path, target: Target) -> list[str]:
     """Layer-relative sys.path entries, in Lambda's order: site-packages under python/ first, then python/."""
     site = f"python/lib/python{target.python_dotted}/site-packages"
     return [site, "python"] if (layer / site).is_dir() else ["python"]
@@ -357,7 +357,7 @@ def _set_modes(top: Path, *, read_only: bool) -> None:
 
 
 @dataclass
-class _Run:
+class BootstrapRun:
     """One bootstrap process: its markers, its result (None when it died first) and its other output."""
 
     result: dict[str, Any] | None
@@ -370,7 +370,7 @@ class _Run:
     seconds: float = 0.0
 
 
-def _bootstrap_source() -> str:
+def bootstrap_source() -> str:
     return resources.files("layerforge").joinpath("_verify_bootstrap.py").read_text(encoding="utf-8")
 
 
@@ -393,8 +393,8 @@ def _environment(sandbox: Sandbox) -> dict[str, str]:
     return env
 
 
-def _run(interpreter: Interpreter, sandbox: Sandbox, config: dict[str, Any], deadline: float) -> _Run:
-    command = [str(interpreter.path), "-I", "-S", "-B", "-c", _bootstrap_source()]
+def _run(interpreter: Interpreter, sandbox: Sandbox, config: dict[str, Any], deadline: float) -> BootstrapRun:
+    command = [str(interpreter.path), "-I", "-S", "-B", "-c", bootstrap_source()]
     started = time.perf_counter()
     # A session of its own, so a timeout kills the whole group, including anything the smoke code started.
     process = subprocess.Popen(
@@ -413,8 +413,8 @@ def _run(interpreter: Interpreter, sandbox: Sandbox, config: dict[str, Any], dea
     except subprocess.TimeoutExpired:
         timed_out = True
         out, err = _kill(process)
-    run = _parse(out.decode(errors="replace"))
-    run.output = _join_output(run.output, err.decode(errors="replace"))
+    run = parse_bootstrap_output(out.decode(errors="replace"))
+    run.output = join_output(run.output, err.decode(errors="replace"))
     run.returncode = process.returncode
     run.timed_out = timed_out
     run.seconds = time.perf_counter() - started
@@ -432,8 +432,8 @@ def _kill(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
         return b"", b""
 
 
-def _parse(stdout: str) -> _Run:
-    run = _Run(result=None)
+def parse_bootstrap_output(stdout: str) -> BootstrapRun:
+    run = BootstrapRun(result=None)
     noise = []
     for line in stdout.splitlines():
         # The marker can follow partial output a package printed without a newline.
@@ -460,12 +460,12 @@ def _parse(stdout: str) -> _Run:
     return run
 
 
-def _join_output(stdout: str, stderr: str) -> str:
+def join_output(stdout: str, stderr: str) -> str:
     text = "\n".join(part for part in (stdout.strip(), stderr.strip()) if part)
     return text[-_OUTPUT_LIMIT:]
 
 
-def _death(run: _Run, timeout_note: str) -> str:
+def _death(run: BootstrapRun, timeout_note: str) -> str:
     """Why a bootstrap process gave no result."""
     if run.timed_out:
         return f"TimeoutError: the check was stopped after {timeout_note}"
@@ -481,7 +481,7 @@ def _death(run: _Run, timeout_note: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Context:
+class FailureContext:
     """What is needed to map a missing name or file back to the strip rule that removed it."""
 
     layer: Path  # the copy, as the child saw it
@@ -489,12 +489,12 @@ class _Context:
     removed: Mapping[str, str]
 
 
-def _report(
+def build_report(
     interpreter: Interpreter,
     *,
-    imports: _Run,
-    smoke: _Run | None,
-    context: _Context,
+    imports: BootstrapRun,
+    smoke: BootstrapRun | None,
+    context: FailureContext,
     modules: list[str],
     copy_seconds: float,
 ) -> VerifyReport:
@@ -533,7 +533,7 @@ def _check_isolation(result: dict[str, Any]) -> None:
         raise VerificationError(f"the verification interpreter was not isolated: {flags}")
 
 
-def _died(run: _Run, modules: list[str]) -> ModuleFailure:
+def _died(run: BootstrapRun, modules: list[str]) -> ModuleFailure:
     culprit = run.importing
     done = set(run.imported) | {record["module"] for record in run.failed}
     unchecked = [module for module in modules if module not in done and module != culprit]
@@ -548,7 +548,7 @@ def _died(run: _Run, modules: list[str]) -> ModuleFailure:
     )
 
 
-def _smoke_outcome(smoke: _Run | None, context: _Context) -> tuple[bool | None, str, ModuleFailure | None]:
+def _smoke_outcome(smoke: BootstrapRun | None, context: FailureContext) -> tuple[bool | None, str, ModuleFailure | None]:
     if smoke is None:
         return None, "", None
     if smoke.result is None:
@@ -558,11 +558,11 @@ def _smoke_outcome(smoke: _Run | None, context: _Context) -> tuple[bool | None, 
     if not error:
         return True, smoke.output, None
     traceback = "\n".join(error.get("traceback", []))
-    output = _join_output(smoke.output, traceback)
+    output = join_output(smoke.output, traceback)
     return False, output, _failure(error, "<smoke>", "smoke", context)
 
 
-def _failure(record: dict[str, Any], module: str, stage: str, context: _Context) -> ModuleFailure:
+def _failure(record: dict[str, Any], module: str, stage: str, context: FailureContext) -> ModuleFailure:
     if stage == "metadata":
         missing, rule = _removed_dist_info(module, context)
     else:
@@ -583,7 +583,7 @@ def _failure(record: dict[str, Any], module: str, stage: str, context: _Context)
     )
 
 
-def _denied(record: dict[str, Any], context: _Context) -> str:
+def _denied(record: dict[str, Any], context: FailureContext) -> str:
     """A write into the layer was refused: it would be on Lambda too, where /opt is read-only."""
     denied = record.get("denied_file")
     if not denied or not Path(denied).is_relative_to(context.layer):
@@ -595,7 +595,7 @@ def _denied(record: dict[str, Any], context: _Context) -> str:
     )
 
 
-def _compiled(result: dict[str, Any], context: _Context) -> tuple[str, ...]:
+def _compiled(result: dict[str, Any], context: FailureContext) -> tuple[str, ...]:
     """Modules of the layer compiled from source; the stdlib's own misses are not the layer's fault."""
     layer = str(context.layer) + os.sep
     names = {name for name, path in result.get("compiled", []) if str(path).startswith(layer)}
@@ -606,7 +606,7 @@ def _compiled(result: dict[str, Any], context: _Context) -> tuple[str, ...]:
 # Mapping what was missing to the rule that removed it
 
 
-def _explain(record: dict[str, Any], context: _Context) -> tuple[str | None, str | None]:
+def _explain(record: dict[str, Any], context: FailureContext) -> tuple[str | None, str | None]:
     """(layer-relative path of what was missing, the rule that removed it), as far as is known."""
     if record.get("missing_file"):
         found = _removed_file(record["missing_file"], context)
@@ -629,7 +629,7 @@ def _under(prefix: str, removed: Mapping[str, str]) -> list[str]:
     return sorted(path for path in removed if path.startswith(prefix))
 
 
-def _removed_module(module: str, context: _Context) -> tuple[str | None, str | None]:
+def _removed_module(module: str, context: FailureContext) -> tuple[str | None, str | None]:
     """A module is gone when its folder, its file (x.py, x.pyc, x.*.so) or a parent's __init__ is."""
     parts = module.split(".")
     for root in context.roots:
@@ -652,7 +652,7 @@ def _removed_module(module: str, context: _Context) -> tuple[str | None, str | N
     return None, None
 
 
-def _removed_file(filename: str, context: _Context) -> tuple[str | None, str | None]:
+def _removed_file(filename: str, context: FailureContext) -> tuple[str | None, str | None]:
     path = Path(filename)
     if not path.is_relative_to(context.layer):
         return None, None
@@ -665,7 +665,7 @@ def _removed_file(filename: str, context: _Context) -> tuple[str | None, str | N
     return relative, None
 
 
-def _removed_library(library: str, context: _Context) -> tuple[str | None, str | None]:
+def _removed_library(library: str, context: FailureContext) -> tuple[str | None, str | None]:
     hits = sorted(path for path in context.removed if path.rsplit("/", 1)[-1] == library)
     return (hits[0], _rules(hits, context.removed)) if hits else (None, None)
 
@@ -674,7 +674,7 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def _removed_dist_info(distribution: str, context: _Context) -> tuple[str | None, str | None]:
+def _removed_dist_info(distribution: str, context: FailureContext) -> tuple[str | None, str | None]:
     """importlib.metadata finds nothing when the distribution's *.dist-info folder was removed."""
     wanted = _canonical(distribution)
     for root in context.roots:

@@ -45,6 +45,15 @@ def _find_default(target: Target, *, explicit: Path | None = None) -> Interprete
     return interpreters.find_interpreter(target, explicit=explicit)
 
 
+def already_found(interpreter: Interpreter | None) -> InterpreterFinder:
+    """A finder that answers with an interpreter the caller has already probed (a build has, for bytecode)."""
+
+    def find(target: Target, *, explicit: Path | None = None) -> Interpreter | None:
+        return interpreter
+
+    return find
+
+
 @dataclass(frozen=True)
 class Verifier:
     """The chosen way to verify, and why. `verify()` runs it and returns verify.py's report."""
@@ -72,15 +81,30 @@ class Verifier:
         """Run the check. `local_options` (link=...) go to verify_layer only."""
         if self.kind == "local":
             return verify_layer(
-                layer_root, self.target, modules=modules, distributions=distributions, smoke=smoke,
-                interpreter=self.interpreter, removed=removed, timeout=timeout, **local_options,
+                layer_root,
+                self.target,
+                modules=modules,
+                distributions=distributions,
+                smoke=smoke,
+                interpreter=self.interpreter,
+                removed=removed,
+                timeout=timeout,
+                **local_options,
             )
         if self.kind == "none":
             return not_run(self.target, self.reason)
         try:
             return verify_in_docker(
-                layer_root, self.target, modules=modules, distributions=distributions, smoke=smoke,
-                removed=removed, client=self.client, image=self.image, timeout=timeout, note=note,
+                layer_root,
+                self.target,
+                modules=modules,
+                distributions=distributions,
+                smoke=smoke,
+                removed=removed,
+                client=self.client,
+                image=self.image,
+                timeout=timeout,
+                note=note,
             )
         except DockerError as error:
             if self.explicit_docker:
@@ -117,7 +141,10 @@ def choose_verifier(
         return _none(target, f"{looked} and found none; Docker was turned off (--no-docker)")
     try:
         return _docker(
-            target, image, docker_client_factory, explicit=False,
+            target,
+            image,
+            docker_client_factory,
+            explicit=False,
             why=f"no local interpreter fits ({looked})",
         )
     except DockerError as error:

@@ -144,3 +144,31 @@ def test_unknown_runtime_or_arch_is_usage_error(tmp_path: Path, args: tuple[str,
 def test_python_m_layerforge_and_version(tmp_path: Path) -> None:
     completed = run("--version", cwd=tmp_path)
     assert completed.returncode == 0 and "layerforge" in completed.stdout
+
+
+def test_with_no_interpreter_and_no_docker_engine_the_build_says_imports_were_not_verified(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    local_index.add_wheel("purelib", "1.0")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("purelib\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    hidden = {
+        "PATH": str(empty),  # no python3.13 on PATH
+        "PYENV_ROOT": str(empty),
+        "HOME": str(empty),  # no uv-managed interpreters either
+        "XDG_DATA_HOME": str(empty),
+        "UV_PYTHON_INSTALL_DIR": str(empty),
+        "DOCKER_HOST": f"unix://{empty}/no-docker.sock",
+        "LAYERFORGE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    completed = run("build", str(requirements), "--name", "pure", "--runtime", "python3.13", "--index-url",
+                    local_index.url, "--out", str(tmp_path / "dist"), "--json", cwd=tmp_path, env=hidden)
+    assert completed.returncode == 0, completed.stderr
+    payload = json.loads(completed.stdout)
+    assert payload["verified"] is None
+    assert payload["audit"]["findings"] == []
+    stderr = " ".join(completed.stderr.split())
+    assert "imports NOT verified" in stderr and "only the static audit" in stderr
+    assert "Docker" in stderr

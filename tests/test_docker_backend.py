@@ -37,7 +37,7 @@ from layerforge.docker_backend import (
 from layerforge.errors import InputError
 from layerforge.interpreters import find_interpreter
 from layerforge.target import ARCHES, Target
-from layerforge.verify_auto import choose_verifier
+from layerforge.verify_auto import already_found, choose_verifier
 
 HOST_ARCH = {machine: arch for arch, machine in ARCHES.items()}.get(os.uname().machine, "x86_64")
 TARGET = Target(f"python{sys.version_info[0]}.{sys.version_info[1]}", HOST_ARCH)
@@ -179,11 +179,13 @@ class FakeDockerClient:
 
 
 def no_engine() -> FakeDockerClient:
-    return FakeDockerClient(ping_error=docker.errors.DockerException("Error while fetching server API version"))
+    return FakeDockerClient(
+        ping_error=docker.errors.DockerException("Error while fetching server API version")
+    )
 
 
 def failing_factory(client: FakeDockerClient) -> Any:
-    """What docker_from_env does when the engine does not answer: ping, and turn the failure into a DockerError."""
+    """What docker_from_env does when no engine answers: ping, and turn the failure into a DockerError."""
 
     def factory() -> FakeDockerClient:
         try:
@@ -218,7 +220,9 @@ def hidden_interpreters(tmp_path: Path) -> Any:
 # The container spec
 
 
-def test_container_spec_for_python311_arm64_is_the_lambda_image_locked_down(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_container_spec_for_python311_arm64_is_the_lambda_image_locked_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret-must-not-leak")
     monkeypatch.setenv("PYTHONPATH", "/host/site-packages")
     spec = container_spec(
@@ -242,7 +246,11 @@ def test_container_spec_for_python311_arm64_is_the_lambda_image_locked_down(monk
     assert env["HOME"] == env["TMPDIR"] == "/tmp"
     assert "/opt/lib" in env["LD_LIBRARY_PATH"].split(":") and "/var/lang/lib" in env["LD_LIBRARY_PATH"]
     assert "/opt/bin" in env["PATH"].split(":")
-    assert not any(key.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION", "PYTHON")) and key != "PYTHONDONTWRITEBYTECODE" for key in env)
+    assert not any(
+        key.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION", "PYTHON"))
+        and key != "PYTHONDONTWRITEBYTECODE"
+        for key in env
+    )
     assert "host-secret-must-not-leak" not in repr(spec)
     program = spec.command[-1]
     assert '"modules": ["numpy", "pandas"]' in program and "@@layerforge-verify@@" in program
@@ -273,7 +281,9 @@ def test_container_spec_reaches_the_engine_as_docker_run_would_send_it() -> None
 
 
 def test_image_option_replaces_the_image_only() -> None:
-    spec = container_spec(TARGET, Path("/l"), image="my.registry:5000/lambda-py:3.11", modules=[], distributions=[], smoke=None)
+    spec = container_spec(
+        TARGET, Path("/l"), image="my.registry:5000/lambda-py:3.11", modules=[], distributions=[], smoke=None
+    )
     assert spec.image == "my.registry:5000/lambda-py:3.11"
     assert split_image(spec.image) == ("my.registry:5000/lambda-py", "3.11")
     assert split_image("my.registry:5000/lambda-py") == ("my.registry:5000/lambda-py", "latest")
@@ -319,8 +329,9 @@ def test_verify_in_docker_runs_the_real_bootstrap_and_names_the_strip_rule(tmp_p
     assert failure.module == "broken"
     assert failure.missing_path == "python/broken/gone.py"
     assert failure.removed_by == "safe:tests"
-    assert "/opt/python/broken" in failure.detail or "/opt" in failure.error or failure.detail == ""
-    assert report.compiled_from_source == ("good", "good.core", "broken")  or set(report.compiled_from_source) >= {"good", "good.core"}
+    # Paths are shown where Lambda puts the layer, not where the copy happened to be.
+    assert 'File "/opt/python/broken/__init__.py"' in failure.detail
+    assert report.compiled_from_source == ("broken", "good", "good.core")  # no bytecode shipped
     # The image was not here: it was pulled for the target's platform, then one container ran.
     pull = next(kwargs for name, kwargs in client.calls if name == "images.pull")
     assert pull["platform"] == f"linux/{'arm64' if TARGET.arch == 'arm64' else 'amd64'}"
@@ -333,10 +344,22 @@ def test_verify_in_docker_runs_the_real_bootstrap_and_names_the_strip_rule(tmp_p
 
 def test_verify_in_docker_reports_a_failing_smoke_test(tmp_path: Path) -> None:
     layer = make_layer(tmp_path / "layer", GOOD)
-    client = FakeDockerClient(execute=Path(sys.executable), local_images={f"public.ecr.aws/lambda/python:{TARGET.python_dotted}": "amd64" if TARGET.arch == "x86_64" else "arm64"})
+    client = FakeDockerClient(
+        execute=Path(sys.executable),
+        local_images={
+            f"public.ecr.aws/lambda/python:{TARGET.python_dotted}": "amd64"
+            if TARGET.arch == "x86_64"
+            else "arm64"
+        },
+    )
     report = verify_in_docker(
-        layer, TARGET, modules=["good"], distributions=[], smoke="import good\nassert good.VALUE == 41, 'wrong'\n",
-        removed={}, client=client,
+        layer,
+        TARGET,
+        modules=["good"],
+        distributions=[],
+        smoke="import good\nassert good.VALUE == 41, 'wrong'\n",
+        removed={},
+        client=client,
     )
     assert report.smoke_ok is False
     assert report.smoke_failure is not None and "AssertionError: wrong" in report.smoke_failure.error
@@ -348,14 +371,18 @@ def test_an_image_of_another_python_is_refused(tmp_path: Path) -> None:
     wrong = Target("python3.12" if TARGET.runtime != "python3.12" else "python3.13", TARGET.arch)
     client = FakeDockerClient(execute=Path(sys.executable))
     with pytest.raises(InputError, match=r"not 3\.1[23]"):
-        verify_in_docker(layer, wrong, modules=["good"], distributions=[], smoke=None, removed={}, client=client)
+        verify_in_docker(
+            layer, wrong, modules=["good"], distributions=[], smoke=None, removed={}, client=client
+        )
 
 
 def test_an_arm64_image_without_emulation_says_how_to_install_it(tmp_path: Path) -> None:
     layer = make_layer(tmp_path / "layer", GOOD)
     client = FakeDockerClient(stderr=b"exec /var/lang/bin/python3.11: exec format error\n")
     with pytest.raises(DockerError) as caught:
-        verify_in_docker(layer, ARM, modules=["good"], distributions=[], smoke=None, removed={}, client=client)
+        verify_in_docker(
+            layer, ARM, modules=["good"], distributions=[], smoke=None, removed={}, client=client
+        )
     assert "exec format error" in caught.value.message
     assert "tonistiigi/binfmt --install arm64" in str(caught.value.hint)
 
@@ -364,7 +391,9 @@ def test_a_container_that_does_not_start_is_removed(tmp_path: Path) -> None:
     layer = make_layer(tmp_path / "layer", GOOD)
     client = FakeDockerClient(start_error=docker.errors.APIError("OCI runtime create failed: no such file"))
     with pytest.raises(DockerError, match="did not start"):
-        verify_in_docker(layer, ARM, modules=["good"], distributions=[], smoke=None, removed={}, client=client)
+        verify_in_docker(
+            layer, ARM, modules=["good"], distributions=[], smoke=None, removed={}, client=client
+        )
     assert ("remove", {"force": True}) in client.calls
 
 
@@ -372,7 +401,9 @@ def test_a_container_that_does_not_start_is_removed(tmp_path: Path) -> None:
 # Choosing the verifier
 
 
-def test_no_interpreter_and_no_engine_the_build_goes_on_and_says_imports_were_not_verified(tmp_path: Path) -> None:
+def test_no_interpreter_and_no_engine_the_build_goes_on_and_says_imports_were_not_verified(
+    tmp_path: Path,
+) -> None:
     layer = make_layer(tmp_path / "layer", GOOD)
     client = no_engine()
     verifier = choose_verifier(
@@ -392,7 +423,9 @@ def test_no_interpreter_and_no_engine_the_build_goes_on_and_says_imports_were_no
 def test_no_interpreter_but_an_engine_verifies_in_docker(tmp_path: Path) -> None:
     layer = make_layer(tmp_path / "layer", GOOD)
     client = FakeDockerClient(execute=Path(sys.executable))
-    verifier = choose_verifier(TARGET, docker_client_factory=lambda: client, find_interpreter=hidden_interpreters(tmp_path))
+    verifier = choose_verifier(
+        TARGET, docker_client_factory=lambda: client, find_interpreter=hidden_interpreters(tmp_path)
+    )
     assert verifier.kind == "docker" and "no local interpreter fits" in verifier.reason
     report = verifier.verify(layer, modules=["good"], distributions=["good"], smoke=None, removed={})
     assert report.verified is True
@@ -405,6 +438,16 @@ def test_a_local_interpreter_wins_and_docker_is_never_asked(tmp_path: Path) -> N
     assert client.calls == []
 
 
+def test_a_build_can_hand_over_the_interpreter_it_already_found(tmp_path: Path) -> None:
+    local = choose_verifier(TARGET, docker=False, find_interpreter=hidden_interpreters(tmp_path))
+    assert local.kind != "local"
+    found = find_interpreter(TARGET)
+    assert found is not None
+    verifier = choose_verifier(TARGET, find_interpreter=already_found(found))
+    assert verifier.kind == "local" and verifier.interpreter == found
+    assert verifier.reason.startswith("verifying with cpython")
+
+
 def test_docker_flag_without_an_engine_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--docker: no Docker engine answered"):
         choose_verifier(TARGET, docker=True, docker_client_factory=failing_factory(no_engine()))
@@ -413,7 +456,10 @@ def test_docker_flag_without_an_engine_is_an_input_error(tmp_path: Path) -> None
 def test_no_docker_flag_never_asks_the_engine(tmp_path: Path) -> None:
     client = FakeDockerClient()
     verifier = choose_verifier(
-        ARM, docker=False, docker_client_factory=lambda: client, find_interpreter=hidden_interpreters(tmp_path)
+        ARM,
+        docker=False,
+        docker_client_factory=lambda: client,
+        find_interpreter=hidden_interpreters(tmp_path),
     )
     assert verifier.kind == "none" and "--no-docker" in verifier.reason
     assert client.calls == []
@@ -422,7 +468,9 @@ def test_no_docker_flag_never_asks_the_engine(tmp_path: Path) -> None:
 def test_docker_as_a_fallback_that_fails_leaves_the_static_audit(tmp_path: Path) -> None:
     layer = make_layer(tmp_path / "layer", GOOD)
     client = FakeDockerClient(stderr=b"exec /var/lang/bin/python3.11: exec format error\n")
-    verifier = choose_verifier(ARM, docker_client_factory=lambda: client, find_interpreter=hidden_interpreters(tmp_path))
+    verifier = choose_verifier(
+        ARM, docker_client_factory=lambda: client, find_interpreter=hidden_interpreters(tmp_path)
+    )
     report = verifier.verify(layer, modules=["good"], distributions=[], smoke=None, removed={})
     assert not report.ran and "exec format error" in report.not_run_reason
 
@@ -436,7 +484,7 @@ def test_source_build_runs_pip_in_the_sam_build_image_as_a_user(tmp_path: Path) 
     assert spec.image == "public.ecr.aws/sam/build-python3.11:latest-arm64"
     assert spec.platform == "linux/arm64"
     assert spec.command[:3] == ("-m", "pip", "wheel") and spec.command[-1] == "tinypkg==1.0"
-    assert ("--no-binary", "tinypkg") == spec.command[4:6]
+    assert spec.command[4:6] == ("--no-binary", "tinypkg")
     assert not spec.network_disabled  # the sdist and its build requirements come from the index
     assert spec.read_only and spec.auto_remove and not spec.user.startswith("0:")
     assert spec.mounts == (Mount(str(tmp_path), "/work", read_only=False),)
@@ -451,7 +499,9 @@ def test_build_wheel_in_docker_copies_the_wheel_the_container_wrote(tmp_path: Pa
         return b"Successfully built tinypkg\n", b""
 
     client = FakeDockerClient(execute=Path(sys.executable), on_start=container)
-    wheel = build_wheel_in_docker("tinypkg==1.0", ARM, tmp_path / "wheels", index_url="http://127.0.0.1:1/simple", client=client)
+    wheel = build_wheel_in_docker(
+        "tinypkg==1.0", ARM, tmp_path / "wheels", index_url="http://127.0.0.1:1/simple", client=client
+    )
     assert wheel == tmp_path / "wheels" / "tinypkg-1.0-cp311-cp311-linux_aarch64.whl"
     assert wheel.read_bytes() == b"PK"
     assert client.created()["network_mode"] == "bridge"
@@ -478,7 +528,13 @@ def test_real_engine_verifies_a_layer_in_the_lambda_image(tmp_path: Path) -> Non
     layer = make_layer(tmp_path / "layer", GOOD)
     target = Target("python3.11", HOST_ARCH)
     report = verify_in_docker(
-        layer, target, modules=["good"], distributions=["good"], smoke="import good", removed={}, client=client
+        layer,
+        target,
+        modules=["good"],
+        distributions=["good"],
+        smoke="import good",
+        removed={},
+        client=client,
     )
     assert report.verified is True and report.layer_read_only is True
     assert report.interpreter is not None and report.interpreter.path == Path("/var/lang/bin/python3.11")

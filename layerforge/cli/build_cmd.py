@@ -44,6 +44,12 @@ def _target(recipe: Recipe, runtime: str | None, arch: str | None) -> Target:
 )
 @click.option("--no-verify", is_flag=True, help="Skip the import check (the static audit still runs).")
 @click.option(
+    "--docker/--no-docker",
+    default=None,
+    help="Verify inside the Lambda image (default: only when no local interpreter fits).",
+)
+@click.option("--image", default=None, help="Image to verify in instead of public.ecr.aws/lambda/python:3.X.")
+@click.option(
     "--refresh", is_flag=True, help="Resolve again even when the lock in OUT pins these requirements."
 )
 @json_option
@@ -59,6 +65,8 @@ def build_command(
     lock_path: Path | None,
     python: Path | None,
     no_verify: bool,
+    docker: bool | None,
+    image: str | None,
     refresh: bool,
     json_mode: bool,
     quiet: bool,
@@ -80,6 +88,8 @@ def build_command(
             lock_path=lock_path,
             verify=not no_verify,
             refresh=refresh,
+            docker=docker,
+            image=image,
             python=python,
         )
         output.info(f"building [bold]{recipe.name}[/] for {target.runtime} on {target.arch}")

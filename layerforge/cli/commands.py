@@ -5,3 +5,4 @@ from . import size_report_cmd  # noqa: F401
 from . import publish_cmd  # noqa: F401
 from . import verify_cmd  # noqa: F401
 from . import function_cmd  # noqa: F401
+from . import doctor_cmd  # noqa: F401

@@ -159,10 +159,13 @@ def _summarise(output: Output, result: FunctionResult) -> None:
     check = result.handler
     output.info(f"handler {check.spec.text}: `{check.kind}` at {check.path}:{check.line}")
     scan = result.scan
-    output.info(
-        f"imports: {scan.imports} in {scan.files} files, every one found "
-        f"({', '.join(f'{name} in {where}' for name, where in scan.found.items()) or 'none'})"
-    )
+    by_source: dict[str, list[str]] = {}
+    for name, where in scan.found.items():
+        by_source.setdefault(where, []).append(name)
+    optional = f", {len(scan.optional)} optional ones missing" if scan.optional else ""
+    output.info(f"imports: {scan.imports} in {scan.files} files, every required one found{optional}")
+    for where, names in by_source.items():
+        output.info(f"  from {where}: {', '.join(names)}")
     for limit in result.limits:
         state = "[red]over[/]" if limit.exceeded else "ok"
         output.info(
