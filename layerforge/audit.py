@@ -190,6 +190,12 @@ def _foreign(rel: str, origin: str | None, target: Target, system: Literal["wind
         f"manylinux wheels, never a {wheel_kind} wheel; if you run pip yourself, pass "
         f"`--platform manylinux2014_{target.machine} --only-binary=:all:`"
     )
+    if origin and any(p.startswith("manylinux") for p in _wheel_platforms(origin)):
+        # The wheel says Linux and ships a foreign binary: its tag lies, and no choice of wheel was wrong.
+        fix = (
+            f"the wheel {origin} is tagged for Linux but ships a {label} binary: its tag lies. Pin another "
+            f"release of it (or build it from source in the Lambda image), and report it to its maintainers"
+        )
     if severity == "warning":
         fix = "nothing breaks; to save space, remove it with a `[strip] remove` rule in the recipe"
     return Finding(severity, f"{system}-binary", rel, origin, message, fix)

@@ -32,7 +32,15 @@ PERMISSIONS: dict[str, str] = {
     "AddLayerVersionPermission": "lambda:AddLayerVersionPermission",
     "GetFunctionConfiguration": "lambda:GetFunctionConfiguration",
     "UpdateFunctionConfiguration": "lambda:UpdateFunctionConfiguration",
+    "GetFunction": "lambda:GetFunction",
+    "UpdateFunctionCode": "lambda:UpdateFunctionCode",
+    "CreateFunction": "lambda:CreateFunction",
 }
+# A call that needs a second permission AWS may not name in a bare "Access Denied": creating a
+# function hands it a role, which takes iam:PassRole on that role.
+ALSO_NEEDED: dict[str, str] = {"CreateFunction": "iam:PassRole on the function's role"}
+# Calls that make Lambda read the zip from S3 with the caller's rights.
+_READS_S3 = frozenset({"PublishLayerVersion", "UpdateFunctionCode", "CreateFunction"})
 
 # S3 answers a HEAD without a body, so botocore sees only the status as the code ("403").
 _ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "Forbidden", "403"})
@@ -176,12 +184,24 @@ def _explain_client_error(error: ClientError, identity: Callable[[], str | None]
         return Explanation(text, hint="create the bucket in the region it serves, or correct --bucket")
     if code == "RequestEntityTooLargeException" or http_status(error) == 413:
         return Explanation(text, hint="publish through S3 with --bucket instead of --direct")
-    return Explanation(text)
+    return Explanation(text, hint=_function_hint(code, message))
+
+
+def _function_hint(code: str, message: str) -> str | None:
+    if code == "InvalidParameterValueException" and "cannot be assumed by Lambda" in message:
+        # IAM is eventually consistent: a role made seconds ago is often not usable yet.
+        return (
+            "the role's trust policy must allow lambda.amazonaws.com to assume it; "
+            "a role created moments ago may need a few seconds: run again"
+        )
+    if code == "ResourceConflictException":
+        return "another change to the function is in progress: run again when it has finished"
+    return None
 
 
 def _s3_read_denied(operation: str, message: str) -> bool:
     # Lambda reads the zip from S3 with the caller's rights and reports S3's refusal in its message.
-    return operation == "PublishLayerVersion" and "S3 Error Code: AccessDenied" in message
+    return operation in _READS_S3 and "S3 Error Code: AccessDenied" in message
 
 
 def _explain_access_denied(operation: str, message: str, identity: Callable[[], str | None]) -> Explanation:
@@ -194,7 +214,10 @@ def _explain_access_denied(operation: str, message: str, identity: Callable[[], 
         permission = PERMISSIONS.get(operation, f"the permission for {operation}")
     who = stated.group("who") if stated else identity()
     subject, verb = (who, "lacks") if who else ("the current credentials", "lack")
+    # AWS named the action, or the call needs only one: that is the permission. Otherwise say both.
+    also = None if stated else ALSO_NEEDED.get(operation)
+    missing, needed = (f"{permission} or {also}", f"{permission} and {also}") if also else (permission,) * 2
     return Explanation(
-        f"access denied: {subject} {verb} {permission} (needed by {operation})",
-        hint=f"grant {permission} to {subject} (an IAM policy on the identity, or the bucket's policy)",
+        f"access denied: {subject} {verb} {missing} (needed by {operation})",
+        hint=f"grant {needed} to {subject} (an IAM policy on the identity, or the bucket's policy)",
     )

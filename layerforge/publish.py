@@ -13,11 +13,11 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -36,9 +36,18 @@ from .layers import (
     publish_version,
 )
 from .publish_plan import PublishOptions, PublishPlan, make_plan
-from .s3upload import ProgressCallback, UploadOutcome, ensure_object
+from .s3upload import ProgressCallback, TransferSettings, UploadOutcome, ZipDigest, ensure_object
 
-__all__ = ["PublishOptions", "PublishResult", "RegionResult", "publish", "write_record"]
+__all__ = [
+    "PublishOptions",
+    "PublishResult",
+    "RegionResult",
+    "StepFailed",
+    "StepRunner",
+    "UploadPlan",
+    "publish",
+    "write_record",
+]
 
 T = TypeVar("T")
 RECORD_SCHEMA_VERSION = 1
@@ -124,16 +133,7 @@ class PublishResult:
 
     def failure(self) -> PublishError | None:
         """The error to exit with: every failed region with its step, and the regions that succeeded."""
-        if self.ok:
-            return None
-        failures = "; ".join(f"{r.region} (step {r.step}): {r.error}" for r in self.failed)
-        done = ", ".join(self.succeeded) or "none"
-        hints = {r.hint for r in self.failed if r.hint}
-        return PublishError(
-            f"publish failed in {len(self.failed)} of {len(self.regions)} regions: {failures}. "
-            f"Succeeded in: {done}",
-            hint="; ".join([*sorted(hints), "run the same command again: finished steps are skipped"]),
-        )
+        return region_failure(self.regions)
 
     def as_dict(self) -> dict[str, Any]:
         """The `publish --json` object (also the body of the publish record)."""
@@ -159,7 +159,36 @@ class PublishResult:
         }
 
 
-class _StepFailed(Exception):
+class RegionOutcome(Protocol):
+    """What a failure report needs of one region's result, layer or function."""
+
+    @property
+    def region(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def step(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def hint(self) -> str | None: ...
+
+
+def region_failure(regions: Sequence[RegionOutcome]) -> PublishError | None:
+    """The error to exit with: every failed region with its step, and the regions that succeeded."""
+    failed = [region for region in regions if not region.ok]
+    if not failed:
+        return None
+    failures = "; ".join(f"{r.region} (step {r.step}): {r.error}" for r in failed)
+    done = ", ".join(region.region for region in regions if region.ok) or "none"
+    hints = {r.hint for r in failed if r.hint}
+    return PublishError(
+        f"publish failed in {len(failed)} of {len(regions)} regions: {failures}. Succeeded in: {done}",
+        hint="; ".join([*sorted(hints), "run the same command again: finished steps are skipped"]),
+    )
+
+
+class StepFailed(Exception):
     def __init__(self, step: str, explanation: Explanation) -> None:
         super().__init__(explanation.message)
         self.step = step
@@ -187,10 +216,34 @@ class _Draft:
         )
 
 
+class UploadPlan(Protocol):
+    """What the shared machinery (clients, one upload per bucket, the code to send) needs of a plan.
+
+    Both `PublishPlan` (a layer) and a function's plan have these fields.
+    """
+
+    @property
+    def zip_path(self) -> Path: ...
+    @property
+    def digest(self) -> ZipDigest: ...
+    @property
+    def regions(self) -> tuple[str, ...]: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def direct(self) -> bool: ...
+    @property
+    def transfer(self) -> TransferSettings: ...
+    def bucket_for(self, region: str) -> str | None: ...
+
+
+P = TypeVar("P", bound=UploadPlan)
+
+
 class AwsClients:
     """Every client a run needs, made up front: a boto3 Session is not safe to share across threads."""
 
-    def __init__(self, options: PublishOptions, plan: PublishPlan) -> None:
+    def __init__(self, options: PublishOptions, plan: UploadPlan) -> None:
         session = boto3.session.Session(profile_name=options.profile)
         config = Config(
             retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
@@ -199,7 +252,7 @@ class AwsClients:
         )
         self.s3 = {
             region: session.client("s3", region_name=region, endpoint_url=options.endpoint_url, config=config)
-            for region in _s3_regions(plan)
+            for region in s3_regions(plan)
         }
         self.lambda_ = {
             region: session.client(
@@ -220,7 +273,7 @@ class AwsClients:
         self.redact = Redactor(_secrets(session))
 
 
-def _s3_regions(plan: PublishPlan) -> tuple[str, ...]:
+def s3_regions(plan: UploadPlan) -> tuple[str, ...]:
     """The region whose S3 client uploads to each distinct bucket (the first region using it)."""
     if plan.direct:
         return ()
@@ -239,18 +292,33 @@ def _secrets(session: Any) -> list[str | None]:
     return [frozen.access_key, frozen.secret_key, frozen.token]
 
 
-class _Run:
-    """One publish: the plan, the clients, and the work per bucket and per region."""
+def make_clients(options: PublishOptions, plan: UploadPlan) -> AwsClients:
+    try:
+        return AwsClients(options, plan)
+    except BotoCoreError as error:
+        # A missing profile or a broken config file: the user's setup, before any request.
+        raise InputError(
+            f"cannot set up the AWS clients: {error}", hint="check --profile and ~/.aws/config"
+        ) from error
 
-    def __init__(self, plan: PublishPlan, clients: AwsClients, on_progress: ProgressCallback | None) -> None:
+
+class StepRunner(Generic[P]):
+    """What every publish does, layer or function: guarded steps, one upload per bucket, the code."""
+
+    def __init__(self, plan: P, clients: AwsClients, on_progress: ProgressCallback | None) -> None:
         self.plan = plan
         self.clients = clients
         self.on_progress = on_progress
-        self.uploads: dict[str, UploadOutcome | _StepFailed] = {}
+        self.uploads: dict[str, UploadOutcome | StepFailed] = {}
         self.zip_bytes = plan.zip_path.read_bytes() if plan.direct else b""
 
+    def upload_all(self, jobs: int) -> tuple[UploadOutcome, ...]:
+        """Upload once per distinct bucket; a failure is kept for the regions that use the bucket."""
+        self.uploads = dict(parallel(jobs, self.upload, s3_regions(self.plan)))
+        return tuple(outcome for outcome in self.uploads.values() if isinstance(outcome, UploadOutcome))
+
     def guarded(self, step: str, call: Callable[[], T]) -> T:
-        """Run one step; any failure becomes a _StepFailed with a redacted, actionable message."""
+        """Run one step; any failure becomes a StepFailed with a redacted, actionable message."""
         try:
             return call()
         except LayerforgeError as error:
@@ -259,12 +327,12 @@ class _Run:
             # Broad on purpose: one region's surprise must not hide the other regions' results.
             raise self._failed(step, explain(error, self.clients.identity)) from error
 
-    def _failed(self, step: str, explanation: Explanation) -> _StepFailed:
+    def _failed(self, step: str, explanation: Explanation) -> StepFailed:
         redact = self.clients.redact
         hint = redact(explanation.hint) if explanation.hint else None
-        return _StepFailed(step, Explanation(redact(explanation.message), hint))
+        return StepFailed(step, Explanation(redact(explanation.message), hint))
 
-    def upload(self, region: str) -> tuple[str, UploadOutcome | _StepFailed]:
+    def upload(self, region: str) -> tuple[str, UploadOutcome | StepFailed]:
         bucket = self.plan.bucket_for(region)
         assert bucket is not None and self.plan.key is not None
         upload = functools.partial(
@@ -279,36 +347,41 @@ class _Run:
         )
         try:
             return bucket, self.guarded("upload", upload)
-        except _StepFailed as failure:
+        except StepFailed as failure:
             return bucket, failure
+
+    def content(self, region: str, values: dict[str, Any]) -> dict[str, Any]:
+        """The code for Lambda in `region`: the S3 object, or the zip itself. Notes the upload in `values`."""
+        if self.plan.direct:
+            return {"ZipFile": self.zip_bytes}
+        bucket = self.plan.bucket_for(region)
+        assert bucket is not None
+        values |= {"bucket": bucket, "key": self.plan.key}
+        outcome = self.uploads[bucket]
+        if isinstance(outcome, StepFailed):
+            # A fresh exception per region: the regions run in threads of their own.
+            raise StepFailed(outcome.step, outcome.explanation)
+        values |= {"uploaded": outcome.uploaded, "uploaded_bytes": outcome.uploaded_bytes}
+        return {"S3Bucket": outcome.bucket, "S3Key": outcome.key}
+
+
+class _Run(StepRunner[PublishPlan]):
+    """One layer publish: the shared steps, then per region publish, grant and point functions."""
 
     def region(self, region: str) -> RegionResult:
         draft = _Draft(region)
         try:
             self._region_steps(region, draft)
-        except _StepFailed as failure:
+        except StepFailed as failure:
             return draft.finish(
                 step=failure.step, error=failure.explanation.message, hint=failure.explanation.hint
             )
         return draft.finish()
 
-    def _content(self, region: str, draft: _Draft) -> dict[str, Any]:
-        if self.plan.direct:
-            return {"ZipFile": self.zip_bytes}
-        bucket = self.plan.bucket_for(region)
-        assert bucket is not None
-        draft.values |= {"bucket": bucket, "key": self.plan.key}
-        outcome = self.uploads[bucket]
-        if isinstance(outcome, _StepFailed):
-            # A fresh exception per region: the regions run in threads of their own.
-            raise _StepFailed(outcome.step, outcome.explanation)
-        draft.values |= {"uploaded": outcome.uploaded, "uploaded_bytes": outcome.uploaded_bytes}
-        return {"S3Bucket": outcome.bucket, "S3Key": outcome.key}
-
     def _region_steps(self, region: str, draft: _Draft) -> None:
         client = self.clients.lambda_[region]
         spec, code_sha256 = self.plan.spec, self.plan.digest.sha256_b64
-        content = self._content(region, draft)
+        content = self.content(region, draft.values)
         existing = self.guarded("publish", functools.partial(matching_version, client, spec, code_sha256))
         version: LayerVersion = existing or self.guarded(
             "publish", functools.partial(publish_version, client, spec, content, code_sha256)
@@ -327,7 +400,7 @@ class _Run:
             draft.functions.append(self.guarded("function", point))
 
 
-def _parallel(jobs: int, work: Callable[[str], T], items: Iterable[str]) -> list[T]:
+def parallel(jobs: int, work: Callable[[str], T], items: Iterable[str]) -> list[T]:
     items = list(items)
     if not items:
         return []
@@ -348,31 +421,27 @@ def publish(
     Raises InputError or SizeLimitError before any network call when the inputs are wrong.
     A failure during the run does not raise: see `PublishResult.ok` and `.failure()`.
     """
-    plan = make_plan(options, default_region=_default_region(options))
-    try:
-        clients = AwsClients(options, plan)
-    except BotoCoreError as error:
-        # A missing profile or a broken config file: the user's setup, before any request.
-        raise InputError(
-            f"cannot set up the AWS clients: {error}", hint="check --profile and ~/.aws/config"
-        ) from error
-    run = _Run(plan, clients, on_progress)
-    run.uploads = dict(_parallel(options.jobs, run.upload, _s3_regions(plan)))
-    regions = tuple(_parallel(options.jobs, run.region, plan.regions))
-    uploads = tuple(outcome for outcome in run.uploads.values() if isinstance(outcome, UploadOutcome))
+    plan = make_plan(options, default_region=default_region(options))
+    run = _Run(plan, make_clients(options, plan), on_progress)
+    uploads = run.upload_all(options.jobs)
+    regions = tuple(parallel(options.jobs, run.region, plan.regions))
     result = PublishResult(plan, uploads, regions, record_path=plan.record_path if write else None)
     if write:
-        try:
-            write_record(plan.record_path, record(result))
-        except OSError as error:
-            raise PublishError(
-                f"could not write the publish record {plan.record_path}: {error}",
-                hint="pass --record PATH in a writable folder; publishing again reuses what exists",
-            ) from error
+        save_record(plan.record_path, record(result))
     return result
 
 
-def _default_region(options: PublishOptions) -> str | None:
+def save_record(path: Path, payload: dict[str, Any]) -> None:
+    try:
+        write_record(path, payload)
+    except OSError as error:
+        raise PublishError(
+            f"could not write the publish record {path}: {error}",
+            hint="pass --record PATH in a writable folder; publishing again reuses what exists",
+        ) from error
+
+
+def default_region(options: PublishOptions) -> str | None:
     if options.regions:
         return None
     try:
@@ -383,34 +452,47 @@ def _default_region(options: PublishOptions) -> str | None:
 
 def record(result: PublishResult) -> dict[str, Any]:
     """The publish record: the JSON result, plus where it came from, merged with earlier regions."""
-    payload = result.as_dict()
-    payload |= {
+    plan = result.plan
+    return stamp_record(
+        result.as_dict(),
+        zip_path=plan.zip_path,
+        record_path=plan.record_path,
+        identity={"sha256": plan.digest.sha256_hex, "layer_name": plan.spec.name},
+        ran=plan.regions,
+    )
+
+
+def stamp_record(
+    payload: dict[str, Any],
+    *,
+    zip_path: Path,
+    record_path: Path,
+    identity: dict[str, str],
+    ran: Iterable[str],
+) -> dict[str, Any]:
+    """`payload` as a record: where it came from, plus the regions of an earlier run of the same
+    `identity` (the same zip under the same name) that this run did not touch."""
+    payload = payload | {
         "schema_version": RECORD_SCHEMA_VERSION,
         "kind": "publish",
         "layerforge_version": __version__,
-        "zip": result.plan.zip_path.name,
+        "zip": zip_path.name,
     }
     payload.pop("record", None)
-    earlier = _earlier_regions(result)
+    earlier = _earlier_regions(record_path, identity, set(ran))
     payload["regions"] = sorted(earlier + payload["regions"], key=lambda entry: entry["region"])
     return payload
 
 
-def _earlier_regions(result: PublishResult) -> list[dict[str, Any]]:
+def _earlier_regions(path: Path, identity: dict[str, str], ran: set[str]) -> list[dict[str, Any]]:
     """Regions an earlier run published this same zip to, and this run did not touch."""
-    path = result.plan.record_path
     try:
         earlier = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    same = (
-        isinstance(earlier, dict)
-        and earlier.get("sha256") == result.plan.digest.sha256_hex
-        and earlier.get("layer_name") == result.plan.spec.name
-    )
+    same = isinstance(earlier, dict) and all(earlier.get(key) == value for key, value in identity.items())
     if not same:
         return []
-    ran = set(result.plan.regions)
     return [
         entry
         for entry in earlier.get("regions", [])

@@ -39,6 +39,7 @@ from .target import ARCHES, RUNTIMES
 DEFAULT_PREFIX = "layerforge"
 RETRY_MODES = ("standard", "adaptive")
 REGION_PLACEHOLDER = "{region}"
+KINDS = ("layer", "function")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _FUNCTION_ARN = re.compile(r"^arn:aws[\w-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[\w-]+(:[\w$-]+)?$")
 
@@ -120,17 +121,34 @@ def sibling(zip_path: Path, suffix: str) -> Path:
     return zip_path.with_name(zip_path.stem + suffix)
 
 
-def load_build_manifest(path: Path, digest: ZipDigest) -> BuildInfo:
+def manifest_path_for(options: PublishOptions) -> Path:
+    return options.manifest_path or sibling(options.zip_path, ".manifest.json")
+
+
+def zip_kind(options: PublishOptions, explicit: str | None = None) -> str:
+    """The kind of zip, "layer" or "function": `--kind`, else the manifest's; a bare zip is a layer."""
+    if explicit is not None:
+        return explicit
+    try:
+        data = json.loads(manifest_path_for(options).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "layer"  # the layer plan then says what is wrong with a manifest that was asked for
+    return "function" if isinstance(data, dict) and data.get("kind") == "function" else "layer"
+
+
+def read_manifest(path: Path, kind: str, digest: ZipDigest) -> dict[str, Any]:
+    """The manifest as a JSON object, refused unless it is of `kind` and describes this very zip."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise InputError(f"cannot read the manifest {path}: {error}", hint="pass --manifest PATH") from error
     if not isinstance(data, dict):
         raise InputError(f"manifest {path} is not a JSON object")
-    if data.get("kind", "layer") != "layer" or data.get("schema_version", 1) != 1:
+    if data.get("kind", "layer") != kind or data.get("schema_version", 1) != 1:
         raise InputError(
             f"manifest {path} is kind {data.get('kind')!r}, schema {data.get('schema_version')!r}",
-            hint="publish takes a layer manifest of schema_version 1 (see docs/manifest.md)",
+            hint=f"publish takes a {kind} manifest of schema_version 1 here (see docs/manifest.md); "
+            "--kind says which kind the zip is",
         )
     recorded = data.get("sha256")
     if recorded is not None and recorded != digest.sha256_hex:
@@ -138,27 +156,32 @@ def load_build_manifest(path: Path, digest: ZipDigest) -> BuildInfo:
             f"manifest {path} describes a zip with sha256 {recorded}, not this one ({digest.sha256_hex})",
             hint="rebuild, or pass the matching --manifest",
         )
-    runtimes = _strings(data, "compatible_runtimes", path) or _strings(data, "runtime", path)
-    architectures = _strings(data, "compatible_architectures", path) or _strings(data, "arch", path)
+    return data
+
+
+def load_build_manifest(path: Path, digest: ZipDigest) -> BuildInfo:
+    data = read_manifest(path, "layer", digest)
+    runtimes = strings(data, "compatible_runtimes", path) or strings(data, "runtime", path)
+    architectures = strings(data, "compatible_architectures", path) or strings(data, "arch", path)
     return BuildInfo(
         path=path,
-        recipe=_optional_str(data, "recipe", path),
-        lock_hash=_optional_str(data, "lock_hash", path),
+        recipe=optional_str(data, "recipe", path),
+        lock_hash=optional_str(data, "lock_hash", path),
         runtimes=runtimes,
         architectures=architectures,
-        license=_optional_str(data, "license", path),
-        layer_name=_optional_str(data, "layer_name", path),
+        license=optional_str(data, "license", path),
+        layer_name=optional_str(data, "layer_name", path),
     )
 
 
-def _optional_str(data: dict[str, Any], key: str, path: Path) -> str | None:
+def optional_str(data: dict[str, Any], key: str, path: Path) -> str | None:
     value = data.get(key)
     if value is None or isinstance(value, str):
         return value or None
     raise InputError(f"manifest {path}: {key} must be a string, not {type(value).__name__}")
 
 
-def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
+def strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
     value = data.get(key)
     if value is None:
         return ()
@@ -170,7 +193,7 @@ def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
 
 
 def _read_build_info(options: PublishOptions, digest: ZipDigest) -> BuildInfo:
-    path = options.manifest_path or sibling(options.zip_path, ".manifest.json")
+    path = manifest_path_for(options)
     if options.manifest_path is None and not path.is_file():
         return BuildInfo()
     return load_build_manifest(path, digest)
@@ -236,7 +259,7 @@ def _description(build: BuildInfo, digest: ZipDigest) -> str:
     return truncate(f"layerforge {what}; {origin}; layerforge {__version__}", DESCRIPTION_MAX)
 
 
-def _check_regions(regions: tuple[str, ...]) -> tuple[str, ...]:
+def check_regions(regions: tuple[str, ...]) -> tuple[str, ...]:
     if not regions:
         raise InputError("no region to publish to", hint="pass --region (it may repeat), or set AWS_REGION")
     bad = [region for region in regions if not _REGION.match(region)]
@@ -245,7 +268,7 @@ def _check_regions(regions: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(regions))
 
 
-def _check_bucket(options: PublishOptions, regions: tuple[str, ...]) -> list[str]:
+def check_bucket(options: PublishOptions, regions: tuple[str, ...]) -> list[str]:
     if options.direct:
         return ["--bucket is not used with --direct"] if options.bucket else []
     if not options.bucket:
@@ -267,7 +290,11 @@ def _check_bucket(options: PublishOptions, regions: tuple[str, ...]) -> list[str
 
 def check_direct(digest: ZipDigest, spec: LayerSpec) -> None:
     """Refuse a zip that Lambda would refuse in the request, saying which limit and by how much."""
-    request = direct_request_bytes(digest.size, spec)
+    check_direct_request(digest, direct_request_bytes(digest.size, spec))
+
+
+def check_direct_request(digest: ZipDigest, request: int) -> None:
+    """Refuse a zip over the direct-upload limit, or whose request body of `request` bytes is."""
     reasons = []
     if digest.size > DIRECT_UPLOAD_ZIP_BYTES:
         reasons.append(
@@ -285,7 +312,7 @@ def check_direct(digest: ZipDigest, spec: LayerSpec) -> None:
         )
 
 
-def _check_transfer(options: PublishOptions) -> TransferSettings:
+def check_transfer(options: PublishOptions) -> TransferSettings:
     if options.multipart_chunksize < MIN_PART_BYTES:
         raise InputError(
             f"--multipart-chunksize {options.multipart_chunksize:,} is under S3's 5 MiB part minimum"
@@ -313,10 +340,10 @@ def make_plan(options: PublishOptions, default_region: str | None = None) -> Pub
     """Check every input and derive names, with no network call."""
     if not options.zip_path.is_file():
         raise InputError(f"no zip at {options.zip_path}", hint="build one with `layerforge build`")
-    regions = _check_regions(options.regions or ((default_region,) if default_region else ()))
-    transfer = _check_transfer(options)
+    regions = check_regions(options.regions or ((default_region,) if default_region else ()))
+    transfer = check_transfer(options)
     digest = digest_file(options.zip_path)
-    warnings = _check_bucket(options, regions)
+    warnings = check_bucket(options, regions)
     build = _read_build_info(options, digest)
     spec, spec_warnings = _layer_spec(options, build, digest)
     if options.direct:

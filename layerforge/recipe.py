@@ -7,6 +7,7 @@ Every error names the file, the key and what is allowed; nothing unknown is sile
 from __future__ import annotations
 
 import difflib
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ else:  # pragma: no cover - exercised on 3.10 hosts only
 PROFILES = ("safe", "aggressive", "none")
 BYTECODE_MODES = ("compile", "sourceless", "none")
 MAX_RECIPE_BYTES = 1_000_000
+# A budget is a number of bytes under Lambda's limit; anything near float's range is a typo or an attack.
+MAX_BUDGET_BYTES = 10**15
 
 
 @dataclass(frozen=True)
@@ -254,8 +257,11 @@ def _limits_config(reader: _Reader, raw: Mapping[str, Any]) -> LimitsConfig:
     for key, scale in (("unzipped_mb", 1_000_000), ("unzipped_bytes", 1)):
         if key in raw:
             value = raw[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+            if isinstance(value, bool) or not isinstance(value, int | float) or not finite or value <= 0:
                 raise reader.fail(f"limits.{key}", f"expected a positive number, got {value!r}", "e.g. 220")
+            if value * scale > MAX_BUDGET_BYTES:
+                raise reader.fail(f"limits.{key}", f"{value!r} is larger than any layer can be", "e.g. 220")
             budget = int(value * scale)
     return LimitsConfig(unzipped_bytes=budget)
 
@@ -337,11 +343,16 @@ def _read_logical_lines(text: str) -> list[tuple[int, str]]:
 
 def _read_text(path: Path) -> str:
     try:
-        if path.stat().st_size > MAX_RECIPE_BYTES:
+        if path.exists() and not path.is_file():
+            raise RecipeError(f"{path}: not a regular file", hint="a recipe is a small text file")
+        # Read at most one byte past the limit: a file may grow, or lie about its size, while it is read.
+        with path.open("rb") as stream:
+            data = stream.read(MAX_RECIPE_BYTES + 1)
+        if len(data) > MAX_RECIPE_BYTES:
             raise RecipeError(
                 f"{path}: larger than {MAX_RECIPE_BYTES} bytes", hint="a recipe is a small text file"
             )
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise RecipeError(
             f"{path}: no such file", hint="run `layerforge recipes` to list bundled recipes"

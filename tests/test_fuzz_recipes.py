@@ -379,17 +379,6 @@ def check_loader(load: Callable[[Path], object], path: Path, counts: Counter[str
     counts["examples"] += 1
 
 
-def hits_known_recipe_bug(document: object) -> bool:
-    """recipe.py turns a NaN, infinite or overflowing [limits] number into ValueError/OverflowError
-    (on the command line: "internal error", exit 1). Pinned by the strict xfail tests at the end of this
-    file; drop this filter, and those markers, once recipe.py refuses such numbers as bad input."""
-    limits = document.get("limits") if isinstance(document, dict) else None
-    if not isinstance(limits, dict):
-        return False
-    numbers = [limits.get("unzipped_mb"), limits.get("unzipped_bytes")]
-    return any(isinstance(v, float) and not math.isfinite(v * 1_000_000) for v in numbers)
-
-
 def report(record_property: Callable[[str, object], None], name: str, counts: Counter[str]) -> None:
     outcome = f"{counts['loaded']} loaded, {counts['refused']} refused"
     print(f"\nfuzz {name}: {counts['examples']} examples ({outcome})")
@@ -414,7 +403,6 @@ def test_generated_toml_recipes_load_or_are_refused_as_bad_input(
     @FUZZ
     @given(document=recipe_documents)
     def property_(document: dict[str, Any]) -> None:
-        assume(not hits_known_recipe_bug(document))
         path.write_text(toml_document(document), encoding="utf-8")
         check_loader(load_any_recipe, path, counts)
 
@@ -654,7 +642,7 @@ def test_refused_recipes_exit_2_without_a_traceback_on_the_command_line(
     @CLI
     @given(
         content=st.one_of(
-            recipe_documents.filter(lambda d: not hits_known_recipe_bug(d)).map(toml_document),
+            recipe_documents.map(toml_document),
             mutated(VALID_RECIPE),
         ),
         json_mode=st.booleans(),
@@ -716,10 +704,9 @@ def test_refused_locks_exit_2_without_a_traceback_on_the_command_line(
     assert counts["examples"] >= CLI_EXAMPLES // 2
 
 
-# ---- bugs the fuzzing found in recipe.py (not this suite's to fix): strict xfails, to flip when fixed ---
+# ---- bugs the fuzzing found in recipe.py, fixed there; these keep them fixed ----------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="recipe.py: int(value * scale) raises on NaN and infinity")
 @pytest.mark.parametrize("number", ["nan", "inf", "-nan", "1e308"])
 def test_a_non_finite_limit_is_bad_input(number: str, workdir: Path) -> None:
     path = workdir / f"limit-{number}.toml"
@@ -734,7 +721,6 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
 
 
-@pytest.mark.xfail(strict=True, reason="recipe.py: `-r /dev/zero` is read to the end, which never comes")
 def test_a_requirements_file_that_includes_a_device_is_bad_input(workdir: Path) -> None:
     path = workdir / "requirements-device.txt"
     path.write_text("pandas\n-r /dev/zero\n", encoding="utf-8")

@@ -403,3 +403,23 @@ def test_a_failing_build_from_a_lock_with_credentials_in_its_urls_leaks_nothing(
     assert copied["index_url"] == index.url
     files = {k: v for k, v in run.files.items() if not k.endswith(".lock.json")}
     assert_no_secret(Run(run.command, run.returncode, run.stdout, run.stderr, files), INDEX_USER)
+
+
+@pytest.mark.parametrize("json_mode", [False, True], ids=["human", "json"])
+def test_lock_from_an_index_url_with_a_token_keeps_it_out_of_output_and_the_lock(
+    json_mode: bool, run_cli: Callable[..., Run], index_with_token: tuple[LocalIndex, str], tmp_path: Path
+) -> None:
+    index, url = index_with_token
+    run = run_cli(
+        "lock",
+        str(recipe(tmp_path, "purelib")),
+        "--index-url",
+        url,
+        "--out",
+        str(tmp_path / "out"),
+        *(["--json"] if json_mode else []),
+        expect=0,
+    )
+    if json_mode:
+        assert json.loads(run.stdout)["index_url"] == index.url
+    assert_no_secret(run, INDEX_USER)

@@ -148,11 +148,6 @@ def test_two_wheels_that_clash_file_against_folder_are_refused_naming_both(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit.py: for a Windows binary in a wheel tagged manylinux, the fix says to let layerforge pick "
-    "manylinux wheels, which it did; it should say the wheel's tag lies (pin another release, report it)",
-)
 def test_the_fix_for_a_lying_tag_does_not_blame_the_wheel_selection(
     local_index: LocalIndex, tmp_path: Path, pe_bytes: bytes
 ) -> None:
