@@ -1,7 +1,12 @@
-"""`layerforge publish ZIP --bucket B`: options in, `layerforge.publish` does the work, results out."""
+"""`layerforge publish ZIP --bucket B`: options in, `layerforge.publish` does the work, results out.
+
+A layer zip goes to `publish.publish`, a function zip (its manifest's kind, or --kind) to
+`publish_function.publish_function`; both report per region in the same shape.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from pathlib import Path
@@ -12,14 +17,28 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from ..publish import PublishOptions, PublishResult, RegionResult, publish
-from ..publish_plan import DEFAULT_PREFIX, RETRY_MODES
-from ..s3upload import DEFAULT_MULTIPART_CHUNKSIZE, DEFAULT_MULTIPART_THRESHOLD, MiB, UploadProgress
+from ..publish_function import (
+    FunctionPublishResult,
+    FunctionRegionResult,
+    FunctionSettings,
+    publish_function,
+    refuse_function_flags,
+)
+from ..publish_plan import DEFAULT_PREFIX, KINDS, RETRY_MODES, zip_kind
+from ..s3upload import (
+    DEFAULT_MULTIPART_CHUNKSIZE,
+    DEFAULT_MULTIPART_THRESHOLD,
+    MiB,
+    UploadOutcome,
+    UploadProgress,
+)
 from ..target import ARCHES, RUNTIMES
 from . import main
 from .output import Output, json_option, quiet_option, reporting
 
 # KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000.
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_FUNCTION_FIELDS = tuple(field.name for field in dataclasses.fields(FunctionSettings))
 
 
 def _byte_size(ctx: click.Context, param: click.Parameter, value: Any) -> int:
@@ -124,20 +143,61 @@ class _ProgressView:
     help="Attempts per request, retries on throttling and server errors included.",
 )
 @click.option("--jobs", type=click.IntRange(1, 32), default=8, show_default=True, help="Regions at once.")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    help="What ZIP is (default: its manifest's kind; a zip without a manifest is a layer).",
+)
+@click.option("--function-name", help="Function zip: the function to update (default: the manifest's name).")
+@click.option("--create", is_flag=True, help="Function zip: create the function if it does not exist.")
+@click.option("--role", help="With --create: the function's execution role ARN.")
+@click.option("--handler", help="With --create: the handler (default: the manifest's).")
+@click.option(
+    "--layer-arn",
+    "layer_arns",
+    multiple=True,
+    help="With --create: a layer version ARN (repeat; '{region}' is replaced; "
+    "default: the published layers the manifest lists).",
+)
+@click.option("--memory", type=click.IntRange(128, 10240), help="With --create: memory in MB.")
+@click.option("--timeout", type=click.IntRange(1, 900), help="With --create: timeout in seconds.")
+@click.option(
+    "--env",
+    "environment",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --create: an environment variable (repeat). Never printed.",
+)
+@click.option(
+    "--publish-version", is_flag=True, help="Function zip: publish a function version with new code."
+)
 @json_option
 @quiet_option
-def publish_command(json_mode: bool, quiet: bool, **values: Any) -> None:
-    """Upload ZIP to S3 (content-addressed) and publish it as a layer version in each region.
+def publish_command(json_mode: bool, quiet: bool, kind: str | None, **values: Any) -> None:
+    """Upload ZIP to S3 (content-addressed) and publish it: a layer zip as a layer version, a
+    function zip (layerforge package-function) as the function's code, in each region.
 
-    Idempotent: an object with the same sha256 is not uploaded again, and a region whose latest
-    layer version holds the same zip gets no new version.
+    Idempotent: an object with the same sha256 is not uploaded again, a region whose latest layer
+    version holds the same zip gets no new version, and a function already running the zip is not
+    updated.
     """
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):
+        settings = FunctionSettings(**{name: values.pop(name) for name in _FUNCTION_FIELDS})
         options = PublishOptions(**values)
+        function = zip_kind(options, kind) == "function"
+        if not function:
+            refuse_function_flags(settings)
+        result: PublishResult | FunctionPublishResult
         with output.progress() as progress:
-            result = publish(options, on_progress=_ProgressView(progress))
-        _report(output, result)
+            if function:
+                result = publish_function(options, settings, on_progress=_ProgressView(progress))
+            else:
+                result = publish(options, on_progress=_ProgressView(progress))
+        if isinstance(result, FunctionPublishResult):
+            _report_function(output, result)
+        else:
+            _report(output, result)
         _finish(output, result)
 
 
@@ -156,18 +216,55 @@ def _report(output: Output, result: PublishResult) -> None:
         f"layer {escape(plan.spec.name)}: {escape(plan.zip_path.name)}, "
         f"{plan.digest.size:,} bytes, sha256 {plan.digest.sha256_hex}",
     )
-    for upload in result.uploads:
+    _report_uploads(output, result.uploads, plan.direct, plan.digest.size)
+    for region in result.regions:
+        _report_region(output, region)
+    if result.record_path:
+        _say(output, f"record: {escape(str(result.record_path))}")
+
+
+def _report_uploads(output: Output, uploads: tuple[UploadOutcome, ...], direct: bool, size: int) -> None:
+    for upload in uploads:
         if upload.uploaded:
             parts = " in parts" if upload.multipart else ""
             _say(output, f"uploaded {upload.uploaded_bytes:,} bytes{parts} to {escape(upload.uri)}")
         else:
             _say(output, f"{escape(upload.uri)} is already there with this sha256: uploaded 0 bytes")
-    if plan.direct:
-        _say(output, f"sent the zip in the request ({plan.digest.size:,} bytes), not through S3")
+    if direct:
+        _say(output, f"sent the zip in the request ({size:,} bytes), not through S3")
+
+
+def _report_function(output: Output, result: FunctionPublishResult) -> None:
+    plan = result.plan
+    for warning in plan.warnings:
+        output.warn(escape(warning))
+    _say(
+        output,
+        f"function {escape(plan.name)}: {escape(plan.zip_path.name)}, {plan.digest.size:,} bytes, "
+        f"sha256 {plan.digest.sha256_hex}",
+    )
+    _report_uploads(output, result.uploads, plan.direct, plan.digest.size)
     for region in result.regions:
-        _report_region(output, region)
+        _report_function_region(output, region)
     if result.record_path:
         _say(output, f"record: {escape(str(result.record_path))}")
+
+
+def _report_function_region(output: Output, region: FunctionRegionResult) -> None:
+    name = escape(region.region)
+    for warning in region.warnings:
+        output.warn(f"{name}: {escape(warning)}")
+    if region.function_arn:
+        arn = escape(region.function_arn)
+        version = f" as version {escape(region.version)}" if region.version else ""
+        if region.created:
+            _say(output, f"{name}: created function{version}: {arn}")
+        elif region.updated:
+            _say(output, f"{name}: updated the function's code{version}: {arn}")
+        else:
+            _say(output, f"{name}: the function already runs this zip, updated nothing: {arn}")
+    if not region.ok:
+        output.error(f"{name}: failed at step {escape(region.step or '?')}: {escape(region.error or '')}")
 
 
 def _report_region(output: Output, region: RegionResult) -> None:
@@ -195,7 +292,7 @@ def _report_region(output: Output, region: RegionResult) -> None:
         output.error(f"{name}: failed at step {escape(region.step or '?')}: {escape(region.error or '')}")
 
 
-def _finish(output: Output, result: PublishResult) -> None:
+def _finish(output: Output, result: PublishResult | FunctionPublishResult) -> None:
     """One JSON object on stdout, success or not; a failed region means exit 1."""
     failure = result.failure()
     payload = result.as_dict()
