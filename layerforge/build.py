@@ -13,10 +13,9 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
@@ -37,6 +36,7 @@ from .limits import LimitCheck, budget_check, direct_upload_check, unzipped_chec
 from .lock import DEFAULT_INDEX_URL, Lock, read_lock, resolve
 from .recipe import Recipe
 from .slim import SlimReport, apply, plan
+from .staging import make_staging_dir
 from .target import Target
 from .toplevel import top_level_modules
 from .unpack import LayerFile, LayerTree, unpack_all
@@ -57,7 +57,9 @@ class BuildOptions:
     verify: bool = True
     python: Path | None = None
     refresh: bool = False
-    docker: bool | None = None  # True: verify in the Lambda image; False: never; None: when nothing local fits
+    docker: bool | None = (
+        None  # True: verify in the Lambda image; False: never; None: when nothing local fits
+    )
     image: str | None = None
     jobs: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
 
@@ -95,7 +97,8 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
             f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused"
         )
         return reused
-    staging = Path(tempfile.mkdtemp(dir=options.out_dir, prefix=f".{options.stem}.staging-"))
+    # Named after this host and process, so a later build can sweep it away if this one is killed outright.
+    staging = make_staging_dir(options.out_dir, options.stem)
     try:
         return _build_in(staging, options, lock, lock_path, key, events)
     finally:
@@ -181,10 +184,69 @@ def _current_lock(path: Path, options: BuildOptions) -> Lock | None:
     )
 
 
+@dataclass(frozen=True)
+class _Slimmed:
+    """A layer tree after slimming, auditing and bytecode: final but for verification."""
+
+    tree: LayerTree
+    unpacked_bytes: dict[str, int]
+    slim: SlimReport
+    audit: AuditReport
+    bytecode: BytecodeReport
+    interpreter: Interpreter | None
+
+
 def _build_in(
     staging: Path, options: BuildOptions, lock: Lock, lock_path: Path, key: str, events: BuildEvents
 ) -> BuildResult:
-    events.stage("download")
+    prepared = _prepare_tree(staging, options, lock, events)
+    tree, slim, audit, bytecode = prepared.tree, prepared.slim, prepared.audit, prepared.bytecode
+    interpreter = prepared.interpreter
+    unpacked_bytes = prepared.unpacked_bytes
+
+    checks = _limit_checks(options, tree.total_bytes(), None)
+    _enforce(checks, tree)
+
+    # The tree is final: zip it in the background while the verifier (a subprocess) imports it. The zip is
+    # written inside staging and moved into the output folder only once verification has passed.
+    events.stage("verify")
+    cancelled = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as background:
+        zipping = background.submit(
+            write_zip, tree.root, staging / "layer.zip", jobs=options.jobs, progress=_unless(cancelled)
+        )
+        try:
+            verify = _verify(options, tree, slim, interpreter, events)
+            if not verify.ran:
+                events.warn(verify.not_run_reason)
+            verify.raise_for_failures()
+        except BaseException:
+            cancelled.set()
+            raise
+        events.stage("zip")
+        staged = zipping.result()
+    zip_path = options.out_dir / f"{options.stem}.zip"
+    os.replace(staged.path, zip_path)
+    result = dataclasses.replace(staged, path=zip_path)
+    checks = _limit_checks(options, result.unzipped_bytes, result.zipped_bytes)
+    for check in checks:
+        if check.exceeded and not check.hard:
+            events.warn(
+                f"{result.zipped_bytes:,} bytes zipped is over the {check.limit:,}-byte direct-upload limit: "
+                "publish it through S3 (`layerforge publish` does)"
+            )
+    manifest = _manifest(
+        options, lock, lock_path, tree, unpacked_bytes, slim, bytecode, audit, verify, result, checks
+    )
+    manifest["build_key"] = key
+    manifest_path = options.out_dir / f"{options.stem}.manifest.json"
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)
+
+
+def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents) -> _Slimmed:
+    """Download, unpack, slim, audit and compile: everything up to verification."""
+
     fetched = fetch_all(
         lock.packages,
         WheelCache(options.cache_dir),
@@ -229,45 +291,7 @@ def _build_in(
             f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
             "/opt will compile from source"
         )
-
-    checks = _limit_checks(options, tree.total_bytes(), None)
-    _enforce(checks, tree)
-
-    # The tree is final: zip it in the background while the verifier (a subprocess) imports it. The zip is
-    # written inside staging and moved into the output folder only once verification has passed.
-    events.stage("verify")
-    cancelled = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as background:
-        zipping = background.submit(
-            write_zip, tree.root, staging / "layer.zip", jobs=options.jobs, progress=_unless(cancelled)
-        )
-        try:
-            verify = _verify(options, tree, slim, interpreter, events)
-            if not verify.ran:
-                events.warn(verify.not_run_reason)
-            verify.raise_for_failures()
-        except BaseException:
-            cancelled.set()
-            raise
-        events.stage("zip")
-        staged = zipping.result()
-    zip_path = options.out_dir / f"{options.stem}.zip"
-    os.replace(staged.path, zip_path)
-    result = dataclasses.replace(staged, path=zip_path)
-    checks = _limit_checks(options, result.unzipped_bytes, result.zipped_bytes)
-    for check in checks:
-        if check.exceeded and not check.hard:
-            events.warn(
-                f"{result.zipped_bytes:,} bytes zipped is over the {check.limit:,}-byte direct-upload limit: "
-                "publish it through S3 (`layerforge publish` does)"
-            )
-    manifest = _manifest(
-        options, lock, lock_path, tree, unpacked_bytes, slim, bytecode, audit, verify, result, checks
-    )
-    manifest["build_key"] = key
-    manifest_path = options.out_dir / f"{options.stem}.manifest.json"
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)
+    return _Slimmed(tree, unpacked_bytes, slim, audit, bytecode, interpreter)
 
 
 class _Cancelled(Exception):

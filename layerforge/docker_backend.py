@@ -40,15 +40,15 @@ from .target import Target
 # this module reuses them rather than keeping a second copy that could drift. These are private names:
 # see the module's report to the lead for the small public function that should replace them.
 from .verify import (
+    BootstrapRun,
+    FailureContext,
     VerifyReport,
     bootstrap_source,
+    build_report,
     check_module_names,
-    FailureContext,
     join_output,
     layer_roots,
     parse_bootstrap_output,
-    build_report,
-    BootstrapRun,
     read_only_copy,
 )
 

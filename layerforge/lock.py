@@ -80,7 +80,9 @@ class Lock:
     notes: tuple[ResolutionNote, ...] = field(default=())
     exclude: tuple[str, ...] = ()
 
-    def answers(self, requirements: Sequence[str], exclude: Sequence[str], target: Target, index_url: str) -> bool:
+    def answers(
+        self, requirements: Sequence[str], exclude: Sequence[str], target: Target, index_url: str
+    ) -> bool:
         """True when this lock was resolved from exactly these inputs, so resolving again is not needed."""
         return (
             sorted(self.requirements) == sorted(requirements)
@@ -181,7 +183,13 @@ def lock_from_dict(raw: object, source: str) -> Lock:
     notes = _notes_from(raw.get("notes", []), fail)
     index_url = redact_url(text["index_url"])  # shown in manifests and --json: never with credentials
     lock = Lock(
-        text["recipe"], text["runtime"], text["arch"], tuple(requirements), index_url, packages, notes,
+        text["recipe"],
+        text["runtime"],
+        text["arch"],
+        tuple(requirements),
+        index_url,
+        packages,
+        notes,
         tuple(exclude),
     )
     recorded = raw.get("lock_hash")
@@ -197,7 +205,9 @@ def _notes_from(raw: object, fail: Any) -> tuple[ResolutionNote, ...]:
     keys = ("package", "chosen", "newest", "reason")
     for index, item in enumerate(raw):
         if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in keys):
-            raise fail(f"notes[{index}]", "expected an object with package, chosen, newest and reason strings")
+            raise fail(
+                f"notes[{index}]", "expected an object with package, chosen, newest and reason strings"
+            )
         notes.append(ResolutionNote(item["package"], item["chosen"], item["newest"], item["reason"]))
     return tuple(notes)
 

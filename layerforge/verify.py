@@ -548,7 +548,9 @@ def _died(run: BootstrapRun, modules: list[str]) -> ModuleFailure:
     )
 
 
-def _smoke_outcome(smoke: BootstrapRun | None, context: FailureContext) -> tuple[bool | None, str, ModuleFailure | None]:
+def _smoke_outcome(
+    smoke: BootstrapRun | None, context: FailureContext
+) -> tuple[bool | None, str, ModuleFailure | None]:
     if smoke is None:
         return None, "", None
     if smoke.result is None:

@@ -155,9 +155,12 @@ def test_numpy_arm64_layer_holds_only_aarch64_shared_objects(tmp_path: Path) -> 
 def test_removing_pandas_testing_fails_verification_and_names_the_rule(tmp_path: Path) -> None:
     recipe = tmp_path / "broken.toml"
     recipe.write_text(
-        'name = "broken"\nrequirements = ["pandas"]\n[strip]\nremove = ["pandas/_testing/**"]\nbytecode = "none"\n'
+        'name = "broken"\nrequirements = ["pandas"]\n'
+        '[strip]\nremove = ["pandas/_testing/**"]\nbytecode = "none"\n'
     )
-    completed = layerforge("build", str(recipe), "--out", str(tmp_path / "dist"), cache=tmp_path / "c", cwd=tmp_path)
+    completed = layerforge(
+        "build", str(recipe), "--out", str(tmp_path / "dist"), cache=tmp_path / "c", cwd=tmp_path
+    )
     assert completed.returncode == 1
     assert "pandas._testing" in completed.stderr
     assert "recipe:remove:pandas/_testing/**" in completed.stderr

@@ -1,8 +1,11 @@
 """Imports every command module so that each registers itself on the `main` group."""
-from . import build_cmd  # noqa: F401
-from . import recipes_cmd  # noqa: F401
-from . import size_report_cmd  # noqa: F401
-from . import publish_cmd  # noqa: F401
-from . import verify_cmd  # noqa: F401
-from . import function_cmd  # noqa: F401
-from . import doctor_cmd  # noqa: F401
+
+from . import (  # noqa: F401
+    build_cmd,
+    doctor_cmd,
+    function_cmd,
+    publish_cmd,
+    recipes_cmd,
+    size_report_cmd,
+    verify_cmd,
+)

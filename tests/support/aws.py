@@ -51,7 +51,9 @@ def aws_server(aws_env: None) -> Iterator[AwsServer]:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     # moto keeps its state per process, not per server: reset it so no test sees another's buckets.
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+    urllib.request.urlopen(
+        urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10
+    ).close()
     try:
         yield AwsServer(endpoint_url=endpoint)
     finally:
