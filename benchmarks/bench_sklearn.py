@@ -35,16 +35,17 @@ RSS_WRAPPER = (
     "start = time.perf_counter()\n"
     "code = subprocess.run(sys.argv[1:]).returncode\n"
     "elapsed = time.perf_counter() - start\n"
-    "print(f'BENCH elapsed={elapsed:.3f} maxrss_kib={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}',"
-    " file=sys.stderr)\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(f'BENCH elapsed={elapsed:.3f} maxrss_kib={peak}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
 
 def timed(command: list[str], **kwargs: object) -> tuple[float, int, subprocess.CompletedProcess[str]]:
     """Run a command; its wall time and the peak RSS (KiB) of its largest process."""
-    completed = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *command], capture_output=True, text=True,
-                               check=False, **kwargs)  # type: ignore[call-overload]
+    completed = subprocess.run(
+        [sys.executable, "-c", RSS_WRAPPER, *command], capture_output=True, text=True, check=False, **kwargs
+    )  # type: ignore[call-overload]
     if completed.returncode != 0:
         sys.exit(f"failed: {' '.join(command)}\n{completed.stdout[-2000:]}\n{completed.stderr[-4000:]}")
     line = next(x for x in reversed(completed.stderr.splitlines()) if x.startswith("BENCH "))
@@ -62,10 +63,12 @@ def zip_sizes(path: Path) -> tuple[int, int]:
 
 
 def host_pip_index() -> str:
-    shown = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                           check=False).stdout.strip()
+    shown = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     return "pip's default (https://pypi.org/simple) plus this machine's pip configuration: " + (
-        "; ".join(shown.splitlines()) or "none")
+        "; ".join(shown.splitlines()) or "none"
+    )
 
 
 def cold_import_seconds(layer_python: Path, interpreter: str, runs: int) -> float:
@@ -131,8 +134,17 @@ def main() -> None:
     guide = {k: float(v) for k, v in (part.split("=") for part in guide_line.split()[1:])}
     guide_unzipped, guide_zipped = zip_sizes(out / "guide" / "layer.zip")
 
-    build = layerforge("build", "sklearn", "--out", str(out / "dist"), "--cache-dir", str(out / "cache"),
-                       "--index-url", options.index_url, "--json")
+    build = layerforge(
+        "build",
+        "sklearn",
+        "--out",
+        str(out / "dist"),
+        "--cache-dir",
+        str(out / "cache"),
+        "--index-url",
+        options.index_url,
+        "--json",
+    )
     print("layerforge cold (empty cache, empty output) ...", file=sys.stderr)
     cold_s, cold_rss, completed = timed(build)
     manifest = json.loads(completed.stdout)
@@ -140,10 +152,21 @@ def main() -> None:
     warm_s, _, _ = timed(build)
     recipe = out / "sklearn-changed.toml"
     text = (REPO / "recipes" / "sklearn.toml").read_text()
-    recipe.write_text(text.replace('keep = [', 'remove = ["**/*.md"]\nkeep = [', 1))
+    recipe.write_text(text.replace("keep = [", 'remove = ["**/*.md"]\nkeep = [', 1))
     print("layerforge warm (a strip rule changed: re-slim from the cache) ...", file=sys.stderr)
-    reslim_s, _, _ = timed(layerforge("build", str(recipe), "--out", str(out / "dist-changed"), "--cache-dir",
-                                      str(out / "cache"), "--index-url", options.index_url, "--quiet"))
+    reslim_s, _, _ = timed(
+        layerforge(
+            "build",
+            str(recipe),
+            "--out",
+            str(out / "dist-changed"),
+            "--cache-dir",
+            str(out / "cache"),
+            "--index-url",
+            options.index_url,
+            "--quiet",
+        )
+    )
 
     ours_zip = Path(manifest["zip"])
     ours_unzipped, ours_zipped = zip_sizes(ours_zip)
@@ -157,17 +180,33 @@ def main() -> None:
     guide_import = cold_import_seconds(out / "guide" / "layer" / "python", options.python311, options.runs)
     ours_import = cold_import_seconds(tree / "python", options.python311, options.runs)
 
-    results.update({
-        "guide": {"total_s": guide_s, "pip_s": guide["install_s"], "strip_s": guide["strip_s"],
-                  "zip_s": guide["zip_s"], "unzipped_bytes": guide_unzipped, "zipped_bytes": guide_zipped,
-                  "peak_rss_kib": guide_rss, "cold_import_s": guide_import},
-        "layerforge": {"cold_total_s": cold_s, "warm_unchanged_s": warm_s, "warm_reslim_s": reslim_s,
-                       "unzipped_bytes": ours_unzipped, "zipped_bytes": ours_zipped, "peak_rss_kib": cold_rss,
-                       "cold_import_s": ours_import, "verified": manifest["verified"],
-                       "compiled_from_source": len(manifest["verification"]["compiled_from_source"]),
-                       "packages": {p["name"]: p["version"] for p in manifest["packages"]}},
-        "zip_same_tree": zips,
-    })
+    results.update(
+        {
+            "guide": {
+                "total_s": guide_s,
+                "pip_s": guide["install_s"],
+                "strip_s": guide["strip_s"],
+                "zip_s": guide["zip_s"],
+                "unzipped_bytes": guide_unzipped,
+                "zipped_bytes": guide_zipped,
+                "peak_rss_kib": guide_rss,
+                "cold_import_s": guide_import,
+            },
+            "layerforge": {
+                "cold_total_s": cold_s,
+                "warm_unchanged_s": warm_s,
+                "warm_reslim_s": reslim_s,
+                "unzipped_bytes": ours_unzipped,
+                "zipped_bytes": ours_zipped,
+                "peak_rss_kib": cold_rss,
+                "cold_import_s": ours_import,
+                "verified": manifest["verified"],
+                "compiled_from_source": len(manifest["verification"]["compiled_from_source"]),
+                "packages": {p["name"]: p["version"] for p in manifest["packages"]},
+            },
+            "zip_same_tree": zips,
+        }
+    )
     ratios = {
         "cold build / guide": cold_s / guide_s,
         "warm build, nothing changed / guide": warm_s / guide_s,
@@ -181,15 +220,28 @@ def main() -> None:
     }
     results["ratios"] = ratios
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(f"| measure | guide | layerforge | ratio |\n|---|---:|---:|---:|")
+    print("| measure | guide | layerforge | ratio |\n|---|---:|---:|---:|")
     rows = [
         ("end to end, cold (s)", guide_s, cold_s, "cold build / guide"),
         ("end to end, warm, nothing changed (s)", guide_s, warm_s, "warm build, nothing changed / guide"),
-        ("end to end, warm, strip rule changed (s)", guide_s, reslim_s, "warm build, strip rule changed / guide"),
-        ("zip of the same tree (s): make_archive vs layerforge", zips["make_archive_s"], zips["layerforge_s"],
-         "zip time / make_archive (same tree)"),
-        ("zip of the same tree (bytes)", zips["make_archive_bytes"], zips["layerforge_bytes"],
-         "zip bytes / make_archive (same tree)"),
+        (
+            "end to end, warm, strip rule changed (s)",
+            guide_s,
+            reslim_s,
+            "warm build, strip rule changed / guide",
+        ),
+        (
+            "zip of the same tree (s): make_archive vs layerforge",
+            zips["make_archive_s"],
+            zips["layerforge_s"],
+            "zip time / make_archive (same tree)",
+        ),
+        (
+            "zip of the same tree (bytes)",
+            zips["make_archive_bytes"],
+            zips["layerforge_bytes"],
+            "zip bytes / make_archive (same tree)",
+        ),
         ("unzipped (bytes)", guide_unzipped, ours_unzipped, "unzipped bytes / guide"),
         ("zipped (bytes)", guide_zipped, ours_zipped, "zipped bytes / guide"),
         ("cold import from a read-only copy (s)", guide_import, ours_import, "cold import / guide"),

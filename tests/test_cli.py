@@ -163,8 +163,21 @@ def test_with_no_interpreter_and_no_docker_engine_the_build_says_imports_were_no
         "DOCKER_HOST": f"unix://{empty}/no-docker.sock",
         "LAYERFORGE_CACHE_DIR": str(tmp_path / "cache"),
     }
-    completed = run("build", str(requirements), "--name", "pure", "--runtime", "python3.13", "--index-url",
-                    local_index.url, "--out", str(tmp_path / "dist"), "--json", cwd=tmp_path, env=hidden)
+    completed = run(
+        "build",
+        str(requirements),
+        "--name",
+        "pure",
+        "--runtime",
+        "python3.13",
+        "--index-url",
+        local_index.url,
+        "--out",
+        str(tmp_path / "dist"),
+        "--json",
+        cwd=tmp_path,
+        env=hidden,
+    )
     assert completed.returncode == 0, completed.stderr
     payload = json.loads(completed.stdout)
     assert payload["verified"] is None
