@@ -217,7 +217,11 @@ def _explain_access_denied(operation: str, message: str, identity: Callable[[], 
     # AWS named the action, or the call needs only one: that is the permission. Otherwise say both.
     also = None if stated else ALSO_NEEDED.get(operation)
     missing, needed = (f"{permission} or {also}", f"{permission} and {also}") if also else (permission,) * 2
+    # Only S3 has resource policies a user is likely to own; Lambda and IAM actions go on the identity.
+    where = "an IAM policy on the identity"
+    if permission.startswith("s3:"):
+        where += ", or the bucket's policy"
     return Explanation(
         f"access denied: {subject} {verb} {missing} (needed by {operation})",
-        hint=f"grant {needed} to {subject} (an IAM policy on the identity, or the bucket's policy)",
+        hint=f"grant {needed} to {subject} ({where})",
     )

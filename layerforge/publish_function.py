@@ -105,7 +105,14 @@ class FunctionSettings:
             "--env": self.environment,
             "--publish-version": self.publish_version,
         }
-        return tuple(flag for flag, value in flags.items() if value is not None and value not in (False, ()))
+        # Compared by identity and length: `0 == False`, and --memory 0 is a value given (and refused).
+        return tuple(flag for flag, value in flags.items() if _is_given(value))
+
+
+def _is_given(value: object) -> bool:
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, tuple) and not value)
 
 
 def refuse_function_flags(settings: FunctionSettings) -> None:
@@ -113,10 +120,14 @@ def refuse_function_flags(settings: FunctionSettings) -> None:
     given = settings.given()
     if given:
         raise InputError(
-            f"{', '.join(given)} apply to a function zip, and this zip is a layer",
+            f"{_flags(given)} to a function zip, and this zip is a layer",
             hint='a function zip has a manifest of kind "function" beside it (layerforge package-function); '
             "or pass --kind function",
         )
+
+
+def _flags(flags: list[str] | tuple[str, ...], one: str = "applies", many: str = "apply") -> str:
+    return f"{', '.join(flags)} {one if len(flags) == 1 else many}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,7 +277,7 @@ def _refuse_layer_flags(options: PublishOptions) -> None:
     given = [flag for flag, value in flags.items() if value]
     if given:
         raise InputError(
-            f"{', '.join(given)} apply to a layer zip, and {options.zip_path.name} is a function zip",
+            f"{_flags(given)} to a layer zip, and {options.zip_path.name} is a function zip",
             hint="--function-name names the function whose code this zip becomes",
         )
 
@@ -292,9 +303,14 @@ def load_function_manifest(path: Path, digest: ZipDigest) -> FunctionBuild:
         lock_hash=optional_str(data, "lock_hash", path),
         unzipped_bytes=_optional_int(data, "unzipped_bytes", path),
         layers_unzipped_bytes=sum(_optional_int(layer, "unzipped_bytes", path) or 0 for layer in layers),
-        layer_arns=tuple(str(layer["location"]) for layer in layers if layer.get("origin") == "layer_arn"),
-        layer_zips=tuple(str(layer.get("label")) for layer in layers if layer.get("origin") == "zip"),
+        layer_arns=_layer_field(layers, "layer_arn", "location"),
+        layer_zips=_layer_field(layers, "zip", "label"),
     )
+
+
+def _layer_field(layers: list[dict[str, Any]], origin: str, key: str) -> tuple[str, ...]:
+    """`key` of each layer from `origin` ("layer_arn": published, "zip": a local file)."""
+    return tuple(str(layer[key]) for layer in layers if layer.get("origin") == origin and layer.get(key))
 
 
 def _optional_int(data: dict[str, Any], key: str, path: Path) -> int | None:
@@ -363,7 +379,7 @@ def _create_spec(
         unused = [flag for flag in settings.given() if flag in _CREATE_ONLY]
         if unused:
             raise InputError(
-                f"{', '.join(unused)} are used only to create a function, and --create is not given",
+                f"{_flags(unused, 'is', 'are')} used only to create a function, and --create is not given",
                 hint="add --create (an existing function keeps its configuration; only its code is updated)",
             )
         return None, []

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import WaiterError
 from click.testing import CliRunner
 
 from layerforge.cli import main
-from layerforge.errors import InputError, SizeLimitError
-from layerforge.publish_function import FunctionSettings, make_function_plan
+from layerforge.errors import InputError, PublishError, SizeLimitError
+from layerforge.publish_function import FunctionSettings, make_function_plan, wait_ready
 from layerforge.publish_plan import PublishOptions
 from tests.support.aws import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, AwsServer
 from tests.support.faultproxy import Fault, FaultProxy, Request, Rule, access_denied
@@ -436,8 +437,8 @@ def test_create_defaults_to_the_published_layers_of_the_manifest(tmp_path: Path)
     [
         (FunctionSettings(create=True), {}, "--create needs --role"),
         (FunctionSettings(create=True, role="my-role"), {}, "is not an IAM role ARN"),
-        (FunctionSettings(memory=512), {}, "--memory are used only to create a function"),
-        (FunctionSettings(), {"public": True}, "--public apply to a layer zip"),
+        (FunctionSettings(memory=512), {}, "--memory is used only to create a function"),
+        (FunctionSettings(), {"public": True}, "--public applies to a layer zip"),
         (FunctionSettings(function_name="no spaces"), {}, "function name 'no spaces' is not valid"),
         (FunctionSettings(), {"runtimes": ("python3.11", "python3.12")}, "takes one --runtime"),
         (
@@ -497,3 +498,20 @@ def test_a_function_manifest_is_not_taken_as_a_layer(proxy: FaultProxy, tmp_path
     result = publish(proxy, zip_path, "--kind", "layer")
     assert result.exit_code == 2
     assert "is kind 'function'" in words(result.stderr)
+
+
+def test_a_failed_update_is_reported_with_lambdas_reason() -> None:
+    # moto finishes every update at once; Lambda may fail one after accepting it.
+    last = {"Configuration": {"LastUpdateStatus": "Failed", "LastUpdateStatusReason": "layer too big"}}
+
+    class Waiter:
+        def wait(self, **_: Any) -> None:
+            raise WaiterError("FunctionUpdatedV2", "Waiter encountered a terminal failure state", last)
+
+    class Client:
+        def get_waiter(self, name: str) -> Waiter:
+            assert name == "function_updated_v2"
+            return Waiter()
+
+    with pytest.raises(PublishError, match=f"function {NAME} did not become ready: layer too big"):
+        wait_ready(Client(), NAME, created=False)

@@ -184,21 +184,25 @@ def publish_command(json_mode: bool, quiet: bool, kind: str | None, **values: An
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):
         settings = FunctionSettings(**{name: values.pop(name) for name in _FUNCTION_FIELDS})
-        options = PublishOptions(**values)
-        function = zip_kind(options, kind) == "function"
-        if not function:
-            refuse_function_flags(settings)
-        result: PublishResult | FunctionPublishResult
-        with output.progress() as progress:
-            if function:
-                result = publish_function(options, settings, on_progress=_ProgressView(progress))
-            else:
-                result = publish(options, on_progress=_ProgressView(progress))
+        result = _publish(output, PublishOptions(**values), settings, kind)
         if isinstance(result, FunctionPublishResult):
             _report_function(output, result)
         else:
             _report(output, result)
         _finish(output, result)
+
+
+def _publish(
+    output: Output, options: PublishOptions, settings: FunctionSettings, kind: str | None
+) -> PublishResult | FunctionPublishResult:
+    """A function zip (by its manifest's kind, or --kind) goes the function's way, any other the layer's."""
+    function = zip_kind(options, kind) == "function"
+    if not function:
+        refuse_function_flags(settings)
+    with output.progress() as progress:
+        if function:
+            return publish_function(options, settings, on_progress=_ProgressView(progress))
+        return publish(options, on_progress=_ProgressView(progress))
 
 
 def _say(output: Output, message: str) -> None:
