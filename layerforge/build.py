@@ -38,7 +38,7 @@ from .recipe import Recipe
 from .slim import SlimReport, apply, plan
 from .staging import make_staging_dir
 from .target import Target
-from .toplevel import top_level_modules
+from .toplevel import declare_top_level, top_level_modules
 from .unpack import LayerFile, LayerTree, unpack_all
 from .verify import VerifyReport, not_run
 from .verify_auto import already_found, choose_verifier
@@ -270,6 +270,7 @@ def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: Buil
         level: StripLevel = "unneeded" if config.profile == "aggressive" else "debug"
         binary_report = strip_debug(tree.root, jobs=options.jobs, level=level)
         _refresh_sizes(tree, binary_report.stripped)
+    declare_top_level(tree)
     for spared in slim.spared:
         events.note(
             f"kept {spared.path}: `{spared.rule}` would remove it, but {spared.imported_by} imports it"

@@ -5,7 +5,7 @@ top_level.txt is optional and many modern wheels omit it, so the tree is the sou
 
 from __future__ import annotations
 
-from .unpack import LAYER_PREFIX, LayerTree
+from .unpack import LAYER_PREFIX, LayerFile, LayerTree
 
 _NOT_MODULES = {"tests", "test", "testing_data", "benchmarks", "docs", "examples", "bin", "include", "share"}
 _MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
@@ -47,3 +47,29 @@ def modules_by_distribution(tree: LayerTree) -> dict[str, list[str]]:
         if name is not None and path.endswith(_MODULE_SUFFIXES):
             found.setdefault(layer_file.distribution, set()).add(name)
     return {dist: sorted(names) for dist, names in sorted(found.items())}
+
+
+def declare_top_level(tree: LayerTree) -> list[str]:
+    """Write `top_level.txt` into each dist-info that lacks one; returns the files written.
+
+    Slimming removes RECORD, and `importlib.metadata.packages_distributions()` falls back to RECORD when a
+    wheel (as most modern ones) ships no top_level.txt: declaring the names keeps that API working, and
+    lets `size-report` attribute `sklearn/` to scikit-learn without RECORD.
+    """
+    modules = modules_by_distribution(tree)
+    info_dirs: dict[str, str] = {}
+    for path, layer_file in tree.files.items():
+        if path.endswith(".dist-info/METADATA") and path.count("/") == 2:
+            info_dirs[layer_file.distribution] = path.rsplit("/", 1)[0]
+    written = []
+    for distribution, info_dir in sorted(info_dirs.items()):
+        target = f"{info_dir}/top_level.txt"
+        names = modules.get(distribution)
+        if target in tree.files or not names:
+            continue
+        content = "".join(f"{name}\n" for name in names).encode()
+        (tree.root / target).write_bytes(content)
+        wheel = tree.files[f"{info_dir}/METADATA"].wheel
+        tree.files[target] = LayerFile(target, len(content), distribution, wheel)
+        written.append(target)
+    return written

@@ -110,6 +110,10 @@ def test_safe_slimming_removes_dead_weight_but_keeps_metadata_and_licenses(
         == sum(removed["by_package"].values())
         == result.manifest["removed_bytes"]
     )
+    # RECORD is gone, so the top-level names are declared for importlib.metadata.packages_distributions().
+    with zipfile.ZipFile(result.zip_path) as archive:
+        assert archive.read("python/demo-1.0.dist-info/top_level.txt") == b"demo\n"
+        assert archive.read("python/fastlib-1.0.dist-info/top_level.txt") == b"fastlib\n"
     # The layer reads its own version through importlib.metadata: the verification imported it.
     assert result.verify is not None
     assert result.verify.metadata_versions["demo"] == "1.0"

@@ -158,7 +158,10 @@ def test_a_build_killed_mid_download_leaves_nothing_corrupt_and_the_other_succee
     assert f"{STEM}.lock.json" in leftovers  # written before any download, atomically
     assert staging_dirs(other_out) == []
 
-    # The killed build, run again, succeeds with the same layer and finds the cache complete.
+    # The killed build, run again, succeeds with the same layer and finds the cache complete. (The
+    # victim's requests are logged once their latency is over: wait for them, one per wheel, and the
+    # survivor's, before the count starts.)
+    wait_until(lambda: len(setup.index.downloads()) == 2 * len(setup.wheels), "the index logged every request")
     setup.index.reset_log()
     rerun = finish(processes(setup, killed_out))
     assert rerun["sha256"] == survivor["sha256"]

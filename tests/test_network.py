@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -166,3 +168,65 @@ def test_removing_pandas_testing_fails_verification_and_names_the_rule(tmp_path:
     assert "recipe:remove:pandas/_testing/**" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not list((tmp_path / "dist").glob("*.zip"))
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="chromium is not installed"
+)
+def test_the_html_size_report_of_the_sklearn_layer_renders_its_chart_in_chromium(
+    sklearn_build: tuple[dict, str, Path], tmp_path: Path
+) -> None:
+    _manifest, _stderr, work = sklearn_build
+    manifest_path = work / "dist" / "sklearn-python3.11-x86_64.manifest.json"
+    page = tmp_path / "sklearn.html"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "layerforge",
+            "size-report",
+            str(manifest_path),
+            "--html",
+            str(page),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium is not None
+    flags = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    ready = re.search(r'<div id="lf-chart-ready"[^>]*data-cells="(\d+)"', dom.stdout)
+    assert ready and int(ready.group(1)) >= 6  # sklearn, numpy, scipy, pandas, joblib, threadpoolctl, ...
+    assert not [line for line in dom.stderr.splitlines() if "Uncaught" in line or "CONSOLE" in line]
+    shot = Path(os.environ.get("LAYERFORGE_SCREENSHOT_DIR", tmp_path)) / "sklearn-size-report.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    taken = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,900", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert taken.returncode == 0 and shot.stat().st_size > 30_000
