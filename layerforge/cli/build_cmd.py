@@ -12,7 +12,15 @@ from ..lock import resolve
 from ..recipe import Recipe, load_recipe
 from ..target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
 from . import main
-from .options import cache_option, index_option, name_option, out_option, target_options
+from .options import (
+    cache_option,
+    index_option,
+    lock_option,
+    name_option,
+    out_option,
+    python_option,
+    target_options,
+)
 from .output import Output, json_option, quiet_option, reporting
 from .progress import RichEvents
 
@@ -28,20 +36,8 @@ def _target(recipe: Recipe, runtime: str | None, arch: str | None) -> Target:
 @out_option
 @index_option
 @cache_option
-@click.option(
-    "--lock",
-    "lock_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Build exactly this lock (fails on any hash mismatch).",
-)
-@click.option(
-    "--python",
-    "python",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Interpreter of the target's Python version to compile bytecode and verify with.",
-)
+@lock_option("Build exactly this lock (fails on any hash mismatch).")
+@python_option
 @click.option("--no-verify", is_flag=True, help="Skip the import check (the static audit still runs).")
 @click.option(
     "--docker/--no-docker",

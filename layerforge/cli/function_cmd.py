@@ -11,7 +11,7 @@ from ..function import FunctionOptions, FunctionResult, package_function
 from ..recipe import Recipe, load_recipe
 from ..target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
 from . import main
-from .options import cache_option, index_option, out_option, target_options
+from .options import cache_option, index_option, lock_option, out_option, python_option, target_options
 from .output import Output, json_option, quiet_option, reporting
 from .progress import RichEvents
 
@@ -67,19 +67,8 @@ from .progress import RichEvents
 @out_option
 @index_option
 @cache_option
-@click.option(
-    "--lock",
-    "lock_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Install exactly this lock of the requirements.",
-)
-@click.option(
-    "--python",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Interpreter of the target's Python version to compile bytecode and verify the requirements with.",
-)
+@lock_option("Install exactly this lock of the requirements.")
+@python_option
 @click.option("--no-verify", is_flag=True, help="Skip the import check of the installed requirements.")
 @json_option
 @quiet_option

@@ -61,3 +61,26 @@ def out_option(func: F) -> F:
         show_default=True,
         help="Output folder.",
     )(func)
+
+
+def lock_option(help_text: str) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        return click.option(
+            "--lock",
+            "lock_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help=help_text,
+        )(func)
+
+    return decorate
+
+
+def python_option(func: F) -> F:
+    return click.option(
+        "--python",
+        "python",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Interpreter of the target's Python version to compile bytecode and verify with.",
+    )(func)
