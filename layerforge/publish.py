@@ -104,12 +104,16 @@ class RegionResult:
         }
 
 
-@dataclass(frozen=True)
-class PublishResult:
-    plan: PublishPlan
+class RunSummary:
+    """What a publish run of a layer or a function says about itself, from its uploads and regions.
+
+    Mixed into the two frozen result classes, which hold `plan`, `uploads`, `regions` and `record_path`.
+    """
+
+    plan: Any
     uploads: tuple[UploadOutcome, ...]
-    regions: tuple[RegionResult, ...]
-    record_path: Path | None = None
+    regions: tuple[Any, ...]
+    record_path: Path | None
 
     @property
     def ok(self) -> bool:
@@ -118,10 +122,6 @@ class PublishResult:
     @property
     def succeeded(self) -> tuple[str, ...]:
         return tuple(region.region for region in self.regions if region.ok)
-
-    @property
-    def failed(self) -> tuple[RegionResult, ...]:
-        return tuple(region for region in self.regions if not region.ok)
 
     @property
     def uploaded(self) -> bool:
@@ -135,18 +135,14 @@ class PublishResult:
         """The error to exit with: every failed region with its step, and the regions that succeeded."""
         return region_failure(self.regions)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The `publish --json` object (also the body of the publish record)."""
+    def common_fields(self) -> dict[str, Any]:
+        """The `--json` fields a layer and a function publish share."""
         plan = self.plan
         return {
             "zip": str(plan.zip_path),
             "sha256": plan.digest.sha256_hex,
             "zipped_bytes": plan.digest.size,
-            "layer_name": plan.spec.name,
-            "recipe": plan.build.recipe,
             "lock_hash": plan.build.lock_hash,
-            "compatible_runtimes": list(plan.spec.runtimes),
-            "compatible_architectures": list(plan.spec.architectures),
             "direct": plan.direct,
             "bucket": plan.bucket_template,
             "key": plan.key,
@@ -156,6 +152,28 @@ class PublishResult:
             "ok": self.ok,
             "record": str(self.record_path) if self.record_path else None,
             "warnings": list(plan.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class PublishResult(RunSummary):
+    plan: PublishPlan
+    uploads: tuple[UploadOutcome, ...]
+    regions: tuple[RegionResult, ...]
+    record_path: Path | None = None
+
+    @property
+    def failed(self) -> tuple[RegionResult, ...]:
+        return tuple(region for region in self.regions if not region.ok)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `publish --json` object (also the body of the publish record)."""
+        plan = self.plan
+        return self.common_fields() | {
+            "layer_name": plan.spec.name,
+            "recipe": plan.build.recipe,
+            "compatible_runtimes": list(plan.spec.runtimes),
+            "compatible_architectures": list(plan.spec.architectures),
         }
 
 

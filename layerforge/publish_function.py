@@ -30,12 +30,12 @@ from .layers import DESCRIPTION_MAX, truncate
 from .limits import MAX_LAYERS, unzipped_check
 from .publish import (
     PublishOptions,
+    RunSummary,
     StepFailed,
     StepRunner,
     default_region,
     make_clients,
     parallel,
-    region_failure,
     save_record,
     stamp_record,
 )
@@ -620,40 +620,18 @@ class FunctionRegionResult:
 
 
 @dataclass(frozen=True)
-class FunctionPublishResult:
+class FunctionPublishResult(RunSummary):
     plan: FunctionPlan
     uploads: tuple[UploadOutcome, ...]
     regions: tuple[FunctionRegionResult, ...]
     record_path: Path | None = None
 
-    @property
-    def ok(self) -> bool:
-        return all(region.ok for region in self.regions)
-
-    @property
-    def succeeded(self) -> tuple[str, ...]:
-        return tuple(region.region for region in self.regions if region.ok)
-
-    @property
-    def uploaded(self) -> bool:
-        return any(upload.uploaded for upload in self.uploads)
-
-    @property
-    def uploaded_bytes(self) -> int:
-        return sum(upload.uploaded_bytes for upload in self.uploads)
-
-    def failure(self) -> PublishError | None:
-        return region_failure(self.regions)
-
     def as_dict(self) -> dict[str, Any]:
         """The `publish --json` object for a function zip (also the body of its publish record)."""
         plan, create = self.plan, self.plan.create
-        return {
+        return self.common_fields() | {
             "zip_kind": "function",
-            "zip": str(plan.zip_path),
-            "sha256": plan.digest.sha256_hex,
             "code_sha256": plan.digest.sha256_b64,
-            "zipped_bytes": plan.digest.size,
             "unzipped_bytes": plan.build.unzipped_bytes,
             "layers_unzipped_bytes": plan.build.layers_unzipped_bytes,
             "function_name": plan.name,
@@ -666,15 +644,6 @@ class FunctionPublishResult:
             # The names only: the values may be secrets.
             "environment": sorted(key for key, _ in create.environment) if create else [],
             "publish_version": plan.publish_version,
-            "direct": plan.direct,
-            "bucket": plan.bucket_template,
-            "key": plan.key,
-            "uploaded": self.uploaded,
-            "uploaded_bytes": self.uploaded_bytes,
-            "regions": [region.as_dict() for region in self.regions],
-            "ok": self.ok,
-            "record": str(self.record_path) if self.record_path else None,
-            "warnings": list(plan.warnings),
         }
 
 
