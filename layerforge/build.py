@@ -39,7 +39,7 @@ from .slim import SlimReport, apply, plan
 from .staging import make_staging_dir
 from .target import Target
 from .toplevel import declare_top_level, top_level_modules
-from .unpack import LayerFile, LayerTree, unpack_all
+from .unpack import LayerTree, unpack_all
 from .verify import VerifyReport, not_run
 from .verify_auto import already_found, choose_verifier
 
@@ -308,12 +308,10 @@ def _unless(cancelled: threading.Event) -> Callable[[int], None]:
 
 
 def _refresh_sizes(tree: LayerTree, stripped: Iterable[str]) -> None:
+    """strip_debug reports paths relative to the layer root, the same keys as tree.files."""
     for path in stripped:
-        key = path if path in tree.files else f"python/{path}"
-        current = tree.files.get(key)
-        if current is not None:
-            size = (tree.root / key).stat().st_size
-            tree.files[key] = LayerFile(current.path, size, current.distribution, current.wheel)
+        current = tree.files[path]
+        tree.files[path] = dataclasses.replace(current, size=(tree.root / path).stat().st_size)
 
 
 def _bytecode_compiler(target: Target) -> Interpreter | None:

@@ -9,11 +9,11 @@ import click
 from ..build import BuildOptions, BuildResult, build
 from ..cache import default_cache_dir
 from ..lock import resolve
-from ..recipe import Recipe, load_recipe
-from ..target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
+from ..recipe import load_recipe
 from . import main
 from .options import (
     cache_option,
+    choose_target,
     index_option,
     lock_option,
     name_option,
@@ -22,11 +22,7 @@ from .options import (
     target_options,
 )
 from .output import Output, json_option, quiet_option, reporting
-from .progress import RichEvents
-
-
-def _target(recipe: Recipe, runtime: str | None, arch: str | None) -> Target:
-    return Target(runtime or recipe.runtime or DEFAULT_RUNTIME, arch or recipe.arch or DEFAULT_ARCH)
+from .progress import with_progress
 
 
 @main.command("build")
@@ -74,7 +70,7 @@ def build_command(
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):
         recipe = load_recipe(recipe_spec, name=name)
-        target = _target(recipe, runtime, arch)
+        target = choose_target(recipe, runtime, arch)
         options = BuildOptions(
             recipe=recipe,
             target=target,
@@ -89,10 +85,7 @@ def build_command(
             python=python,
         )
         output.info(f"building [bold]{recipe.name}[/] for {target.runtime} on {target.arch}")
-        with output.progress() as progress:
-            events = RichEvents(output, progress)
-            result = build(options, events)
-            events.close()
+        result = with_progress(output, lambda events: build(options, events))
         _summarise(output, result)
         if json_mode:
             payload = dict(result.manifest)
@@ -167,7 +160,7 @@ def lock_command(
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):
         recipe = load_recipe(recipe_spec, name=name)
-        target = _target(recipe, runtime, arch)
+        target = choose_target(recipe, runtime, arch)
         lock = resolve(recipe.name, recipe.requirements, target, index_url=index_url, exclude=recipe.exclude)
         destination = lock_file or out_dir / f"{recipe.name}-{target.runtime}-{target.arch}.lock.json"
         lock.write(destination)

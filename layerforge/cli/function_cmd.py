@@ -8,12 +8,19 @@ import click
 
 from ..cache import default_cache_dir
 from ..function import FunctionOptions, FunctionResult, package_function
-from ..recipe import Recipe, load_recipe
-from ..target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
+from ..recipe import load_recipe
 from . import main
-from .options import cache_option, index_option, lock_option, out_option, python_option, target_options
+from .options import (
+    cache_option,
+    choose_target,
+    index_option,
+    lock_option,
+    out_option,
+    python_option,
+    target_options,
+)
 from .output import Output, json_option, quiet_option, reporting
-from .progress import RichEvents
+from .progress import with_progress
 
 
 @main.command("package-function")
@@ -107,7 +114,7 @@ def package_function_command(
         options = FunctionOptions(
             source=source,
             handler=handler,
-            target=_target(recipe, runtime, arch),
+            target=choose_target(recipe, runtime, arch),
             out_dir=out_dir,
             cache_dir=cache_dir or default_cache_dir(),
             name=name,
@@ -124,23 +131,13 @@ def package_function_command(
             python=python,
         )
         output.info(f"packaging [bold]{options.function_name}[/] for {options.target.label}")
-        with output.progress() as progress:
-            events = RichEvents(output, progress)
-            result = package_function(options, events)
-            events.close()
+        result = with_progress(output, lambda events: package_function(options, events))
         _summarise(output, result)
         if json_mode:
             payload = dict(result.manifest)
             payload.update(zip=str(result.zip_path), manifest=str(result.manifest_path))
             payload["lock"] = str(result.lock_path) if result.lock_path else None
             output.emit_json(payload)
-
-
-def _target(recipe: Recipe | None, runtime: str | None, arch: str | None) -> Target:
-    return Target(
-        runtime or (recipe and recipe.runtime) or DEFAULT_RUNTIME,
-        arch or (recipe and recipe.arch) or DEFAULT_ARCH,
-    )
 
 
 def _summarise(output: Output, result: FunctionResult) -> None:

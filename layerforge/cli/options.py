@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import click
 
 from ..lock import DEFAULT_INDEX_URL
-from ..target import ARCHES, RUNTIMES
+from ..recipe import Recipe
+from ..target import ARCHES, DEFAULT_ARCH, DEFAULT_RUNTIME, RUNTIMES, Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,3 +85,11 @@ def python_option(func: F) -> F:
         default=None,
         help="Interpreter of the target's Python version to compile bytecode and verify with.",
     )(func)
+
+
+def choose_target(recipe: Recipe | None, runtime: str | None, arch: str | None) -> Target:
+    """--runtime and --arch first, then the recipe's own, then python3.11 on x86_64."""
+    return Target(
+        runtime or (recipe.runtime if recipe else None) or DEFAULT_RUNTIME,
+        arch or (recipe.arch if recipe else None) or DEFAULT_ARCH,
+    )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from rich.progress import Progress, TaskID
 
 from .output import Output
+
+T = TypeVar("T")
 
 
 class RichEvents:
@@ -43,3 +47,12 @@ class RichEvents:
         if self.progress is not None and self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
+
+
+def with_progress(output: Output, work: Callable[[RichEvents], T]) -> T:
+    """Run one long piece of library work with its stages shown on stderr."""
+    with output.progress() as progress:
+        events = RichEvents(output, progress)
+        result = work(events)
+        events.close()
+    return result
