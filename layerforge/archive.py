@@ -11,20 +11,21 @@ import os
 import stat
 import tempfile
 import zipfile
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import deflate
+
 from .cache import sha256_of
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+# libdeflate's level 6: on the sklearn layer 2.5 times faster than zlib's level 6 (what shutil.make_archive
+# uses) and 1.6% smaller. libdeflate ships inside the `deflate` wheel, so its output does not depend on
+# the zlib of the host: the same tree gives the same zip on every machine with the same layerforge.
 COMPRESS_LEVEL = 6
-# Members larger than this are deflated in pieces, in parallel; see `deflate`.
-CHUNK_BYTES = 1024 * 1024
-_WINDOW_BYTES = 32 * 1024
 _IN_FLIGHT_BYTES = 128 * 1024 * 1024
 _IN_FLIGHT_MEMBERS = 4096
 _DEDUPE_FLOOR = 1024 * 1024
@@ -73,7 +74,8 @@ def write_zip(
 ) -> ZipResult:
     """Zip `root`'s files (or the given entries) into `destination`, atomically.
 
-    Deflate runs in `jobs` threads (zlib releases the GIL); the bytes do not depend on `jobs`.
+    Members are deflated in `jobs` threads (libdeflate releases the GIL), each whole, so the bytes do not
+    depend on `jobs`.
     """
     items = sorted(entries, key=lambda item: item[0]) if entries is not None else layer_entries(root)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -101,29 +103,12 @@ def write_zip(
     return ZipResult(destination, sha256_of(destination), destination.stat().st_size, unzipped, len(items))
 
 
-def deflate(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
-    """The raw deflate stream of `data`, as `write_zip` stores it, computed serially.
-
-    Large members are cut into CHUNK_BYTES pieces, each primed with the 32 KiB before it (as pigz does),
-    so pieces compress independently and in parallel, and the stream is the same however it was run.
-    """
-    return b"".join(_deflate_piece(data, start, level) for start in range(0, max(len(data), 1), CHUNK_BYTES))
+def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
+    """The raw deflate stream of one member, as `write_zip` stores it."""
+    return bytes(deflate.deflate_compress(data, level))
 
 
-def _deflate_piece(data: bytes, start: int, level: int) -> bytes:
-    end = min(start + CHUNK_BYTES, len(data))
-    window = data[max(0, start - _WINDOW_BYTES) : start]
-    if window:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=window)
-    else:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-    last = end >= len(data)
-    return compressor.compress(data[start:end]) + compressor.flush(
-        zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
-    )
-
-
-_Pending = tuple[zipfile.ZipInfo, bytes, "list[Future[bytes]] | None"]
+_Pending = tuple[zipfile.ZipInfo, bytes, "Future[bytes] | None"]
 
 
 def _compressed_in_order(
@@ -133,20 +118,19 @@ def _compressed_in_order(
     pending: deque[_Pending] = deque()
     waiting = 0
     # Wheels often bundle the same library twice (libgfortran in numpy.libs and scipy.libs): deflate once.
-    seen: dict[int, list[tuple[bytes, list[Future[bytes]]]]] = {}
+    seen: dict[int, list[tuple[bytes, Future[bytes]]]] = {}
     for arcname, path in items:
         info = _zip_info(arcname, path)
         data = path.read_bytes()
-        futures = None
+        future = None
         if info.compress_type == zipfile.ZIP_DEFLATED:
             same_size = seen.setdefault(len(data), []) if len(data) >= _DEDUPE_FLOOR else []
-            futures = next((f for other, f in same_size if other == data), None)
-            if futures is None:
-                starts = range(0, max(len(data), 1), CHUNK_BYTES)
-                futures = [pool.submit(_deflate_piece, data, start, COMPRESS_LEVEL) for start in starts]
+            future = next((f for other, f in same_size if other == data), None)
+            if future is None:
+                future = pool.submit(deflate_member, data, COMPRESS_LEVEL)
                 if len(data) >= _DEDUPE_FLOOR:
-                    same_size.append((data, futures))
-        pending.append((info, data, futures))
+                    same_size.append((data, future))
+        pending.append((info, data, future))
         waiting += len(data)
         while pending and (waiting > _IN_FLIGHT_BYTES or len(pending) > _IN_FLIGHT_MEMBERS):
             waiting -= len(pending[0][1])
@@ -156,8 +140,8 @@ def _compressed_in_order(
 
 
 def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes, bytes | None]:
-    info, data, futures = item
-    return info, data, None if futures is None else b"".join(f.result() for f in futures)
+    info, data, future = item
+    return info, data, None if future is None else future.result()
 
 
 def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, data: bytes, stream: bytes | None) -> None:

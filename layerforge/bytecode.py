@@ -28,11 +28,17 @@ class BytecodeReport:
     added_bytes: int
     removed_sources: int
     skipped_reason: str | None = None
+    debug_ranges: bool = True
 
 
 def compile_tree(
-    tree: LayerTree, mode: str, interpreter: Interpreter | None, *, jobs: int = 0
+    tree: LayerTree, mode: str, interpreter: Interpreter | None, *, jobs: int = 0, debug_ranges: bool = True
 ) -> BytecodeReport:
+    """Compile every module of the tree; `debug_ranges=False` leaves out the column tables (Python 3.11+).
+
+    Without them a pyc is about 7% smaller and a traceback still names the file and line, but no longer
+    underlines the failing expression with ^^^ (as `-X no_debug_ranges` does at run time).
+    """
     if mode == "none":
         return BytecodeReport(mode, None, 0, (), 0, 0, skipped_reason="bytecode = none")
     if interpreter is None:
@@ -43,6 +49,7 @@ def compile_tree(
     command = [
         str(interpreter.path),
         "-I",
+        *(() if debug_ranges else ("-X", "no_debug_ranges")),
         "-m",
         "compileall",
         "-q",
@@ -62,7 +69,13 @@ def compile_tree(
     added = _register_new_pycs(tree, before)
     removed_sources = _drop_sources(tree) if mode == "sourceless" else 0
     return BytecodeReport(
-        mode, str(interpreter.path), len(added), failed, sum(f.size for f in added), removed_sources
+        mode,
+        str(interpreter.path),
+        len(added),
+        failed,
+        sum(f.size for f in added),
+        removed_sources,
+        debug_ranges=debug_ranges,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from filelock import FileLock
@@ -75,3 +76,26 @@ class WheelCache:
             path.unlink(missing_ok=True)
             return None
         return path
+
+    def store(self, source: Path) -> tuple[str, Path]:
+        """Copy a wheel made on this machine (built from source) into the cache; its sha256 and new path.
+
+        The hash is taken of the bytes as they are copied, so what is filed under it is what was hashed.
+        """
+        staging = self.root / "wheels"
+        staging.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        handle, temporary = tempfile.mkstemp(dir=staging, prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX)
+        try:
+            with os.fdopen(handle, "wb") as sink, source.open("rb") as stream:
+                while chunk := stream.read(_CHUNK):
+                    digest.update(chunk)
+                    sink.write(chunk)
+            sha256 = digest.hexdigest()
+            with self.lock_for(sha256):
+                destination = self.path_for(sha256, source.name)
+                if self.lookup(sha256, source.name) is None:
+                    os.replace(temporary, destination)
+            return sha256, destination
+        finally:
+            Path(temporary).unlink(missing_ok=True)

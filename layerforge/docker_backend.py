@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -617,6 +618,8 @@ def build_image(target: Target) -> str:
 
 
 WORK_MOUNT = "/work"
+REQUIREMENT_FILE = "requirement.txt"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def source_build_spec(
@@ -627,12 +630,18 @@ def source_build_spec(
     index_url: str,
     image: str | None = None,
     user: str | None = None,
+    sdist_sha256: str | None = None,
+    source_date_epoch: int | None = None,
 ) -> ContainerSpec:
     """The container that builds one pinned requirement (`name==version`) into a wheel in work_dir/out.
 
     Unlike the verifier it needs the network (the sdist and its build requirements come from the index)
     and a writable folder; it still runs as a non-root user on a read-only root filesystem. The user is
     the host's own uid (so the host can read and remove what it wrote), or Lambda's when the host is root.
+
+    With `sdist_sha256`, pip reads the requirement with that hash from work_dir/REQUIREMENT_FILE (which
+    build_wheel_in_docker writes), so it builds exactly that sdist and no other file of the release. With
+    `source_date_epoch`, the build tools stamp that time instead of now, so a rebuild can match.
     """
     name = requirement.split("==", 1)[0].strip()
     if not name or "==" not in requirement:
@@ -648,6 +657,13 @@ def source_build_spec(
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PIP_NO_INPUT="1",
     )
+    if source_date_epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(int(source_date_epoch))
+    what: tuple[str, ...] = (requirement,)
+    if sdist_sha256 is not None:
+        if not _SHA256.match(sdist_sha256):
+            raise InputError(f"not a sha256: {sdist_sha256!r}")
+        what = ("--require-hashes", "-r", f"{WORK_MOUNT}/{REQUIREMENT_FILE}")
     return ContainerSpec(
         image=image or build_image(target),
         platform=PLATFORMS[target.arch],
@@ -663,7 +679,7 @@ def source_build_spec(
             f"{WORK_MOUNT}/out",
             "--index-url",
             index_url,
-            requirement,
+            *what,
         ),
         user=user or _host_user(),
         environment=MappingProxyType(env),
@@ -689,9 +705,12 @@ def build_wheel_in_docker(
     image: str | None = None,
     timeout: float = 1800.0,
     note: Callable[[str], None] | None = None,
+    sdist_sha256: str | None = None,
+    source_date_epoch: int | None = None,
 ) -> Path:
     """Build `requirement` (name==version) from source in the target's build image; the wheel lands in dest.
 
+    `sdist_sha256` pins the exact sdist and `source_date_epoch` the build time (see source_build_spec).
     Raises DockerError when the engine cannot run it and BuildError when pip fails, with pip's last lines.
     """
     client = client if client is not None else docker_from_env()
@@ -705,7 +724,17 @@ def build_wheel_in_docker(
         if _host_user() == LAMBDA_USER:  # a root host: Lambda's uid must be able to write here
             for folder in (work, *work.iterdir()):
                 folder.chmod(0o777)
-        spec = source_build_spec(target, requirement, work, index_url=index_url, image=chosen)
+        spec = source_build_spec(
+            target,
+            requirement,
+            work,
+            index_url=index_url,
+            image=chosen,
+            sdist_sha256=sdist_sha256,
+            source_date_epoch=source_date_epoch,
+        )
+        if sdist_sha256 is not None:
+            (work / REQUIREMENT_FILE).write_text(f"{requirement} --hash=sha256:{sdist_sha256}\n")
         output = run_container(client, spec, timeout=timeout)
         wheels = sorted((work / "out").glob("*.whl"))
         if not wheels:
@@ -713,7 +742,7 @@ def build_wheel_in_docker(
             raise BuildError(
                 f"{requirement} could not be built from source in {chosen}:\n{tail}",
                 hint="it may need system libraries the build image lacks; pin a version that has a wheel "
-                f"for {target.label}, or build it in your own image with --image",
+                f"for {target.label}",
             )
         built = dest / wheels[0].name
         shutil.copyfile(wheels[0], built)

@@ -35,7 +35,7 @@ from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from elftools.elf.sections import Section, SymbolTableSection
 
 from .binfmt import iter_files, sniff
 
@@ -153,11 +153,11 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
         kind = _ELF_TYPES.get(ident.e_type, f"ELF type {ident.e_type}")
         return _Outcome(rel, skipped=f"not a shared object but {kind}; only shared objects are stripped")
     try:
-        if not _has_strippable(_section_names(path), settings.level):
-            return _Outcome(rel)
-        before = _Layout.read(path)
+        before = _layout_if_strippable(path, settings.level)
     except _ELF_ERRORS as exc:
         return _Outcome(rel, skipped=f"its ELF structure could not be read ({exc})")
+    if before is None:
+        return _Outcome(rel)
     program = _find_strip(ident.machine, settings.tool)
     if program is None:
         missing = _wanted_tool(ident.machine, settings.tool)
@@ -256,21 +256,32 @@ class _Layout:
     def read(cls, path: Path) -> _Layout:
         with path.open("rb") as stream:
             elf = ELFFile(stream)
-            loads, misaligned = _loads(elf)
-            dynsym = elf.get_section_by_name(".dynsym")
-            return cls(
-                machine=str(elf["e_machine"]),
-                elf_type=str(elf["e_type"]),
-                loads=loads,
-                misaligned=misaligned,
-                dynamic=_dynamic(elf),
-                dynamic_symbols=dynsym.num_symbols() if isinstance(dynsym, SymbolTableSection) else -1,
-            )
+            return cls.of(elf, list(elf.iter_sections()))
+
+    @classmethod
+    def of(cls, elf: ELFFile, sections: list[Section]) -> _Layout:
+        # One pass over the sections and one over the segments: pyelftools builds a DynamicSegment (which
+        # scans every section) each time it meets PT_DYNAMIC, so each extra pass costs a full re-read.
+        dynsym = next((s for s in sections if s.name == ".dynsym"), None)
+        loads, misaligned, dynamic = _segments(elf)
+        return cls(
+            machine=str(elf["e_machine"]),
+            elf_type=str(elf["e_type"]),
+            loads=loads,
+            misaligned=misaligned,
+            dynamic=dynamic,
+            dynamic_symbols=dynsym.num_symbols() if isinstance(dynsym, SymbolTableSection) else -1,
+        )
 
 
-def _section_names(path: Path) -> frozenset[str]:
+def _layout_if_strippable(path: Path, level: StripLevel) -> _Layout | None:
+    """The layout of a file that strip at `level` would change; None when it has nothing to remove."""
     with path.open("rb") as stream:
-        return frozenset(section.name for section in ELFFile(stream).iter_sections())
+        elf = ELFFile(stream)
+        sections = list(elf.iter_sections())
+        if not _has_strippable(frozenset(section.name for section in sections), level):
+            return None
+        return _Layout.of(elf, sections)
 
 
 def _has_strippable(sections: frozenset[str], level: StripLevel) -> bool:
@@ -281,30 +292,31 @@ def _has_strippable(sections: frozenset[str], level: StripLevel) -> bool:
     return level == "unneeded" and ".symtab" in sections
 
 
-def _loads(elf: ELFFile) -> tuple[tuple[tuple[object, ...], ...], tuple[int, ...]]:
+_Segments = tuple[tuple[tuple[object, ...], ...], tuple[int, ...], tuple[tuple[object, ...], ...]]
+
+
+def _segments(elf: ELFFile) -> _Segments:
+    """Each PT_LOAD but its file offset (which strip may move), the misaligned ones, PT_DYNAMIC's tags."""
     loads: list[tuple[object, ...]] = []
     misaligned: list[int] = []
-    for index, segment in enumerate(elf.iter_segments(type="PT_LOAD")):
-        align = int(segment["p_align"])
-        offset, vaddr, filesz = int(segment["p_offset"]), int(segment["p_vaddr"]), int(segment["p_filesz"])
-        loads.append((segment["p_flags"], vaddr, filesz, int(segment["p_memsz"]), align))
-        # glibc's dl-load refuses a segment whose offset and address differ modulo its alignment, and
-        # one whose bytes lie past the end of the file.
-        if (align > 1 and (vaddr - offset) % align) or offset + filesz > elf.stream_len:
-            misaligned.append(index)
-    return tuple(loads), tuple(misaligned)
-
-
-def _dynamic(elf: ELFFile) -> tuple[tuple[object, ...], ...]:
-    entries: list[tuple[object, ...]] = []
-    for segment in elf.iter_segments(type="PT_DYNAMIC"):
-        if isinstance(segment, DynamicSegment):
+    dynamic: list[tuple[object, ...]] = []
+    for segment in elf.iter_segments():
+        if segment["p_type"] == "PT_LOAD":
+            align = int(segment["p_align"])
+            offset, vaddr = int(segment["p_offset"]), int(segment["p_vaddr"])
+            filesz = int(segment["p_filesz"])
+            # glibc's dl-load refuses a segment whose offset and address differ modulo its alignment, and
+            # one whose bytes lie past the end of the file.
+            if (align > 1 and (vaddr - offset) % align) or offset + filesz > elf.stream_len:
+                misaligned.append(len(loads))
+            loads.append((segment["p_flags"], vaddr, filesz, int(segment["p_memsz"]), align))
+        elif isinstance(segment, DynamicSegment):
             for tag in segment.iter_tags():
                 # The names prove that .dynstr survived, not just the offsets into it.
                 kind = tag["d_tag"]
                 name = getattr(tag, _NAMED_TAGS[kind]) if kind in _NAMED_TAGS else None
-                entries.append((kind, tag["d_val"], name))
-    return tuple(entries)
+                dynamic.append((kind, tag["d_val"], name))
+    return tuple(loads), tuple(misaligned), tuple(dynamic)
 
 
 def _compare(before: _Layout, out: Path) -> str | None:

@@ -1,7 +1,9 @@
 """Read a package index's project pages (PEP 691 JSON or PEP 503 HTML) to explain the resolver's choices.
 
 The resolver (pip) picks the wheels; this module only lists what an index offers, so that layerforge can
-say *why* a newer release was passed over, or which wheels exist when nothing fits.
+say *why* a newer release was passed over, or which wheels exist when nothing fits, and which source
+distribution to build in the Lambda build image when no wheel fits. A page is hostile input: entries of
+the wrong type, file names of another project and URLs of other schemes are dropped, never trusted.
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from packaging.tags import Tag
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 _MAX_PAGE_BYTES = 64 * 1024 * 1024
 TIMEOUT_SECONDS = 30
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,27 @@ class IndexWheel:
     tags: frozenset[Tag]
     yanked: bool
     requires_python: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexSdist:
+    """A source distribution the index lists: where it is and the sha256 the index vouches for."""
+
+    filename: str
+    url: str  # absolute; may carry the index's credentials, so never shown or written as is
+    version: Version
+    sha256: str | None
+    yanked: bool
+    requires_python: str | None = None
+
+
+@dataclass(frozen=True)
+class _Link:
+    filename: str
+    url: str
+    yanked: bool
+    requires_python: str | None
+    sha256: str | None
 
 
 class _LinkParser(HTMLParser):
@@ -61,30 +91,80 @@ def fetch_project_listing(index_url: str, name: str) -> tuple[list[IndexWheel], 
 
     "HTTP 404" means the index has no such project; anything else means the index failed to answer.
     """
+    wheels, _, failure = fetch_project_files(index_url, name)
+    return wheels, failure
+
+
+def fetch_project_files(index_url: str, name: str) -> tuple[list[IndexWheel], list[IndexSdist], str | None]:
+    """Every wheel and source distribution the index lists for a project, and why the page could not be
+    read (None if it was), as fetch_project_listing says it."""
+    page = project_url(index_url, name)
     try:
-        body, content_type = _fetch(project_url(index_url, name))
+        body, content_type = _fetch(page)
     except urllib.error.HTTPError as error:
-        return [], f"HTTP {error.code} {error.reason}"
+        return [], [], f"HTTP {error.code} {error.reason}"
     except urllib.error.URLError as error:
-        return [], describe_network_error(error.reason)
+        return [], [], describe_network_error(error.reason)
     except (OSError, ValueError, http.client.HTTPException) as error:
-        return [], describe_network_error(error)
+        return [], [], describe_network_error(error)
     if "json" in content_type:
         try:
-            files = [
-                (f["filename"], bool(f.get("yanked")), f.get("requires-python"))
-                for f in json.loads(body)["files"]
-            ]
-        except (ValueError, KeyError, TypeError):
-            return [], "the project page is not valid PEP 691 JSON"
+            links = _json_links(body, page)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return [], [], "the project page is not valid PEP 691 JSON"
     else:
         parser = _LinkParser()
         parser.feed(body.decode("utf-8", "replace"))
-        files = [
-            (urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1]), yanked, requires)
-            for href, yanked, requires in parser.links
-        ]
-    return _wheels(files), None
+        found = (_html_link(href, yanked, requires, page) for href, yanked, requires in parser.links)
+        links = [link for link in found if link is not None]
+    return _wheels(links), _sdists(links, name, page), None
+
+
+def _json_links(body: bytes, page: str) -> list[_Link]:
+    links = []
+    for entry in json.loads(body)["files"]:
+        filename, url = entry["filename"], entry.get("url", "")
+        requires = entry.get("requires-python")
+        hashes = entry.get("hashes") or {}
+        if not isinstance(filename, str) or not isinstance(url, str) or not isinstance(hashes, dict):
+            continue
+        try:
+            absolute = urllib.parse.urljoin(page, url)
+        except ValueError:  # a malformed URL (an unclosed IPv6 bracket) names no file: skipped
+            continue
+        links.append(
+            _Link(
+                filename,
+                absolute,
+                bool(entry.get("yanked")),
+                requires if isinstance(requires, str) else None,
+                _sha256(hashes.get("sha256")),
+            )
+        )
+    return links
+
+
+def _html_link(href: str, yanked: bool, requires: str | None, page: str) -> _Link | None:
+    try:
+        parts = urllib.parse.urlsplit(href)
+        absolute = urllib.parse.urljoin(page, href)
+    except ValueError:
+        return None
+    algorithm, _, digest = parts.fragment.partition("=")
+    return _Link(
+        urllib.parse.unquote(parts.path.rsplit("/", 1)[-1]),
+        absolute,
+        yanked,
+        requires,
+        _sha256(digest) if algorithm == "sha256" else None,
+    )
+
+
+def _sha256(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    digest = value.lower()
+    return digest if len(digest) == 64 and set(digest) <= _SHA256_HEX else None
 
 
 def describe_network_error(error: object, timeout: float | None = None) -> str:
@@ -132,17 +212,36 @@ def open_url(
     return response
 
 
-def _wheels(files: list[tuple[str, bool, str | None]]) -> list[IndexWheel]:
+def _wheels(links: list[_Link]) -> list[IndexWheel]:
     wheels = []
-    for filename, yanked, requires_python in files:
-        if not filename.endswith(".whl"):
+    for link in links:
+        if not link.filename.endswith(".whl"):
             continue
         try:
-            _, version, _, tags = parse_wheel_filename(filename)
+            _, version, _, tags = parse_wheel_filename(link.filename)
         except (InvalidWheelFilename, InvalidVersion):
             continue
-        wheels.append(IndexWheel(filename, version, tags, yanked, requires_python))
+        wheels.append(IndexWheel(link.filename, version, tags, link.yanked, link.requires_python))
     return wheels
+
+
+def _sdists(links: list[_Link], name: str, page: str) -> list[IndexSdist]:
+    """The project's own sdists at URLs of the page's scheme family: a hostile page may list anything."""
+    project = canonicalize_name(name)
+    allowed = ("file",) if urllib.parse.urlsplit(page).scheme == "file" else ("http", "https")
+    sdists = []
+    for link in links:
+        try:
+            sdist_name, version = parse_sdist_filename(link.filename)
+            scheme = urllib.parse.urlsplit(link.url).scheme
+        except (InvalidSdistFilename, InvalidVersion, ValueError):
+            continue
+        if sdist_name != project or scheme not in allowed:
+            continue
+        sdists.append(
+            IndexSdist(link.filename, link.url, version, link.sha256, link.yanked, link.requires_python)
+        )
+    return sdists
 
 
 def _fetch(url: str) -> tuple[bytes, str]:

@@ -1,7 +1,10 @@
 """Resolve a recipe's requirements for a target into a Lock: the exact wheel, URL and sha256 of each.
 
 Resolution is pip's (`install --dry-run --report`), run isolated from the host: no host packages, no
-pip configuration, no environment variables of pip's, every platform tag the runtime accepts passed.
+pip configuration, no environment variables of pip's, every platform tag the runtime accepts passed, and
+always `--only-binary=:all:`: pip on the host never builds anything. A requirement with no wheel for the
+target is built in the Lambda build image by `source_build.py`, which hands the built wheels back here
+(`built=`) in a folder of their own for pip to take.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,18 +26,49 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from . import __version__
 from .errors import LockError, ResolutionError, TargetError
 from .fsutil import atomic_write_text
-from .index import IndexWheel, fetch_project_listing, fetch_project_wheels, redact_url
+from .index import IndexWheel, fetch_project_files, fetch_project_wheels, redact_url
 from .target import Target
 
 LOCK_SCHEMA_VERSION = 1
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A Docker image reference as layerforge writes one (registry/repository:tag or @digest), nothing else.
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
+# Years after 2100 are no build date: a bound keeps a hostile number from reaching the container.
+_MAX_EPOCH = 4_102_444_800
+
+
+@dataclass(frozen=True)
+class BuiltFrom:
+    """Where a wheel that layerforge built from source came from: the sdist it built and the image."""
+
+    sdist: str  # the sdist's URL, without credentials
+    sdist_sha256: str
+    image: str
+    source_date_epoch: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sdist": self.sdist,
+            "sdist_sha256": self.sdist_sha256,
+            "image": self.image,
+            "source_date_epoch": self.source_date_epoch,
+        }
+
+
+@dataclass(frozen=True)
+class LocalWheel:
+    """A wheel built from source and kept in the wheel cache, offered to pip through --find-links."""
+
+    path: Path
+    sha256: str
+    built_from: BuiltFrom
 
 
 @dataclass(frozen=True)
@@ -44,9 +79,12 @@ class LockedPackage:
     url: str
     sha256: str
     requested: bool = False
+    # Set only for a wheel built from source in the build image: never downloaded, found in the cache
+    # by its sha256 or built again there.
+    built_from: BuiltFrom | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        entry = {
             "name": self.name,
             "version": self.version,
             "wheel": self.wheel,
@@ -54,6 +92,9 @@ class LockedPackage:
             "sha256": self.sha256,
             "requested": self.requested,
         }
+        if self.built_from is not None:
+            entry["built_from"] = self.built_from.as_dict()
+        return entry
 
 
 @dataclass(frozen=True)
@@ -94,11 +135,16 @@ class Lock:
     @property
     def lock_hash(self) -> str:
         """Identifies exactly what goes into the layer: the target and each wheel's hash."""
+        # A built wheel's provenance counts too; a lock without one hashes as it always did.
         canonical = json.dumps(
             {
                 "runtime": self.runtime,
                 "arch": self.arch,
-                "packages": sorted([p.name, p.version, p.wheel, p.sha256] for p in self.packages),
+                "packages": sorted(
+                    [p.name, p.version, p.wheel, p.sha256]
+                    + ([p.built_from.sdist_sha256, p.built_from.image] if p.built_from else [])
+                    for p in self.packages
+                ),
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -173,7 +219,10 @@ def lock_from_dict(raw: object, source: str) -> Lock:
     packages_raw = raw.get("packages")
     if not isinstance(packages_raw, list) or not packages_raw:
         raise fail("packages", "expected a non-empty list")
-    packages = tuple(_package_from_dict(item, index, fail) for index, item in enumerate(packages_raw))
+    machine = Target(text["runtime"], text["arch"]).machine
+    packages = tuple(
+        _package_from_dict(item, index, fail, machine) for index, item in enumerate(packages_raw)
+    )
     names = [p.name for p in packages]
     if len(set(names)) != len(names):
         raise fail("packages", "a distribution is listed twice")
@@ -212,7 +261,7 @@ def _notes_from(raw: object, fail: Any) -> tuple[ResolutionNote, ...]:
     return tuple(notes)
 
 
-def _package_from_dict(item: object, index: int, fail: Any) -> LockedPackage:
+def _package_from_dict(item: object, index: int, fail: Any, machine: str) -> LockedPackage:
     key = f"packages[{index}]"
     if not isinstance(item, dict):
         raise fail(key, "expected an object")
@@ -234,14 +283,69 @@ def _package_from_dict(item: object, index: int, fail: Any) -> LockedPackage:
         valid = False
     if not valid:
         raise fail(f"{key}.url", "expected an http(s) or file URL")
+    built_from = _built_from(item.get("built_from"), f"{key}.built_from", fail)
+    name = canonicalize_name(values["name"])
+    _check_built_wheel_name(wheel, name, values["version"], built_from, machine, key, fail)
     return LockedPackage(
-        canonicalize_name(values["name"]),
+        name,
         values["version"],
         wheel,
         values["url"],
         values["sha256"],
         bool(item.get("requested", False)),
+        built_from,
     )
+
+
+def _built_from(raw: object, key: str, fail: Any) -> BuiltFrom | None:
+    if raw is None:
+        return None  # locks written before source builds existed, and every wheel from an index
+    if not isinstance(raw, dict):
+        raise fail(key, "expected an object with sdist, sdist_sha256, image and source_date_epoch")
+    sdist, digest, image, epoch = (
+        raw.get(k) for k in ("sdist", "sdist_sha256", "image", "source_date_epoch")
+    )
+    try:
+        parts = urlsplit(sdist) if isinstance(sdist, str) else None
+        url_ok = parts is not None and (
+            parts.scheme == "file" or (parts.scheme in ("http", "https") and bool(parts.hostname))
+        )
+    except ValueError:
+        url_ok = False
+    if not url_ok or parts is None or parts.username or parts.password or parts.query:
+        raise fail(f"{key}.sdist", "expected an http(s) or file URL without credentials")
+    if not isinstance(digest, str) or not _SHA256.match(digest):
+        raise fail(f"{key}.sdist_sha256", "expected 64 lowercase hex digits")
+    if not isinstance(image, str) or not _IMAGE.match(image):
+        raise fail(f"{key}.image", "expected a Docker image reference")
+    if type(epoch) is not int or not 0 <= epoch <= _MAX_EPOCH:
+        raise fail(f"{key}.source_date_epoch", "expected a whole number of seconds since 1970")
+    return BuiltFrom(str(sdist), digest, image, epoch)
+
+
+def _check_built_wheel_name(
+    wheel: str, name: str, version: str, built_from: BuiltFrom | None, machine: str, key: str, fail: Any
+) -> None:
+    """A `linux_<arch>` wheel runs only where it was built: accepted only when built in the image."""
+    try:
+        wheel_name, wheel_version, _, tags = parse_wheel_filename(wheel)
+    except (InvalidWheelFilename, ValueError):
+        if built_from is not None:
+            raise fail(f"{key}.wheel", f"{wheel!r} is not a wheel file name") from None
+        return  # an index's wheel: its name is the index's business, and the download checks the bytes
+    linux = {t.platform for t in tags if t.platform.startswith("linux_")}
+    if built_from is None:
+        if linux:
+            raise fail(
+                f"{key}.wheel",
+                f"{wheel} is tagged {', '.join(sorted(linux))}, which only a wheel layerforge built from "
+                "source in the Lambda build image may be, and this one has no built_from",
+            )
+        return
+    if wheel_name != name or str(wheel_version) != version:
+        raise fail(f"{key}.wheel", f"{wheel} is not a wheel of {name} {version}")
+    if linux - {f"linux_{machine}"}:
+        raise fail(f"{key}.wheel", f"{wheel} was built for another architecture than {machine}")
 
 
 # ---- resolving -----------------------------------------------------------------------------------------
@@ -257,8 +361,18 @@ def pip_environment() -> dict[str, str]:
 
 
 def pip_command(
-    requirements: Sequence[str], target: Target, index_url: str, report: Path, scratch: Path
+    requirements: Sequence[str],
+    target: Target,
+    index_url: str,
+    report: Path,
+    scratch: Path,
+    find_links: Path | None = None,
 ) -> list[str]:
+    """pip's resolution on the host. `--only-binary=:all:` always: an sdist is never built here.
+
+    `find_links` is a folder holding only wheels layerforge built in the build image; they are tagged
+    `linux_<arch>`, so that platform is accepted too, and `resolve` refuses any other such wheel.
+    """
     command = [
         sys.executable,
         "-m",
@@ -288,6 +402,8 @@ def pip_command(
     ]
     for platform in target.platforms:
         command += ["--platform", platform]
+    if find_links is not None:
+        command += ["--find-links", str(find_links), "--platform", f"linux_{target.machine}"]
     # Requirements were parsed as PEP 508 on load, so none can start with "-" and pass as an option.
     return [*command, *requirements]
 
@@ -299,10 +415,21 @@ def resolve(
     *,
     index_url: str = DEFAULT_INDEX_URL,
     exclude: Iterable[str] = (),
+    built: Sequence[LocalWheel] = (),
 ) -> Lock:
+    """Resolve with pip. Raises MissingWheel when a requirement has no wheel for the target."""
     with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch:
         report_path = Path(scratch) / "report.json"
-        command = pip_command(requirements, target, index_url, report_path, Path(scratch) / "target")
+        links = Path(scratch) / "built"
+        offered = _find_links(links, built)
+        command = pip_command(
+            requirements,
+            target,
+            index_url,
+            report_path,
+            Path(scratch) / "target",
+            find_links=links if built else None,
+        )
         completed = subprocess.run(
             command, env=pip_environment(), capture_output=True, text=True, check=False
         )
@@ -311,11 +438,8 @@ def resolve(
         report = json.loads(report_path.read_text(encoding="utf-8"))
     requested: set[str] = {canonicalize_name(Requirement(r).name) for r in requirements}
     excluded = {canonicalize_name(n) for n in exclude}
-    packages = tuple(
-        package
-        for package in (_package_from_report(item, requested) for item in report.get("install", []))
-        if package.name not in excluded
-    )
+    reported = (_package_from_report(item, requested, offered) for item in report.get("install", []))
+    packages = tuple(package for package in reported if package.name not in excluded)
     notes = explain_choices(packages, target, index_url)
     return Lock(
         recipe_name,
@@ -329,25 +453,76 @@ def resolve(
     )
 
 
-def _package_from_report(item: Mapping[str, Any], requested: set[str]) -> LockedPackage:
+def _find_links(folder: Path, built: Sequence[LocalWheel]) -> dict[str, LocalWheel]:
+    """Copy the built wheels into a folder of their own (pip must find nothing else there); by file URL."""
+    folder.mkdir()
+    offered = {}
+    for wheel in built:
+        copy = folder / wheel.path.name
+        shutil.copyfile(wheel.path, copy)
+        offered[copy.as_uri()] = wheel
+    return offered
+
+
+def _package_from_report(
+    item: Mapping[str, Any], requested: set[str], built: Mapping[str, LocalWheel]
+) -> LockedPackage:
     info = item["download_info"]
-    url: str = info["url"]
+    url: str = info["url"].split("#", 1)[0]
+    name = canonicalize_name(item["metadata"]["name"])
+    wheel = unquote(url.rsplit("/", 1)[-1])
+    local = built.get(url)
+    if local is not None:
+        # Recorded as the cache's copy (not pip's scratch folder), with the hash layerforge took itself.
+        return LockedPackage(
+            name,
+            item["metadata"]["version"],
+            wheel,
+            local.path.as_uri(),
+            local.sha256,
+            requested=name in requested,
+            built_from=local.built_from,
+        )
+    _refuse_unportable(name, wheel)
     hashes = info.get("archive_info", {}).get("hashes", {})
     sha256 = hashes.get("sha256")
     if not sha256:
         raise ResolutionError(
-            f"the index gave no sha256 for {url}",
+            f"the index gave no sha256 for {redact_url(url)}",
             hint="use an index that publishes hashes (PEP 503 #sha256= fragments)",
         )
-    name = canonicalize_name(item["metadata"]["name"])
-    wheel = unquote(url.split("#", 1)[0].rsplit("/", 1)[-1])
-    return LockedPackage(
-        name, item["metadata"]["version"], wheel, url.split("#", 1)[0], sha256, requested=name in requested
-    )
+    return LockedPackage(name, item["metadata"]["version"], wheel, url, sha256, requested=name in requested)
+
+
+def _refuse_unportable(name: str, wheel: str) -> None:
+    """pip accepts `linux_<arch>` once built wheels are offered: an index's such wheel is still refused."""
+    try:
+        tags = parse_wheel_filename(wheel)[3]
+    except (InvalidWheelFilename, ValueError):
+        return
+    linux = sorted({t.platform for t in tags if t.platform.startswith("linux_")})
+    if linux:
+        raise ResolutionError(
+            f"pip took {wheel} for {name} from the index: it is tagged {linux[0]}, a wheel built on some "
+            "unknown Linux that may not load on Lambda; only wheels layerforge built in the Lambda build "
+            "image may be tagged so",
+            hint=f"pin a release of {name} that has a manylinux wheel, or remove that wheel from the index",
+        )
 
 
 _NO_MATCH = re.compile(r"No matching distribution found for ([A-Za-z0-9_.\-\[\]]+)")
 _NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement ([A-Za-z0-9_.\-\[\]]+)")
+# The whole requirement pip could not satisfy, specifier included: "demo>=1.0 (from app)".
+_NO_MATCH_SPEC = re.compile(r"No matching distribution found for (\S+)")
+
+
+class MissingWheel(ResolutionError):
+    """No release of a requirement has a wheel for the target; it may still have a source distribution."""
+
+    def __init__(self, message: str, *, hint: str | None, requirement: Requirement, has_sdist: bool) -> None:
+        super().__init__(message, hint=hint)
+        self.requirement = requirement
+        self.has_sdist = has_sdist
 
 
 def _resolution_failure(
@@ -361,7 +536,7 @@ def _resolution_failure(
             hint="check the requirement names and versions, and that --index-url answers",
         )
     name = Requirement(match.group(1)).name
-    wheels, failure = fetch_project_listing(index_url, name)
+    wheels, sdists, failure = fetch_project_files(index_url, name)
     if failure is not None and not failure.startswith("HTTP 404"):
         # pip says "no matching distribution" when the index failed to answer: do not repeat that as fact.
         return ResolutionError(
@@ -369,14 +544,36 @@ def _resolution_failure(
             f"did not list it ({failure})",
             hint="check --index-url and the network, then rerun; the index may be down or slow",
         )
-    return ResolutionError(
-        f"no release of {name} has a wheel for {describe_target(target)}: {_existing_wheels(wheels)}",
-        hint=(
-            f"pin a release that has a wheel for {target.abi} manylinux (glibc <= {_glibc(target)})"
-            f", choose a runtime whose glibc its wheels need (e.g. --runtime python3.12), or build it in the "
-            f"Lambda image"
-        ),
+    requirement = _unsatisfied(stderr, name)
+    has_sdist = any(requirement.specifier.contains(s.version, prereleases=True) for s in sdists)
+    hint = (
+        f"pin a release that has a wheel for {target.abi} manylinux (glibc <= {_glibc(target)})"
+        f", or choose a runtime whose glibc its wheels need (e.g. --runtime python3.12)"
     )
+    if has_sdist:
+        hint = (
+            f"rerun with --docker to build {name} from source inside the Lambda build image "
+            f"(never on the host); or {hint}"
+        )
+    return MissingWheel(
+        f"no release of {name} has a wheel for {describe_target(target)}: {_existing_wheels(wheels)}",
+        hint=hint,
+        requirement=requirement,
+        has_sdist=has_sdist,
+    )
+
+
+def _unsatisfied(stderr: str, name: str) -> Requirement:
+    """The requirement pip could not satisfy, with its specifier when pip printed one."""
+    match = _NO_MATCH_SPEC.search(stderr)
+    if match:
+        try:
+            found = Requirement(match.group(1))
+        except ValueError:
+            found = None
+        if found is not None and canonicalize_name(found.name) == canonicalize_name(name):
+            return found
+    return Requirement(name)
 
 
 def _glibc(target: Target) -> str:
@@ -442,7 +639,8 @@ def explain_choices(
         listings = list(pool.map(lambda p: fetch_project_wheels(index_url, p.name), packages))
     notes = []
     for package, wheels in zip(packages, listings, strict=True):
-        note = _explain_one(package, wheels, target)
+        # A wheel built from source was not chosen among the index's wheels: source_build explains it.
+        note = None if package.built_from else _explain_one(package, wheels, target)
         if note:
             notes.append(note)
     return tuple(notes)

@@ -52,6 +52,14 @@ _SAFE_RULES = (
             "**/*.pyx",
             "**/*.pxd",
             "**/*.pxi",
+            # Tempita and numpy .src templates the build expanded into the sources above.
+            "**/*.pyx.tp",
+            "**/*.pxd.tp",
+            "**/*.pxi.tp",
+            "**/*.c.tp",
+            "**/*.h.tp",
+            "**/*.c.src",
+            "**/*.h.src",
         ),
     ),
     StripRule("safe:type-stubs", ("**/*.pyi",)),
@@ -63,7 +71,8 @@ _AGGRESSIVE_RULES = (
     *_SAFE_RULES,
     StripRule("aggressive:benchmarks", ("**/benchmarks", "**/benchmark", "**/asv_bench"), guarded=True),
     StripRule(
-        "aggressive:build-hooks", ("**/_pyinstaller", "**/__pyinstaller", "**/*.cmake", "**/pkgconfig")
+        "aggressive:build-hooks",
+        ("**/_pyinstaller", "**/__pyinstaller", "**/*.cmake", "**/pkgconfig", "**/meson.build"),
     ),
     StripRule("aggressive:testing-data", ("**/testing/data", "**/tests_data", "**/test_data"), guarded=True),
     StripRule(
@@ -160,35 +169,73 @@ def keep_patterns(config: StripConfig, distribution: str) -> tuple[str, ...]:
     return (*SAFETY_KEEP, *config.keep, *(package_rules.keep if package_rules else ()))
 
 
-def plan(tree: LayerTree, config: StripConfig) -> SlimReport:
-    """Decide what to remove, without touching the disk."""
-    rules = rules_for(config)
+class RuleMatcher:
+    """The rule that removes a file, if any: keep patterns win, then the first rule that matches.
+
+    Each rule's patterns are joined into one expression, and each answer is remembered: unpack asks
+    first (to hold back what will go), then `plan` asks again for every file.
+    """
+
+    def __init__(self, config: StripConfig) -> None:
+        self._config = config
+        self._rules = [(rule, only, _union(rule.patterns)) for rule, only in rules_for(config)]
+        self._keep: dict[str, re.Pattern[str]] = {}
+        self._answers: dict[tuple[str, str], StripRule | None] = {}
+
+    def rule_for(self, path: str, distribution: str) -> StripRule | None:
+        key = (path, distribution)
+        if key not in self._answers:
+            self._answers[key] = self._match(_inner(path), distribution)
+        return self._answers[key]
+
+    def removes(self, path: str, distribution: str) -> bool:
+        return self.rule_for(path, distribution) is not None
+
+    def _match(self, inner: str, distribution: str) -> StripRule | None:
+        keep = self._keep.get(distribution)
+        if keep is None:
+            keep = self._keep[distribution] = _union(keep_patterns(self._config, distribution))
+        if keep.fullmatch(inner):
+            return None
+        for rule, only, pattern in self._rules:
+            if (only is None or only == distribution) and pattern.fullmatch(inner):
+                return rule
+        return None
+
+
+def _union(patterns: Iterable[str]) -> re.Pattern[str]:
+    alternatives = [compile_glob(p).pattern for p in patterns]
+    return re.compile("|".join(f"(?:{a})" for a in alternatives) if alternatives else "(?!)")
+
+
+def plan(tree: LayerTree, config: StripConfig, matcher: RuleMatcher | None = None) -> SlimReport:
+    """Decide what to remove. Files unpack held back that stay after all (spared) are written now."""
+    matcher = matcher or RuleMatcher(config)
     candidates: dict[str, Removal] = {}
     guarded: set[str] = set()
     for path, layer_file in sorted(tree.files.items()):
-        inner = _inner(path)
-        if any(compile_glob(p).fullmatch(inner) for p in keep_patterns(config, layer_file.distribution)):
+        rule = matcher.rule_for(path, layer_file.distribution)
+        if rule is None:
             continue
-        for rule, only in rules:
-            if only is not None and only != layer_file.distribution:
-                continue
-            if not any(compile_glob(p).fullmatch(inner) for p in rule.patterns):
-                continue
-            candidates[path] = Removal(path, layer_file.size, layer_file.distribution, rule.name)
-            if rule.guarded:
-                guarded.add(path)
-            break
-    spared = _spare_imported_modules(tree, candidates, guarded, _guard_words(rule for rule, _ in rules))
+        candidates[path] = Removal(path, layer_file.size, layer_file.distribution, rule.name)
+        if rule.guarded:
+            guarded.add(path)
+    spared = _spare_imported_modules(
+        tree, candidates, guarded, _guard_words(rule for rule, _ in rules_for(config))
+    )
     kept = {s.path for s in spared}
     removed = tuple(r for p, r in candidates.items() if p not in kept)
-    return SlimReport(removed, tuple(spared), find_duplicates(tree, {r.path for r in removed}))
+    removed_paths = {r.path for r in removed}
+    tree.write_held(path for path in list(tree.held) if path not in removed_paths)
+    return SlimReport(removed, tuple(spared), find_duplicates(tree, removed_paths))
 
 
 def apply(tree: LayerTree, report: SlimReport) -> None:
     """Delete the planned files and drop them (and folders left empty) from the tree."""
     for removal in report.removed:
-        (tree.root / removal.path).unlink(missing_ok=True)
+        (tree.root / removal.path).unlink(missing_ok=True)  # absent when unpack held it back
         tree.files.pop(removal.path, None)
+        tree.held.pop(removal.path, None)
     _remove_empty_dirs(tree.python_dir)
 
 
@@ -217,7 +264,7 @@ def _spare_imported_modules(
     while work:
         next_work: list[str] = []
         for path in work:
-            source = (tree.root / path).read_bytes()
+            source = tree.read_bytes(path)
             if first_pass and not prefilter.search(source):
                 continue
             module = _module_name(_inner(path))

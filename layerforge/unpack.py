@@ -16,7 +16,7 @@ import shutil
 import stat
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -44,11 +44,42 @@ class LayerFile:
 
 @dataclass
 class LayerTree:
-    """The unpacked layer on disk and the provenance of each file in it."""
+    """The unpacked layer on disk and the provenance of each file in it.
+
+    `held` lists files that unpack left in their wheel because slimming was expected to remove them:
+    they are in `files`, but on disk only once `write_held` wrote them (when a rail spares one).
+    """
 
     root: Path
     files: dict[str, LayerFile] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    held: dict[str, tuple[Path, _Planned]] = field(default_factory=dict)
+
+    def read_bytes(self, path: str) -> bytes:
+        """A file's content, from disk or, when held back, from its wheel (checked against RECORD)."""
+        held = self.held.get(path)
+        if held is None:
+            return (self.root / path).read_bytes()
+        wheel, item = held
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                data = archive.read(item.info)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+            raise UnsafeArchiveError(
+                f"{wheel.name}: entry {item.info.filename!r} is corrupt ({error})"
+            ) from None
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        _check_record(wheel.name, item.info.filename, digest, _read_record(wheel))
+        return data
+
+    def write_held(self, paths: Iterable[str]) -> None:
+        """Write held-back files after all, each checked against its wheel's RECORD."""
+        batches: dict[Path, list[_Planned]] = {}
+        for path in paths:
+            held = self.held.pop(path, None)
+            if held is not None:
+                batches.setdefault(held[0], []).append(held[1])
+        _write_batches(self.root, batches, jobs=1)
 
     @property
     def python_dir(self) -> Path:
@@ -146,8 +177,18 @@ def _destination(name: str) -> str | None:
     return str(PurePosixPath(LAYER_PREFIX) / name)
 
 
-def unpack_all(wheels: Sequence[Path], root: Path, *, jobs: int = 4) -> LayerTree:
-    """Unpack wheels into `root/python`. When two wheels ship the same path, the later (by name) wins."""
+def unpack_all(
+    wheels: Sequence[Path],
+    root: Path,
+    *,
+    jobs: int = 4,
+    hold_back: Callable[[str, str], bool] | None = None,
+) -> LayerTree:
+    """Unpack wheels into `root/python`. When two wheels ship the same path, the later (by name) wins.
+
+    `hold_back(path, distribution)` names files not to write yet (those slimming will remove): they
+    are listed in the tree all the same, and stay in their wheel until `LayerTree.write_held`.
+    """
     plans = {wheel: plan_wheel(wheel) for wheel in sorted(wheels, key=lambda w: w.name)}
     tree = LayerTree(root)
     owner: dict[str, Path] = {}
@@ -161,12 +202,27 @@ def unpack_all(wheels: Sequence[Path], root: Path, *, jobs: int = 4) -> LayerTre
             owner[item.destination] = wheel
     _refuse_file_folder_clashes(plans)
     root.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(lambda w: _extract(w, plans[w], owner, root), plans))
-    for layer_files in results:
-        for layer_file in layer_files:
-            tree.files[layer_file.path] = layer_file
+    batches: dict[Path, list[_Planned]] = {}
+    for wheel, planned in plans.items():
+        distribution = canonicalize_name(parse_wheel_filename(wheel.name)[0])
+        for item in planned:
+            if owner[item.destination] != wheel:
+                continue
+            tree.files[item.destination] = LayerFile(
+                item.destination, item.info.file_size, distribution, wheel.name
+            )
+            if hold_back is not None and hold_back(item.destination, distribution):
+                tree.held[item.destination] = (wheel, item)
+            else:
+                batches.setdefault(wheel, []).append(item)
+    _write_batches(root, batches, jobs=jobs)
     return tree
+
+
+def _write_batches(root: Path, batches: dict[Path, list[_Planned]], *, jobs: int) -> None:
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for _ in pool.map(lambda wheel: _extract(wheel, batches[wheel], root), batches):
+            pass
 
 
 def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
@@ -191,18 +247,19 @@ def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
                 parent = parent.parent
 
 
-def _extract(wheel: Path, planned: list[_Planned], owner: dict[str, Path], root: Path) -> list[LayerFile]:
-    distribution = canonicalize_name(parse_wheel_filename(wheel.name)[0])
+def _extract(wheel: Path, planned: list[_Planned], root: Path) -> None:
     record = _read_record(wheel)
-    written: list[LayerFile] = []
+    # A folder checked once stays inside: unpack writes no links, and nothing else writes in staging.
+    checked: set[Path] = set()
     with zipfile.ZipFile(wheel) as archive:
         for item in planned:
-            if owner[item.destination] != wheel:
-                continue
             target = root / item.destination
-            _ensure_inside(root, target, wheel.name, item.info.filename)
+            if target.parent not in checked:
+                _ensure_inside(root, target, wheel.name, item.info.filename)
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.parent not in checked:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    checked.add(target.parent)
                 digest = _copy_member(archive, item.info, target, wheel.name)
             except OSError as error:
                 reason = error.strerror or str(error)
@@ -213,8 +270,6 @@ def _extract(wheel: Path, planned: list[_Planned], owner: dict[str, Path], root:
             _check_record(wheel.name, item.info.filename, digest, record)
             executable = (item.info.external_attr >> 16) & 0o111
             target.chmod(0o755 if executable else 0o644)
-            written.append(LayerFile(item.destination, item.info.file_size, distribution, wheel.name))
-    return written
 
 
 def _ensure_inside(root: Path, target: Path, wheel: str, name: str) -> None:

@@ -68,7 +68,7 @@ def test_a_failed_zip_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_parallel_deflate_gives_the_same_bytes_as_serial_and_is_valid(tmp_path: Path) -> None:
     root = tmp_path / "a"
     (root / "python").mkdir(parents=True)
-    big = os.urandom(1_500_000) + b"layer" * 700_000  # several pieces, both incompressible and repetitive
+    big = os.urandom(1_500_000) + b"layer" * 700_000  # incompressible and repetitive parts
     (root / "python" / "big.bin").write_bytes(big)
     (root / "python" / "copy.bin").write_bytes(big)  # identical content is deflated once
     (root / "python" / "empty.py").write_bytes(b"")

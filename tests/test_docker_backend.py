@@ -38,6 +38,7 @@ from layerforge.errors import InputError
 from layerforge.interpreters import find_interpreter
 from layerforge.target import ARCHES, Target
 from layerforge.verify_auto import already_found, choose_verifier
+from tests.support.docker_engine import real_engine
 
 HOST_ARCH = {machine: arch for arch, machine in ARCHES.items()}.get(os.uname().machine, "x86_64")
 TARGET = Target(f"python{sys.version_info[0]}.{sys.version_info[1]}", HOST_ARCH)
@@ -511,18 +512,9 @@ def test_build_wheel_in_docker_copies_the_wheel_the_container_wrote(tmp_path: Pa
 # A real engine, where one answers
 
 
-def _engine() -> Any:
-    try:
-        client = docker.from_env(timeout=5)
-        client.ping()
-    except Exception:
-        return None
-    return client
-
-
 @pytest.mark.docker
 def test_real_engine_verifies_a_layer_in_the_lambda_image(tmp_path: Path) -> None:
-    client = _engine()
+    client = real_engine()
     if client is None:
         pytest.skip("no Docker engine answers here")
     layer = make_layer(tmp_path / "layer", GOOD)

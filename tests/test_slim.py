@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from layerforge.globs import matches
 from layerforge.recipe import PackageRules, StripConfig
 from layerforge.slim import apply, plan
@@ -102,3 +104,66 @@ def test_identical_files_in_two_distributions_are_reported(tmp_path: Path) -> No
     )
     report = plan(tree, StripConfig())
     assert report.duplicates == (("python/a.libs/libg.so", "python/b.libs/libg.so"),)
+
+
+# ---- unpack holds back what the rules remove --------------------------------------------------------
+
+
+def _wheel_with_an_imported_test_helper(out: Path, record: object = None) -> Path:
+    from tests.support.wheelfactory import build_wheel
+
+    return build_wheel(
+        out,
+        "pkg",
+        "1.0",
+        files={
+            "pkg/__init__.py": "from pkg.tests._helper import VALUE\n",
+            "pkg/tests/__init__.py": "",
+            "pkg/tests/_helper.py": "VALUE = 42\n",
+            "pkg/tests/test_pkg.py": "def test_value():\n    assert True\n",
+            "pkg/include/pkg.h": "int pkg(void);\n",
+        },
+        record=record,  # type: ignore[arg-type]
+    )
+
+
+def test_files_the_rules_remove_are_never_written_and_spared_ones_are(tmp_path: Path) -> None:
+    from layerforge.slim import RuleMatcher
+    from layerforge.unpack import unpack_all
+
+    wheel = _wheel_with_an_imported_test_helper(tmp_path / "wheels")
+    config = StripConfig()
+    matcher = RuleMatcher(config)
+    root = tmp_path / "layer"
+    tree = unpack_all([wheel], root, hold_back=matcher.removes)
+    # Listed (with sizes, for the accounting) but left in the wheel.
+    assert "python/pkg/tests/test_pkg.py" in tree.files and "python/pkg/include/pkg.h" in tree.files
+    assert not (root / "python/pkg/tests").exists() and not (root / "python/pkg/include").exists()
+
+    report = plan(tree, config, matcher)
+    # The helper that pkg imports was spared, so it (and its package) is on disk now, byte for byte.
+    assert (root / "python/pkg/tests/_helper.py").read_text() == "VALUE = 42\n"
+    assert (root / "python/pkg/tests/__init__.py").is_file()
+    assert {r.path for r in report.removed} >= {"python/pkg/tests/test_pkg.py", "python/pkg/include/pkg.h"}
+    apply(tree, report)
+    assert tree.held == {}
+    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert on_disk == set(tree.files)
+    assert "python/pkg/tests/test_pkg.py" not in on_disk
+
+
+def test_a_held_file_that_is_spared_is_still_checked_against_record(tmp_path: Path) -> None:
+    from layerforge.errors import UnsafeArchiveError
+    from layerforge.slim import RuleMatcher
+    from layerforge.unpack import unpack_all
+    from tests.support.wheelfactory import record_hash
+
+    def lie(text: str) -> str:
+        return text.replace(record_hash("VALUE = 42\n"), record_hash("VALUE = 41\n"))
+
+    wheel = _wheel_with_an_imported_test_helper(tmp_path / "wheels", record=lie)
+    config = StripConfig()
+    matcher = RuleMatcher(config)
+    tree = unpack_all([wheel], tmp_path / "layer", hold_back=matcher.removes)  # the helper is held back
+    with pytest.raises(UnsafeArchiveError, match="does not match its RECORD hash"):
+        plan(tree, config, matcher)

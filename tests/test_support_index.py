@@ -170,7 +170,9 @@ def test_pip_without_version_check_flag_asks_the_index_about_pip(
     # offline_pip_env drops PIP_DISABLE_PIP_VERSION_CHECK with the rest of PIP_*: a resolver that
     # must touch only the user's packages has to pass --disable-pip-version-check itself.
     local_index.add_wheel("demo", "1.0")
-    _pip_resolve(local_index.url, GLIBC_226_PLATFORMS, ["demo"], tmp_path, extra_args=())
+    # A cache of its own: pip asks at most once a week per environment, and remembers it in its cache.
+    fresh_cache = ("--cache-dir", str(tmp_path / "pip-cache"))
+    _pip_resolve(local_index.url, GLIBC_226_PLATFORMS, ["demo"], tmp_path, extra_args=fresh_cache)
     assert local_index.hits("/simple/pip/") == 1
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from ..build import BuildOptions, BuildResult, build
-from ..cache import default_cache_dir
-from ..lock import resolve
+from ..cache import WheelCache, default_cache_dir
 from ..recipe import load_recipe
+from ..source_build import SourceBuilder
 from . import main
 from .options import (
     cache_option,
@@ -38,7 +38,8 @@ from .progress import with_progress
 @click.option(
     "--docker/--no-docker",
     default=None,
-    help="Verify inside the Lambda image (default: only when no local interpreter fits).",
+    help="Verify inside the Lambda image (default: only when no local interpreter fits); --docker also "
+    "builds a requirement that has no wheel for the target from its sdist in the SAM build image.",
 )
 @click.option("--image", default=None, help="Image to verify in instead of public.ecr.aws/lambda/python:3.X.")
 @click.option(
@@ -135,6 +136,13 @@ def _summarise(output: Output, result: BuildResult) -> None:
 @target_options
 @out_option
 @index_option
+@cache_option
+@click.option(
+    "--docker",
+    is_flag=True,
+    help="Build a requirement that has no wheel for the target from its sdist in the SAM build image "
+    "(never on the host); the built wheel goes into the cache and the lock.",
+)
 @click.option(
     "--output",
     "-o",
@@ -152,6 +160,8 @@ def lock_command(
     arch: str | None,
     out_dir: Path,
     index_url: str,
+    cache_dir: Path | None,
+    docker: bool,
     lock_file: Path | None,
     json_mode: bool,
     quiet: bool,
@@ -161,7 +171,10 @@ def lock_command(
     with reporting(output):
         recipe = load_recipe(recipe_spec, name=name)
         target = choose_target(recipe, runtime, arch)
-        lock = resolve(recipe.name, recipe.requirements, target, index_url=index_url, exclude=recipe.exclude)
+        sources = SourceBuilder(
+            target, index_url, WheelCache(cache_dir or default_cache_dir()), docker, note=output.info
+        )
+        lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
         destination = lock_file or out_dir / f"{recipe.name}-{target.runtime}-{target.arch}.lock.json"
         lock.write(destination)
         for note in lock.notes:
