@@ -1,6 +1,6 @@
 """The guide's procedure against `layerforge build sklearn`, side by side, in one run on one machine.
 
-Usage: python benchmarks/bench_sklearn.py [--out benchmarks/out] [--index-url URL] [--runs 3]
+Usage: python benchmarks/bench_sklearn.py [--out DIR] [--index-url URL] [--runs 3] [--import-runs 15]
 
 Measures, and prints as ratios (layerforge / guide):
   - end-to-end time, cold (empty wheel cache, empty output) and warm (nothing changed; a strip rule changed)
@@ -71,35 +71,40 @@ def host_pip_index() -> str:
     )
 
 
-def cold_imports(layer_python: Path, interpreter: str, runs: int) -> tuple[float, float]:
-    """Medians over `runs` fresh interpreters importing the stack from a read-only copy of the layer:
+def cold_imports(layers: dict[str, Path], interpreter: str, runs: int) -> dict[str, tuple[float, float]]:
+    """Per layer, medians over `runs` fresh interpreters importing the stack from a read-only copy of it:
     (seconds spent in the import statement, seconds of the whole process from start to exit).
 
-    The first is what a Lambda cold start pays for imports; the second adds interpreter start-up and the
+    The runs alternate between the layers, so a slow spell of the machine falls on both alike. The first
+    figure is what a Lambda cold start pays for imports; the second adds interpreter start-up and the
     tear-down at exit (freeing a thousand modules, joining OpenBLAS threads), which a cold start does not.
     """
     with tempfile.TemporaryDirectory(prefix="bench-ro-") as scratch:
-        copy = Path(scratch) / "python"
-        shutil.copytree(layer_python, copy, symlinks=True)
-        for path in [copy, *copy.rglob("*")]:
-            if not path.is_symlink():
-                path.chmod(0o555 if path.is_dir() else 0o444)
-        probe = (
-            f"import sys, time; sys.path.insert(0, {str(copy)!r}); start = time.perf_counter(); {IMPORTS}; "
-            "print(time.perf_counter() - start)"
-        )
-        imports, processes = [], []
+        copies = {}
+        for name, layer_python in layers.items():
+            copy = copies[name] = Path(scratch) / name / "python"
+            shutil.copytree(layer_python, copy, symlinks=True)
+            for path in [copy, *copy.rglob("*")]:
+                if not path.is_symlink():
+                    path.chmod(0o555 if path.is_dir() else 0o444)
+        imports: dict[str, list[float]] = {name: [] for name in layers}
+        processes: dict[str, list[float]] = {name: [] for name in layers}
         for _ in range(runs):
-            start = time.perf_counter()
-            done = subprocess.run(
-                [interpreter, "-I", "-S", "-B", "-c", probe], check=True, capture_output=True, text=True
-            )
-            processes.append(time.perf_counter() - start)
-            imports.append(float(done.stdout.split()[-1]))
-        for path in [copy, *copy.rglob("*")]:
+            for name, copy in copies.items():
+                probe = (
+                    f"import sys, time; sys.path.insert(0, {str(copy)!r}); start = time.perf_counter(); "
+                    f"{IMPORTS}; print(time.perf_counter() - start)"
+                )
+                start = time.perf_counter()
+                done = subprocess.run(
+                    [interpreter, "-I", "-S", "-B", "-c", probe], check=True, capture_output=True, text=True
+                )
+                processes[name].append(time.perf_counter() - start)
+                imports[name].append(float(done.stdout.split()[-1]))
+        for path in Path(scratch).rglob("*"):
             if path.is_dir() and not path.is_symlink():
                 path.chmod(0o755)
-    return statistics.median(imports), statistics.median(processes)
+    return {name: (statistics.median(imports[name]), statistics.median(processes[name])) for name in layers}
 
 
 def zip_times(tree: Path, scratch: Path, runs: int) -> dict[str, float]:
@@ -126,7 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--index-url", default="https://pypi.org/simple")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="zip timings: runs of each writer")
+    parser.add_argument("--import-runs", type=int, default=15, help="cold imports: runs of each layer")
     parser.add_argument("--python311", default=shutil.which("python3.11") or sys.executable)
     options = parser.parse_args()
     out = options.out.resolve()
@@ -188,8 +194,13 @@ def main() -> None:
     zips = zip_times(tree, out, options.runs)
 
     print("cold imports from read-only copies ...", file=sys.stderr)
-    guide_import, guide_process = cold_imports(out / "guide" / "layer" / "python", options.python311, runs=7)
-    ours_import, ours_process = cold_imports(tree / "python", options.python311, runs=7)
+    timings = cold_imports(
+        {"guide": out / "guide" / "layer" / "python", "layerforge": tree / "python"},
+        options.python311,
+        runs=options.import_runs,
+    )
+    guide_import, guide_process = timings["guide"]
+    ours_import, ours_process = timings["layerforge"]
 
     results.update(
         {

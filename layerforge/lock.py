@@ -418,7 +418,14 @@ def resolve(
     built: Sequence[LocalWheel] = (),
 ) -> Lock:
     """Resolve with pip. Raises MissingWheel when a requirement has no wheel for the target."""
-    with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch:
+    requested: set[str] = {canonicalize_name(Requirement(r).name) for r in requirements}
+    with (
+        tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch,
+        ThreadPoolExecutor(max_workers=8) as listings,
+    ):
+        # pip keeps one core busy for a second or two; the other reads the requested projects' index
+        # pages meanwhile, which explain_choices needs afterwards (most of the stack's listings).
+        prefetched = {name: listings.submit(fetch_project_wheels, index_url, name) for name in requested}
         report_path = Path(scratch) / "report.json"
         links = Path(scratch) / "built"
         offered = _find_links(links, built)
@@ -434,13 +441,16 @@ def resolve(
             command, env=pip_environment(), capture_output=True, text=True, check=False
         )
         if completed.returncode != 0:
+            listings.shutdown(cancel_futures=True)
             raise _resolution_failure(completed.stderr, requirements, target, index_url)
         report = json.loads(report_path.read_text(encoding="utf-8"))
-    requested: set[str] = {canonicalize_name(Requirement(r).name) for r in requirements}
-    excluded = {canonicalize_name(n) for n in exclude}
-    reported = (_package_from_report(item, requested, offered) for item in report.get("install", []))
-    packages = tuple(package for package in reported if package.name not in excluded)
-    notes = explain_choices(packages, target, index_url)
+        excluded = {canonicalize_name(n) for n in exclude}
+        reported = (_package_from_report(item, requested, offered) for item in report.get("install", []))
+        packages = tuple(package for package in reported if package.name not in excluded)
+        for package in packages:
+            if package.name not in prefetched:
+                prefetched[package.name] = listings.submit(fetch_project_wheels, index_url, package.name)
+        notes = explain_choices(packages, target, {name: f.result() for name, f in prefetched.items()})
     return Lock(
         recipe_name,
         target.runtime,
@@ -632,15 +642,16 @@ def _valid(specifier: str) -> bool:
 
 
 def explain_choices(
-    packages: Sequence[LockedPackage], target: Target, index_url: str
+    packages: Sequence[LockedPackage], target: Target, listings: Mapping[str, list[IndexWheel]]
 ) -> tuple[ResolutionNote, ...]:
-    """For every package where a newer final release exists, say why the resolver passed over it."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        listings = list(pool.map(lambda p: fetch_project_wheels(index_url, p.name), packages))
+    """For every package where a newer final release exists, say why the resolver passed over it.
+
+    `listings` holds the index's wheels of each package (an empty list when the page could not be read).
+    """
     notes = []
-    for package, wheels in zip(packages, listings, strict=True):
+    for package in packages:
         # A wheel built from source was not chosen among the index's wheels: source_build explains it.
-        note = None if package.built_from else _explain_one(package, wheels, target)
+        note = None if package.built_from else _explain_one(package, listings.get(package.name, []), target)
         if note:
             notes.append(note)
     return tuple(notes)
