@@ -255,6 +255,45 @@ def _build_in(
 
 def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents) -> _Slimmed:
     """Download, unpack, slim, audit and compile: everything up to verification."""
+    config = options.recipe.strip
+    with ThreadPoolExecutor(max_workers=2) as background:
+        # Finding the interpreter runs a few Pythons: it overlaps the download and unpack.
+        looking = background.submit(find_interpreter, options.target, explicit=options.python)
+        tree, unpacked_bytes, slim = _unpack_and_slim(staging, options, lock, events)
+        interpreter = looking.result()
+        events.stage("bytecode")
+        # Stripping shared objects (threads, mostly in pyelftools under the GIL) and compiling modules
+        # (processes) touch different files: side by side they keep both cores busy.
+        stripping = None
+        if config.binaries:
+            stripping = background.submit(_strip_binaries, tree, config, options.jobs)
+        bytecode = compile_tree(
+            tree,
+            config.bytecode,
+            interpreter or _bytecode_compiler(options.target),
+            jobs=options.jobs,
+            # The aggressive profile leaves out the column tables: ~7% of every pyc, only ^^^ in tracebacks.
+            debug_ranges=config.profile != "aggressive",
+        )
+        if stripping is not None:
+            _refresh_sizes(tree, stripping.result().stripped)
+    if bytecode.skipped_reason and config.bytecode != "none":
+        events.warn(
+            f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
+            "/opt will compile from source"
+        )
+
+    events.stage("audit")
+    audit = audit_tree(tree.root, options.target, tree.origins())
+    for finding in audit.warnings:
+        events.warn(finding.message)
+    audit.raise_for_errors()
+    return _Slimmed(tree, unpacked_bytes, slim, audit, bytecode, interpreter)
+
+
+def _unpack_and_slim(
+    staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents
+) -> tuple[LayerTree, dict[str, int], SlimReport]:
     # Wheels built from source are never downloaded: in the cache by their sha256, or built again here
     # (only now, so that an up-to-date zip is reused without them).
     _sources(options, events).provide(lock)
@@ -286,37 +325,7 @@ def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: Buil
         events.note(
             f"kept {spared.path}: `{spared.rule}` would remove it, but {spared.imported_by} imports it"
         )
-
-    interpreter = find_interpreter(options.target, explicit=options.python)
-    events.stage("bytecode")
-    # Stripping shared objects (threads, mostly in pyelftools under the GIL) and compiling modules
-    # (processes) touch different files: side by side they keep both cores busy.
-    with ThreadPoolExecutor(max_workers=1) as background:
-        stripping = None
-        if config.binaries:
-            stripping = background.submit(_strip_binaries, tree, config, options.jobs)
-        bytecode = compile_tree(
-            tree,
-            config.bytecode,
-            interpreter or _bytecode_compiler(options.target),
-            jobs=options.jobs,
-            # The aggressive profile leaves out the column tables: ~7% of every pyc, only ^^^ in tracebacks.
-            debug_ranges=config.profile != "aggressive",
-        )
-        if stripping is not None:
-            _refresh_sizes(tree, stripping.result().stripped)
-    if bytecode.skipped_reason and config.bytecode != "none":
-        events.warn(
-            f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
-            "/opt will compile from source"
-        )
-
-    events.stage("audit")
-    audit = audit_tree(tree.root, options.target, tree.origins())
-    for finding in audit.warnings:
-        events.warn(finding.message)
-    audit.raise_for_errors()
-    return _Slimmed(tree, unpacked_bytes, slim, audit, bytecode, interpreter)
+    return tree, unpacked_bytes, slim
 
 
 def _strip_binaries(tree: LayerTree, config: StripConfig, jobs: int) -> StripReport:

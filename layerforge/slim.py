@@ -11,7 +11,7 @@ import ast
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -265,7 +265,7 @@ def _spare_imported_modules(
         next_work: list[str] = []
         for path in work:
             source = tree.read_bytes(path)
-            if first_pass and not prefilter.search(source):
+            if first_pass and not prefilter(source):
                 continue
             module = _module_name(_inner(path))
             for imported in _imports(source, module, is_package=path.endswith("/__init__.py")):
@@ -279,20 +279,36 @@ def _spare_imported_modules(
     return sorted(spared.values(), key=lambda s: s.path)
 
 
-def _import_prefilter(words: set[str]) -> re.Pattern[bytes]:
-    """Only a file with an import statement that names a guarded folder is parsed: parsing all is slow."""
+def _import_prefilter(words: set[str]) -> Callable[[bytes], bool]:
+    """Whether a file has an import statement that names a guarded folder: only those are parsed.
+
+    Each `import` in the file is found with bytes.find (a line-anchored regex over the sklearn stack's
+    33 MB of sources took five times as long) and checked when its line is an import statement: the
+    line, or up to the closing parenthesis of `from x import (...)`, comments left out.
+    """
     alternatives = b"|".join(re.escape(w.encode()) for w in sorted(words)) or b"(?!)"
-    name = rb"\b(?:" + alternatives + rb")\b"
-    return re.compile(
-        rb"^[ \t]*(?:from[ \t]+[\w.]*"
-        + name
-        + rb"|import[ \t]+[^#\n]*"
-        + name
-        + rb"|from[ \t]+[\w.]+[ \t]+import[ \t]+(?:\([^)]*|[^#\n]*)"
-        + name
-        + rb")",
-        re.MULTILINE,
-    )
+    names = re.compile(rb"\b(?:" + alternatives + rb")\b")
+
+    def imports_a_guarded_name(source: bytes) -> bool:
+        at = source.find(b"import")
+        while at != -1:
+            start = source.rfind(b"\n", 0, at) + 1
+            end = source.find(b"\n", at)
+            end = len(source) if end == -1 else end
+            head = source[start:at].lstrip(b" \t")
+            if not head or head.startswith((b"from ", b"from\t")):
+                if source.find(b"(", at, end) != -1 and source.find(b")", at, end) == -1:
+                    close = source.find(b")", end)
+                    end = len(source) if close == -1 else close
+                if names.search(_COMMENT.sub(b"", source[start:end])):
+                    return True
+            at = source.find(b"import", end)
+        return False
+
+    return imports_a_guarded_name
+
+
+_COMMENT = re.compile(rb"#[^\n]*")
 
 
 def _guard_words(rules: Iterable[StripRule]) -> set[str]:

@@ -167,3 +167,16 @@ def test_a_held_file_that_is_spared_is_still_checked_against_record(tmp_path: Pa
     tree = unpack_all([wheel], tmp_path / "layer", hold_back=matcher.removes)  # the helper is held back
     with pytest.raises(UnsafeArchiveError, match="does not match its RECORD hash"):
         plan(tree, config, matcher)
+
+
+def test_only_import_statements_that_name_a_guarded_folder_are_parsed() -> None:
+    from layerforge.slim import _import_prefilter
+
+    wanted = _import_prefilter({"tests"})
+    assert wanted(b"import numpy._core.tests._natype\n")
+    assert wanted(b"x = 1\n    from .tests import helper  # used by testing\n")
+    assert wanted(b"from pkg.util import (\n    a,\n    tests,\n)\n")
+    assert wanted(b"from pkg import tests")  # no newline at the end
+    assert not wanted(b"import numpy  # see tests/README\n")
+    assert not wanted(b'doc = "run the tests, then import them"\n')
+    assert not wanted(b"from pkg.testsuite import x\nimport pkg.attests\n")
