@@ -7,11 +7,12 @@ so a failed or interrupted build never leaves a zip behind.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
 import zipfile
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 # uses) and 1.6% smaller. libdeflate ships inside the `deflate` wheel, so its output does not depend on
 # the zlib of the host: the same tree gives the same zip on every machine with the same layerforge.
 COMPRESS_LEVEL = 6
-_IN_FLIGHT_BYTES = 128 * 1024 * 1024
+# Read-ahead: enough to keep every thread busy past a large member (OpenBLAS is 25 MB), and no more,
+# since it is most of the build's peak memory.
+_IN_FLIGHT_BYTES = 48 * 1024 * 1024
 _IN_FLIGHT_MEMBERS = 4096
 _DEDUPE_FLOOR = 1024 * 1024
 
@@ -118,18 +121,23 @@ def _compressed_in_order(
     pending: deque[_Pending] = deque()
     waiting = 0
     # Wheels often bundle the same library twice (libgfortran in numpy.libs and scipy.libs): deflate once.
-    seen: dict[int, list[tuple[bytes, Future[bytes]]]] = {}
+    # Only a large member whose size another one shares can be such a copy; for those alone a digest and
+    # the deflate stream are kept, not the bytes of every large member.
+    sizes = Counter(path.stat().st_size for _, path in items)
+    seen: dict[tuple[int, bytes], Future[bytes]] = {}
     for arcname, path in items:
         info = _zip_info(arcname, path)
         data = path.read_bytes()
         future = None
         if info.compress_type == zipfile.ZIP_DEFLATED:
-            same_size = seen.setdefault(len(data), []) if len(data) >= _DEDUPE_FLOOR else []
-            future = next((f for other, f in same_size if other == data), None)
+            key = None
+            if len(data) >= _DEDUPE_FLOOR and sizes[len(data)] > 1:
+                key = (len(data), hashlib.sha256(data).digest())
+                future = seen.get(key)
             if future is None:
                 future = pool.submit(deflate_member, data, COMPRESS_LEVEL)
-                if len(data) >= _DEDUPE_FLOOR:
-                    same_size.append((data, future))
+                if key is not None:
+                    seen[key] = future
         pending.append((info, data, future))
         waiting += len(data)
         while pending and (waiting > _IN_FLIGHT_BYTES or len(pending) > _IN_FLIGHT_MEMBERS):
