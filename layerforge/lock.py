@@ -367,12 +367,8 @@ def pip_command(
     report: Path,
     scratch: Path,
     find_links: Path | None = None,
-    cache_dir: Path | None = None,
 ) -> list[str]:
     """pip's resolution on the host. `--only-binary=:all:` always: an sdist is never built here.
-
-    pip's HTTP cache lives in `cache_dir` (inside layerforge's cache, so that emptying that cache makes
-    a build truly cold and a CI cache of it keeps pip's too), or nowhere: never in the user's own.
 
     `find_links` is a folder holding only wheels layerforge built in the build image; they are tagged
     `linux_<arch>`, so that platform is accepted too, and `resolve` refuses any other such wheel.
@@ -403,7 +399,8 @@ def pip_command(
         "none",
         "--index-url",
         index_url,
-        *(("--cache-dir", str(cache_dir)) if cache_dir is not None else ("--no-cache-dir",)),
+        # Nothing of the user's pip cache is read or written: every resolution sees the index as it is.
+        "--no-cache-dir",
     ]
     for platform in target.platforms:
         command += ["--platform", platform]
@@ -421,7 +418,6 @@ def resolve(
     index_url: str = DEFAULT_INDEX_URL,
     exclude: Iterable[str] = (),
     built: Sequence[LocalWheel] = (),
-    pip_cache: Path | None = None,
 ) -> Lock:
     """Resolve with pip. Raises MissingWheel when a requirement has no wheel for the target."""
     requested: set[str] = {canonicalize_name(Requirement(r).name) for r in requirements}
@@ -442,7 +438,6 @@ def resolve(
             report_path,
             Path(scratch) / "target",
             find_links=links if built else None,
-            cache_dir=pip_cache,
         )
         completed = subprocess.run(
             command, env=pip_environment(), capture_output=True, text=True, check=False

@@ -93,7 +93,6 @@ class SourceBuilder:
                     index_url=self.index_url,
                     exclude=exclude,
                     built=built,
-                    pip_cache=self.cache.root / "pip",
                 )
             except MissingWheel as missing:
                 if not self.enabled or not missing.has_sdist:

@@ -270,6 +270,36 @@ def test_compiled_bytecode_is_hash_based_and_made_by_the_targets_python(
     assert pyc[:4] != importlib.util.MAGIC_NUMBER  # the host is 3.11; the magic is 3.12's
 
 
+@pytest.mark.parametrize(("profile", "columns"), [("safe", True), ("aggressive", False)])
+def test_aggressive_bytecode_leaves_out_the_column_tables_and_says_so(
+    demo_index: LocalIndex, tmp_path: Path, profile: str, columns: bool
+) -> None:
+    import marshal
+
+    result = build(options(demo_index, tmp_path, strip={"profile": profile, "bytecode": "sourceless"}))
+    with zipfile.ZipFile(result.zip_path) as archive:
+        pyc = archive.read("python/demo/core.pyc")
+    code = marshal.loads(pyc[16:])  # the host is 3.11 like the target: its marshal reads the pyc
+    positions = [
+        p
+        for c in [code, *[k for k in code.co_consts if hasattr(k, "co_positions")]]
+        for p in c.co_positions()
+    ]
+    # Line numbers stay in both; only the (end) columns that draw ^^^ under an expression go.
+    assert positions and any(line is not None for line, *_ in positions)
+    assert any(column is not None for _, _, column, _ in positions) == columns
+    assert result.manifest["bytecode"]["debug_ranges"] is columns
+
+
+def test_pip_resolves_without_the_users_pip_cache(demo_index: LocalIndex, tmp_path: Path) -> None:
+    from layerforge.lock import pip_command
+
+    command = pip_command(
+        ["demo"], Target("python3.11", "x86_64"), demo_index.url, tmp_path / "r", tmp_path / "s"
+    )
+    assert "--no-cache-dir" in command and "--only-binary=:all:" in command
+
+
 def test_an_unchanged_build_reuses_its_output_without_touching_the_index(
     demo_index: LocalIndex, tmp_path: Path
 ) -> None:

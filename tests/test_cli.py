@@ -185,3 +185,32 @@ def test_with_no_interpreter_and_no_docker_engine_the_build_says_imports_were_no
     stderr = " ".join(completed.stderr.split())
     assert "imports NOT verified" in stderr and "only the static audit" in stderr
     assert "Docker" in stderr
+
+
+def test_every_command_is_listed_and_loads_from_the_module_named_for_it() -> None:
+    import click
+    from click.testing import CliRunner
+
+    from layerforge.cli import main
+    from layerforge.cli.commands import COMMAND_MODULES
+
+    listed = CliRunner().invoke(main, ["--help"])
+    assert listed.exit_code == 0, listed.output
+    with click.Context(main) as context:
+        for name in COMMAND_MODULES:
+            assert name in listed.output
+            command = main.get_command(context, name)
+            assert command is not None and command.name == name
+
+
+def test_a_command_does_not_load_the_others() -> None:
+    # `layerforge build` in CI pays for neither boto3 (publish) nor the size report.
+    probe = (
+        "import sys; from click.testing import CliRunner; from layerforge.cli import main; "
+        "result = CliRunner().invoke(main, ['build', '--help']); "
+        "assert result.exit_code == 0, result.output; "
+        "print(sorted(m for m in ('boto3', 'layerforge.cli.publish_cmd', 'layerforge.size_report') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
