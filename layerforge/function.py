@@ -96,6 +96,8 @@ class FunctionOptions:
     lock_path: Path | None = None
     verify: bool = True
     python: Path | None = None
+    docker: bool | None = None  # as build's: verify in the Lambda image; True also builds sdists there
+    image: str | None = None
 
     @property
     def function_name(self) -> str:
@@ -393,6 +395,8 @@ def _install_requirements(
         lock_path=options.lock_path,
         verify=options.verify,
         python=options.python,
+        docker=options.docker,
+        image=options.image,
     )
     return build(build_options, events)
 

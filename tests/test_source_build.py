@@ -310,6 +310,33 @@ def test_lock_command_with_docker_builds_in_the_image_and_writes_built_from(
     assert not world.sentinel.exists()
 
 
+def test_package_function_with_docker_builds_its_requirements_in_the_image(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = BuildContainer(world.index, native(world.tmp))
+    client = engine(container)
+    monkeypatch.setattr(layerforge.source_build, "docker_from_env", lambda: client)
+    source = world.tmp / "function"
+    source.mkdir()
+    (source / "handler.py").write_text("import srcpkg\n\n\ndef handler(event, context):\n    return 1\n")
+    (source / "requirements.txt").write_text("app\n")
+    args = ["package-function", str(source), "--handler", "handler.handler", "--docker", "--no-verify"]
+    args += [
+        "--index-url",
+        world.index.url,
+        "--out",
+        str(world.tmp / "out"),
+        "--cache-dir",
+        str(world.tmp / "c"),
+    ]
+    completed = CliRunner().invoke(main, args)
+    assert completed.exit_code == 0, completed.output
+    assert container.built == ["srcpkg==1.1", "srcleaf==0.5"]
+    with zipfile.ZipFile(world.tmp / "out" / "function-python3.11-x86_64.zip") as archive:
+        assert {"srcpkg/__init__.py", "srcleaf/__init__.py", "handler.py"} <= set(archive.namelist())
+    assert not world.sentinel.exists()
+
+
 @pytest.mark.parametrize("command", ["build", "lock"])
 def test_without_docker_the_error_names_the_package_and_suggests_docker(world: World, command: str) -> None:
     recipe = world.tmp / "src.toml"

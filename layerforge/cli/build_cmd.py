@@ -14,6 +14,7 @@ from . import main
 from .options import (
     cache_option,
     choose_target,
+    docker_options,
     index_option,
     lock_option,
     name_option,
@@ -35,13 +36,7 @@ from .progress import with_progress
 @lock_option("Build exactly this lock (fails on any hash mismatch).")
 @python_option
 @click.option("--no-verify", is_flag=True, help="Skip the import check (the static audit still runs).")
-@click.option(
-    "--docker/--no-docker",
-    default=None,
-    help="Verify inside the Lambda image (default: only when no local interpreter fits); --docker also "
-    "builds a requirement that has no wheel for the target from its sdist in the SAM build image.",
-)
-@click.option("--image", default=None, help="Image to verify in instead of public.ecr.aws/lambda/python:3.X.")
+@docker_options
 @click.option(
     "--refresh", is_flag=True, help="Resolve again even when the lock in OUT pins these requirements."
 )

@@ -13,6 +13,7 @@ from . import main
 from .options import (
     cache_option,
     choose_target,
+    docker_options,
     index_option,
     lock_option,
     out_option,
@@ -77,6 +78,7 @@ from .progress import with_progress
 @lock_option("Install exactly this lock of the requirements.")
 @python_option
 @click.option("--no-verify", is_flag=True, help="Skip the import check of the installed requirements.")
+@docker_options
 @json_option
 @quiet_option
 def package_function_command(
@@ -99,6 +101,8 @@ def package_function_command(
     lock_path: Path | None,
     python: Path | None,
     no_verify: bool,
+    docker: bool | None,
+    image: str | None,
     json_mode: bool,
     quiet: bool,
 ) -> None:
@@ -129,6 +133,8 @@ def package_function_command(
             lock_path=lock_path,
             verify=not no_verify,
             python=python,
+            docker=docker,
+            image=image,
         )
         output.info(f"packaging [bold]{options.function_name}[/] for {options.target.label}")
         result = with_progress(output, lambda events: package_function(options, events))

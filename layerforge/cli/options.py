@@ -30,6 +30,18 @@ def target_options(func: F) -> F:
     )(func)
 
 
+def docker_options(func: F) -> F:
+    func = click.option(
+        "--image", default=None, help="Image to verify in instead of public.ecr.aws/lambda/python:3.X."
+    )(func)
+    return click.option(
+        "--docker/--no-docker",
+        default=None,
+        help="Verify inside the Lambda image (default: only when no local interpreter fits); --docker also "
+        "builds a requirement that has no wheel for the target from its sdist in the SAM build image.",
+    )(func)
+
+
 def index_option(func: F) -> F:
     return click.option(
         "--index-url",
