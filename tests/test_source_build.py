@@ -290,12 +290,18 @@ def test_the_lock_records_the_built_wheel_its_sdist_and_the_image(world: World) 
     assert read_lock(result.lock_path) == result.lock
 
 
-def test_lock_command_with_docker_builds_in_the_image_and_writes_built_from(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def engine_for_the_cli(world: World, monkeypatch: pytest.MonkeyPatch) -> BuildContainer:
+    """The fake engine, where the CLI's Docker client comes from (docker.from_env)."""
     container = BuildContainer(world.index, native(world.tmp))
     client = engine(container)
     monkeypatch.setattr(layerforge.source_build, "docker_from_env", lambda: client)
+    return container
+
+
+def test_lock_command_with_docker_builds_in_the_image_and_writes_built_from(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = engine_for_the_cli(world, monkeypatch)
     recipe = world.tmp / "src.toml"
     recipe.write_text('name = "src"\nrequirements = ["app"]\n')
     lock_file = world.tmp / "src.lock.json"
@@ -313,9 +319,7 @@ def test_lock_command_with_docker_builds_in_the_image_and_writes_built_from(
 def test_package_function_with_docker_builds_its_requirements_in_the_image(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    container = BuildContainer(world.index, native(world.tmp))
-    client = engine(container)
-    monkeypatch.setattr(layerforge.source_build, "docker_from_env", lambda: client)
+    container = engine_for_the_cli(world, monkeypatch)
     source = world.tmp / "function"
     source.mkdir()
     (source / "handler.py").write_text("import srcpkg\n\n\ndef handler(event, context):\n    return 1\n")
