@@ -176,8 +176,3 @@ class _Precompressed:
     def flush(self) -> bytes:
         stream, self._stream = self._stream or b"", b""
         return stream
-
-
-def zip_unzipped_bytes(path: Path) -> int:
-    with zipfile.ZipFile(path) as archive:
-        return sum(info.file_size for info in archive.infolist())

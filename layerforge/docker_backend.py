@@ -201,10 +201,6 @@ class ContainerSpec:
     nofile: int = LAMBDA_NOFILE
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({LABEL: "verify"}))
 
-    @property
-    def argv(self) -> tuple[str, ...]:
-        return self.entrypoint + self.command
-
     def create_kwargs(self) -> dict[str, Any]:
         import docker.types  # noqa: PLC0415 - see _sdk_errors
 

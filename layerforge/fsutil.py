@@ -36,12 +36,3 @@ _UMASK = _read_umask()
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def is_within(root: Path, candidate: Path) -> bool:
-    """True when candidate, resolved, lies inside root, resolved: the check against path escapes."""
-    try:
-        candidate.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True

@@ -16,8 +16,6 @@ from packaging.utils import canonicalize_name
 from .errors import InputError, UnsafeArchiveError
 from .unpack import LAYER_PREFIX, MAX_TOTAL_BYTES, LayerFile, LayerTree, check_entry_name
 
-_SITE_PACKAGES_PREFIX = "python/lib/"
-
 
 def extract_layer(zip_path: Path, root: Path) -> LayerTree:
     """Unpack a layer zip into `root` and attribute files to distributions through their dist-info."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from botocore.exceptions import BotoCoreError
 from . import __version__
 from .aws_errors import Explanation, IdentityLookup, Redactor, explain
 from .errors import InputError, LayerforgeError, PublishError
+from .fsutil import atomic_write_text
 from .layers import (
     FunctionUpdate,
     Grant,
@@ -51,7 +50,6 @@ __all__ = [
 
 T = TypeVar("T")
 RECORD_SCHEMA_VERSION = 1
-STEPS = ("upload", "publish", "grant", "function")
 
 
 @dataclass(frozen=True)
@@ -120,10 +118,6 @@ class RunSummary:
         return all(region.ok for region in self.regions)
 
     @property
-    def succeeded(self) -> tuple[str, ...]:
-        return tuple(region.region for region in self.regions if region.ok)
-
-    @property
     def uploaded(self) -> bool:
         return any(upload.uploaded for upload in self.uploads)
 
@@ -133,7 +127,17 @@ class RunSummary:
 
     def failure(self) -> PublishError | None:
         """The error to exit with: every failed region with its step, and the regions that succeeded."""
-        return region_failure(self.regions)
+        failed = [region for region in self.regions if not region.ok]
+        if not failed:
+            return None
+        failures = "; ".join(f"{r.region} (step {r.step}): {r.error}" for r in failed)
+        done = ", ".join(region.region for region in self.regions if region.ok) or "none"
+        hints = {r.hint for r in failed if r.hint}
+        ran = len(self.regions)
+        return PublishError(
+            f"publish failed in {len(failed)} of {ran} regions: {failures}. Succeeded in: {done}",
+            hint="; ".join([*sorted(hints), "run the same command again: finished steps are skipped"]),
+        )
 
     def common_fields(self) -> dict[str, Any]:
         """The `--json` fields a layer and a function publish share."""
@@ -162,10 +166,6 @@ class PublishResult(RunSummary):
     regions: tuple[RegionResult, ...]
     record_path: Path | None = None
 
-    @property
-    def failed(self) -> tuple[RegionResult, ...]:
-        return tuple(region for region in self.regions if not region.ok)
-
     def as_dict(self) -> dict[str, Any]:
         """The `publish --json` object (also the body of the publish record)."""
         plan = self.plan
@@ -175,35 +175,6 @@ class PublishResult(RunSummary):
             "compatible_runtimes": list(plan.spec.runtimes),
             "compatible_architectures": list(plan.spec.architectures),
         }
-
-
-class RegionOutcome(Protocol):
-    """What a failure report needs of one region's result, layer or function."""
-
-    @property
-    def region(self) -> str: ...
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def step(self) -> str | None: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def hint(self) -> str | None: ...
-
-
-def region_failure(regions: Sequence[RegionOutcome]) -> PublishError | None:
-    """The error to exit with: every failed region with its step, and the regions that succeeded."""
-    failed = [region for region in regions if not region.ok]
-    if not failed:
-        return None
-    failures = "; ".join(f"{r.region} (step {r.step}): {r.error}" for r in failed)
-    done = ", ".join(region.region for region in regions if region.ok) or "none"
-    hints = {r.hint for r in failed if r.hint}
-    return PublishError(
-        f"publish failed in {len(failed)} of {len(regions)} regions: {failures}. Succeeded in: {done}",
-        hint="; ".join([*sorted(hints), "run the same command again: finished steps are skipped"]),
-    )
 
 
 class StepFailed(Exception):
@@ -520,15 +491,4 @@ def _earlier_regions(path: Path, identity: dict[str, str], ran: set[str]) -> lis
 
 def write_record(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON atomically: a reader sees the old record or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")

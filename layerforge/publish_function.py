@@ -63,7 +63,6 @@ __all__ = [
     "refuse_function_flags",
 ]
 
-STEPS = ("upload", "lookup", "create", "update", "wait")
 # Lambda's own limits on what CreateFunction takes.
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MEMORY_MB = (128, 10_240)
@@ -638,7 +637,6 @@ class FunctionPublishResult(RunSummary):
             "runtime": plan.runtime,
             "architecture": plan.architecture,
             "handler": create.handler if create else plan.build.handler,
-            "lock_hash": plan.build.lock_hash,
             "create": create is not None,
             "layers": list(create.layer_arns) if create else [],
             # The names only: the values may be secrets.

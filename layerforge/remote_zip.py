@@ -28,6 +28,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from .aws_errors import error_code
 from .errors import InputError, LayerforgeError
 
 # Enough for the EOCD record (22 bytes), a ZIP64 locator (20) and ZIP64 record (56) and, in the
@@ -77,7 +78,6 @@ class PublishedLayer:
 
     arn: str
     location: str
-    code_size: int
 
 
 def locate_layer(arn: str, *, endpoint_url: str | None = None, client: Any = None) -> PublishedLayer:
@@ -98,7 +98,7 @@ def locate_layer(arn: str, *, endpoint_url: str | None = None, client: Any = Non
             f"GetLayerVersion of {arn} gave Location {location!r}, not an HTTP URL",
             hint="AWS gives a presigned https URL; a local emulator may need a proxy that presigns one",
         )
-    return PublishedLayer(arn=parsed.arn, location=location, code_size=int(content.get("CodeSize", 0)))
+    return PublishedLayer(arn=parsed.arn, location=location)
 
 
 def _lambda_client(region: str, endpoint_url: str | None) -> Any:
@@ -117,7 +117,7 @@ def _get_layer_version(client: Any, parsed: LayerArn) -> dict[str, Any]:
             hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
         ) from error
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
+        code = error_code(error)
         if code == "ResourceNotFoundException":
             raise InputError(
                 f"layer version {parsed.arn} does not exist",

@@ -87,8 +87,6 @@ class UploadOutcome:
     uploaded: bool
     uploaded_bytes: int
     multipart: bool
-    # How an existing object was recognised ("checksum" or "metadata"); None when it was uploaded.
-    matched_by: str | None = None
 
     @property
     def uri(self) -> str:
@@ -173,11 +171,8 @@ def ensure_object(
     on_progress: ProgressCallback | None = None,
 ) -> UploadOutcome:
     """Upload the zip unless the object is already there with the same sha256."""
-    matched_by = find_existing(client, bucket, key, digest)
-    if matched_by is not None:
-        return UploadOutcome(
-            bucket, key, uploaded=False, uploaded_bytes=0, multipart=False, matched_by=matched_by
-        )
+    if find_existing(client, bucket, key, digest) is not None:
+        return UploadOutcome(bucket, key, uploaded=False, uploaded_bytes=0, multipart=False)
     return upload_file(
         client, path, bucket=bucket, key=key, digest=digest, settings=settings, on_progress=on_progress
     )

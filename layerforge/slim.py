@@ -264,7 +264,7 @@ def _spare_imported_modules(
     while work:
         next_work: list[str] = []
         for path in work:
-            source = tree.read_bytes(path)
+            source = (tree.root / path).read_bytes()
             if first_pass and not prefilter(source):
                 continue
             module = _module_name(_inner(path))
@@ -274,6 +274,8 @@ def _spare_imported_modules(
                     if target is not None and target not in spared:
                         spared[target] = Spared(target, candidates[target].rule, module)
                         next_work.append(target)
+        # A spared file stays: unpack held it back as a candidate, so it is written now, then read.
+        tree.write_held(next_work)
         work = next_work
         first_pass = False
     return sorted(spared.values(), key=lambda s: s.path)

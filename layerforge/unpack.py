@@ -12,7 +12,6 @@ import csv
 import hashlib
 import io
 import re
-import shutil
 import stat
 import zipfile
 import zlib
@@ -54,23 +53,6 @@ class LayerTree:
     files: dict[str, LayerFile] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
     held: dict[str, tuple[Path, _Planned]] = field(default_factory=dict)
-
-    def read_bytes(self, path: str) -> bytes:
-        """A file's content, from disk or, when held back, from its wheel (checked against RECORD)."""
-        held = self.held.get(path)
-        if held is None:
-            return (self.root / path).read_bytes()
-        wheel, item = held
-        try:
-            with zipfile.ZipFile(wheel) as archive:
-                data = archive.read(item.info)
-        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-            raise UnsafeArchiveError(
-                f"{wheel.name}: entry {item.info.filename!r} is corrupt ({error})"
-            ) from None
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        _check_record(wheel.name, item.info.filename, digest, _read_record(wheel))
-        return data
 
     def write_held(self, paths: Iterable[str]) -> None:
         """Write held-back files after all, each checked against its wheel's RECORD."""
@@ -323,7 +305,3 @@ def _check_record(wheel: str, name: str, digest: str, record: dict[str, str]) ->
         raise UnsafeArchiveError(
             f"{wheel}: entry {name!r} does not match its RECORD hash; the wheel was altered"
         )
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

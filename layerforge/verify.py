@@ -11,6 +11,7 @@ removed the missing file, the rule.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -367,9 +368,9 @@ class BootstrapRun:
     output: str = ""
     returncode: int | None = None
     timed_out: bool = False
-    seconds: float = 0.0
 
 
+@functools.cache
 def bootstrap_source() -> str:
     return resources.files("layerforge").joinpath("_verify_bootstrap.py").read_text(encoding="utf-8")
 
@@ -395,7 +396,6 @@ def _environment(sandbox: Sandbox) -> dict[str, str]:
 
 def _run(interpreter: Interpreter, sandbox: Sandbox, config: dict[str, Any], deadline: float) -> BootstrapRun:
     command = [str(interpreter.path), "-I", "-S", "-B", "-c", bootstrap_source()]
-    started = time.perf_counter()
     # A session of its own, so a timeout kills the whole group, including anything the smoke code started.
     process = subprocess.Popen(
         command,
@@ -417,7 +417,6 @@ def _run(interpreter: Interpreter, sandbox: Sandbox, config: dict[str, Any], dea
     run.output = join_output(run.output, err.decode(errors="replace"))
     run.returncode = process.returncode
     run.timed_out = timed_out
-    run.seconds = time.perf_counter() - started
     return run
 
 
@@ -465,10 +464,10 @@ def join_output(stdout: str, stderr: str) -> str:
     return text[-_OUTPUT_LIMIT:]
 
 
-def _death(run: BootstrapRun, timeout_note: str) -> str:
+def _death(run: BootstrapRun) -> str:
     """Why a bootstrap process gave no result."""
     if run.timed_out:
-        return f"TimeoutError: the check was stopped after {timeout_note}"
+        return "TimeoutError: the check was stopped after the timeout"
     code = run.returncode if run.returncode is not None else 0
     if code < 0:
         return f"the interpreter was killed by {signal.Signals(-code).name}"
@@ -540,7 +539,7 @@ def _died(run: BootstrapRun, modules: list[str]) -> ModuleFailure:
     note = f"; not checked: {', '.join(unchecked)}" if unchecked else ""
     return ModuleFailure(
         module=culprit or "<setup>",
-        error=_death(run, "the timeout") + note,
+        error=_death(run) + note,
         missing_path=None,
         removed_by=None,
         stage="import" if culprit else "setup",
@@ -554,7 +553,7 @@ def _smoke_outcome(
     if smoke is None:
         return None, "", None
     if smoke.result is None:
-        failure = ModuleFailure("<smoke>", _death(smoke, "the timeout"), None, None, "smoke", smoke.output)
+        failure = ModuleFailure("<smoke>", _death(smoke), None, None, "smoke", smoke.output)
         return False, smoke.output, failure
     error = smoke.result.get("smoke_error")
     if not error:

@@ -41,10 +41,6 @@ class InterpreterFinder(Protocol):
     def __call__(self, target: Target, *, explicit: Path | None = None) -> Interpreter | None: ...
 
 
-def _find_default(target: Target, *, explicit: Path | None = None) -> Interpreter | None:
-    return interpreters.find_interpreter(target, explicit=explicit)
-
-
 def already_found(interpreter: Interpreter | None) -> InterpreterFinder:
     """A finder that answers with an interpreter the caller has already probed (a build has, for bytecode)."""
 
@@ -121,7 +117,7 @@ def choose_verifier(
     docker: bool | None = None,
     image: str | None = None,
     docker_client_factory: Callable[[], DockerClient] = docker_from_env,
-    find_interpreter: InterpreterFinder = _find_default,
+    find_interpreter: InterpreterFinder = interpreters.find_interpreter,
 ) -> Verifier:
     """Decide how to verify a `target` layer here: local interpreter -> Docker -> not run, with the reason.
 

@@ -18,6 +18,8 @@ from rich.progress import Progress, TaskID
 
 from ..publish import PublishOptions, PublishResult, RegionResult, publish
 from ..publish_function import (
+    MEMORY_MB,
+    TIMEOUT_SECONDS,
     FunctionPublishResult,
     FunctionRegionResult,
     FunctionSettings,
@@ -159,8 +161,8 @@ class _ProgressView:
     help="With --create: a layer version ARN (repeat; '{region}' is replaced; "
     "default: the published layers the manifest lists).",
 )
-@click.option("--memory", type=click.IntRange(128, 10240), help="With --create: memory in MB.")
-@click.option("--timeout", type=click.IntRange(1, 900), help="With --create: timeout in seconds.")
+@click.option("--memory", type=click.IntRange(*MEMORY_MB), help="With --create: memory in MB.")
+@click.option("--timeout", type=click.IntRange(*TIMEOUT_SECONDS), help="With --create: timeout in seconds.")
 @click.option(
     "--env",
     "environment",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from rich.markup import escape
 
 from .. import size_report as core
 from ..errors import LayerforgeError
+from ..fsutil import atomic_write_text
 from ..report_render import render_html, render_markdown, render_terminal, report_json
 from . import main
 from .output import Output, json_option, quiet_option, reporting
@@ -128,27 +127,10 @@ def _emit(
                 escape(f"{line.check.description}{subject}: {line.check.actual:,} > {line.check.limit:,}")
             )
     if html_path is not None:
-        _write_atomically(html_path, render_html(report, error=error))
+        atomic_write_text(html_path, render_html(report, error=error))
         output.info(f"wrote {html_path}")
     if markdown:
         sys.stdout.write(render_markdown(report))
         sys.stdout.flush()
     if output.json_mode:
         output.emit_json(report_json(report, error=error))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # A half-written page is worse than none: write beside it, then rename over it.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as sink:
-            sink.write(text)
-        # mkstemp makes the file private (0600); a report is shared like any file the user writes.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
