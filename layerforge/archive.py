@@ -20,6 +20,7 @@ from pathlib import Path
 
 import deflate
 
+from .binfmt import iter_files
 from .cache import sha256_of
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -45,16 +46,8 @@ class ZipResult:
 
 def layer_entries(root: Path) -> list[tuple[str, Path]]:
     """Every regular file under root as (arcname, path), sorted by arcname; links are never followed."""
-    entries: list[tuple[str, Path]] = []
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for filename in filenames:
-            path = Path(directory) / filename
-            if path.is_symlink() or not path.is_file():
-                continue
-            entries.append((path.relative_to(root).as_posix(), path))
-    entries.sort(key=lambda item: item[0])
-    return entries
+    # iter_files sorts each folder's names; the zip wants whole paths sorted ("a.b" before "a/").
+    return sorted(iter_files(root), key=lambda item: item[0])
 
 
 def _zip_info(arcname: str, path: Path) -> zipfile.ZipInfo:

@@ -40,7 +40,7 @@ from .slim import RuleMatcher, SlimReport, apply, plan
 from .source_build import DockerClientFactory, SourceBuilder
 from .staging import make_staging_dir
 from .target import Target
-from .toplevel import declare_top_level, top_level_modules
+from .toplevel import declare_top_level, modules_to_verify
 from .unpack import LayerTree, unpack_all
 from .verify import VerifyReport, not_run
 from .verify_auto import already_found, choose_verifier
@@ -313,9 +313,7 @@ def _unpack_and_slim(
     )
     for conflict in tree.conflicts:
         events.warn(f"two wheels ship the same file: {conflict}")
-    unpacked_bytes = {d: 0 for d in tree.distributions()}
-    for layer_file in tree.files.values():
-        unpacked_bytes[layer_file.distribution] += layer_file.size
+    unpacked_bytes = tree.bytes_by_distribution()
 
     events.stage("slim")
     slim = plan(tree, config, matcher)
@@ -371,8 +369,7 @@ def _verify(
     if not options.verify:
         return not_run(options.target, "verification was turned off (--no-verify)")
     recipe = options.recipe.verify
-    modules = top_level_modules(tree)
-    wanted = [m for m in dict.fromkeys([*modules, *recipe.imports]) if m not in set(recipe.skip)]
+    wanted = modules_to_verify(tree, recipe)
     # A local interpreter of the target's version first, then the Lambda image in Docker, else say plainly
     # that only the static audit ran.
     verifier = choose_verifier(
@@ -409,10 +406,7 @@ def _enforce(checks: list[LimitCheck], tree: LayerTree) -> None:
     exceeded = [c for c in checks if c.hard and c.exceeded]
     if not exceeded:
         return
-    sizes: dict[str, int] = {}
-    for layer_file in tree.files.values():
-        sizes[layer_file.distribution] = sizes.get(layer_file.distribution, 0) + layer_file.size
-    biggest = sorted(sizes.items(), key=lambda item: item[1], reverse=True)[:3]
+    biggest = sorted(tree.bytes_by_distribution().items(), key=lambda item: item[1], reverse=True)[:3]
     check = exceeded[0]
     raise SizeLimitError(
         f"the layer is {check.actual:,} bytes unzipped, over {check.description}: {check.limit:,} bytes "
@@ -435,11 +429,7 @@ def _manifest(
     result: ZipResult,
     checks: list[LimitCheck],
 ) -> dict[str, Any]:
-    sizes: dict[str, list[int]] = {}
-    for layer_file in tree.files.values():
-        entry = sizes.setdefault(layer_file.distribution, [0, 0])
-        entry[0] += layer_file.size
-        entry[1] += 1
+    sizes, counts = tree.bytes_by_distribution(), tree.files_by_distribution()
     removed_by_package = slim.by_package()
     licenses = _licenses(tree)
     packages = [
@@ -448,8 +438,8 @@ def _manifest(
             "version": p.version,
             "wheel": p.wheel,
             "sha256": p.sha256,
-            "unzipped_bytes": sizes.get(p.name, [0, 0])[0],
-            "files": sizes.get(p.name, [0, 0])[1],
+            "unzipped_bytes": sizes.get(p.name, 0),
+            "files": counts.get(p.name, 0),
             "wheel_unpacked_bytes": unpacked.get(p.name, 0),
             "removed_bytes": removed_by_package.get(p.name, 0),
             "license": licenses.get(p.name),

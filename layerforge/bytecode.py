@@ -14,7 +14,6 @@ from pathlib import Path
 from .interpreters import Interpreter
 from .unpack import LayerFile, LayerTree
 
-MODES = ("compile", "sourceless", "none")
 # Where Lambda unpacks a layer: tracebacks then point at the real files.
 RUNTIME_PREFIX = "/opt/python"
 

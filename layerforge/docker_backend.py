@@ -33,7 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import BuildError, InputError, VerificationError
+from .errors import BuildError, InputError
 from .interpreters import Interpreter
 from .target import Target
 
@@ -46,7 +46,7 @@ from .verify import (
     VerifyReport,
     bootstrap_source,
     build_report,
-    check_module_names,
+    check_inputs,
     join_output,
     layer_roots,
     parse_bootstrap_output,
@@ -274,7 +274,7 @@ def container_spec(
     """
     spec = {
         "layer": LAYER_MOUNT,
-        "site_packages": f"python/lib/python{target.python_dotted}/site-packages",
+        "site_packages": target.site_packages,
         "modules": list(modules),
         "distributions": list(distributions),
         "smoke": smoke or "",
@@ -473,12 +473,7 @@ def verify_in_docker(
     Raises DockerError when the engine cannot run the check, InputError when `image` is not the target's
     Python, and returns a report whose failures name the module, the error and the strip rule.
     """
-    check_module_names(modules)
-    if not (layer_root / "python").is_dir():
-        raise VerificationError(
-            f"{layer_root} has no python/ folder, so Lambda would put nothing of it on sys.path",
-            hint="a Python layer keeps its packages under python/ (or python/lib/pythonX.Y/site-packages/)",
-        )
+    check_inputs(layer_root, modules)
     client = client if client is not None else docker_from_env()
     chosen = image or default_image(target)
     ensure_image(client, chosen, target, note)

@@ -49,21 +49,5 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
     return re.compile(_translate(pattern) + "(?:/.*)?")
 
 
-@lru_cache(maxsize=1024)
-def _compile_exact(pattern: str) -> re.Pattern[str]:
-    return re.compile(_translate(pattern))
-
-
 def matches(pattern: str, path: str) -> bool:
     return compile_glob(pattern).fullmatch(path) is not None
-
-
-def matched_prefix(pattern: str, path: str) -> str:
-    """The shortest leading part of `path` that the pattern names: the folder (or file) it removes."""
-    parts = path.split("/")
-    exact = _compile_exact(pattern)
-    for length in range(1, len(parts) + 1):
-        prefix = "/".join(parts[:length])
-        if exact.fullmatch(prefix):
-            return prefix
-    return path

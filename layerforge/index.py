@@ -83,21 +83,13 @@ def project_url(index_url: str, name: str) -> str:
 
 def fetch_project_wheels(index_url: str, name: str) -> list[IndexWheel]:
     """Every wheel the index lists for a project. Errors come back as an empty list: this is advice only."""
-    return fetch_project_listing(index_url, name)[0]
-
-
-def fetch_project_listing(index_url: str, name: str) -> tuple[list[IndexWheel], str | None]:
-    """Every wheel the index lists for a project, and why the page could not be read (None if it was).
-
-    "HTTP 404" means the index has no such project; anything else means the index failed to answer.
-    """
-    wheels, _, failure = fetch_project_files(index_url, name)
-    return wheels, failure
+    return fetch_project_files(index_url, name)[0]
 
 
 def fetch_project_files(index_url: str, name: str) -> tuple[list[IndexWheel], list[IndexSdist], str | None]:
     """Every wheel and source distribution the index lists for a project, and why the page could not be
-    read (None if it was), as fetch_project_listing says it."""
+    read (None if it was): "HTTP 404" means the index has no such project; anything else means the index
+    failed to answer."""
     page = project_url(index_url, name)
     try:
         body, content_type = _fetch(page)

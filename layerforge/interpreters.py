@@ -206,15 +206,15 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups(default="0"))
 
 
-def _newest_first(paths: list[Path], level: int) -> list[Path]:
-    """Order interpreter paths by the version in their folder name `level` parents up, newest first."""
-    return sorted(paths, key=lambda path: (_version_key(path.parents[level].name), str(path)), reverse=True)
+def _newest_first(paths: list[Path]) -> list[Path]:
+    """Order `<version folder>/bin/python3.X` paths by the version in the folder's name, newest first."""
+    return sorted(paths, key=lambda path: (_version_key(path.parents[1].name), str(path)), reverse=True)
 
 
 def _pyenv(target: Target, env: Mapping[str, str], home: Path) -> list[Path]:
     root = Path(env["PYENV_ROOT"]) if env.get("PYENV_ROOT") else home / ".pyenv"
     name = _executable_name(target)
-    return _newest_first(list((root / "versions").glob(f"*/bin/{name}")), level=1)
+    return _newest_first(list((root / "versions").glob(f"*/bin/{name}")))
 
 
 def _uv(target: Target, env: Mapping[str, str], home: Path) -> list[Path]:
@@ -227,7 +227,7 @@ def _uv(target: Target, env: Mapping[str, str], home: Path) -> list[Path]:
     name = _executable_name(target)
     # uv names its folders cpython-3.12.1-linux-x86_64-gnu; the musl builds cannot load manylinux wheels.
     pattern = f"cpython-{target.python_dotted}.*-linux-{target.machine}-gnu/bin/{name}"
-    return _newest_first(list(root.glob(pattern)), level=1)
+    return _newest_first(list(root.glob(pattern)))
 
 
 def find_interpreter(

@@ -1,4 +1,4 @@
-"""Open an existing layer zip for `layerforge verify`: unpacked safely, with each file's distribution.
+"""Open an existing layer zip for `layerforge verify`: unpacked safely, with the distributions it carries.
 
 A layer zip from elsewhere is hostile input like any wheel: the same entry checks apply, and the total
 unpacked size is bounded before anything is written.
@@ -18,7 +18,8 @@ from .unpack import LAYER_PREFIX, MAX_TOTAL_BYTES, LayerFile, LayerTree, check_e
 
 
 def extract_layer(zip_path: Path, root: Path) -> LayerTree:
-    """Unpack a layer zip into `root` and attribute files to distributions through their dist-info."""
+    """Unpack a layer zip into `root`. Files are not attributed to distributions: the check needs only
+    the top-level modules and the dist-info names (`distribution_names`)."""
     try:
         archive = zipfile.ZipFile(zip_path)
     except FileNotFoundError:
@@ -42,7 +43,6 @@ def extract_layer(zip_path: Path, root: Path) -> LayerTree:
                     sink.write(chunk)
             target.chmod(0o755 if (info.external_attr >> 16) & 0o111 else 0o644)
             tree.files[info.filename] = LayerFile(info.filename, info.file_size, "", zip_path.name)
-    _attribute(tree)
     return tree
 
 
@@ -70,39 +70,3 @@ def distribution_names(tree: LayerTree) -> list[str]:
             if headers.get("Name"):
                 names.add(canonicalize_name(headers["Name"]))
     return sorted(names)
-
-
-def _attribute(tree: LayerTree) -> None:
-    """Name each file's distribution from `*.dist-info` (top_level.txt, else the package folder's name)."""
-    owners: dict[str, str] = {}
-    for path in tree.files:
-        if path.endswith(".dist-info/METADATA"):
-            folder = path.rsplit("/", 2)[0]
-            headers = HeaderParser().parsestr((tree.root / path).read_text("utf-8", "replace"))
-            distribution = canonicalize_name(headers.get("Name") or path.rsplit("/", 2)[1].split("-")[0])
-            info_dir = path.rsplit("/", 1)[0]
-            owners[info_dir] = distribution
-            top_level = tree.root / info_dir / "top_level.txt"
-            names = top_level.read_text("utf-8", "replace").split() if top_level.is_file() else []
-            names.append(path.rsplit("/", 2)[1].split("-")[0])
-            for name in names:
-                owners.setdefault(f"{folder}/{name}", distribution)
-                owners.setdefault(f"{folder}/{name}.libs", distribution)
-    for path, layer_file in list(tree.files.items()):
-        owner = next(
-            (d for prefix, d in owners.items() if path == prefix or path.startswith(prefix + "/")), ""
-        )
-        owner = owner or next(
-            (
-                d
-                for prefix, d in owners.items()
-                if path.startswith(prefix + ".") and "/" not in path[len(prefix) :]
-            ),
-            "",
-        )
-        tree.files[path] = LayerFile(path, layer_file.size, owner or _top(path), layer_file.wheel)
-
-
-def _top(path: str) -> str:
-    inner = path.split("/", 1)[1] if "/" in path else path
-    return inner.split("/", 1)[0].split(".", 1)[0]

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -210,7 +210,7 @@ def lock_from_dict(raw: object, source: str) -> Lock:
             raise fail(key, "expected a non-empty string")
         text[key] = value
     try:
-        Target(text["runtime"], text["arch"])
+        machine = Target(text["runtime"], text["arch"]).machine
     except TargetError as error:
         raise LockError(f"{source}: {error.message}", hint=error.hint) from None
     requirements = raw.get("requirements", [])
@@ -219,7 +219,6 @@ def lock_from_dict(raw: object, source: str) -> Lock:
     packages_raw = raw.get("packages")
     if not isinstance(packages_raw, list) or not packages_raw:
         raise fail("packages", "expected a non-empty list")
-    machine = Target(text["runtime"], text["arch"]).machine
     packages = tuple(
         _package_from_dict(item, index, fail, machine) for index, item in enumerate(packages_raw)
     )
@@ -276,12 +275,7 @@ def _package_from_dict(item: object, index: int, fail: Any, machine: str) -> Loc
     wheel = values["wheel"]
     if not wheel.endswith(".whl") or "/" in wheel or "\\" in wheel or wheel.startswith("."):
         raise fail(f"{key}.wheel", f"{wheel!r} is not a wheel file name")
-    try:
-        url = urlsplit(values["url"])
-        valid = url.scheme == "file" or (url.scheme in ("http", "https") and bool(url.hostname))
-    except ValueError:
-        valid = False
-    if not valid:
+    if _wheel_source_url(values["url"]) is None:
         raise fail(f"{key}.url", "expected an http(s) or file URL")
     built_from = _built_from(item.get("built_from"), f"{key}.built_from", fail)
     name = canonicalize_name(values["name"])
@@ -297,6 +291,17 @@ def _package_from_dict(item: object, index: int, fail: Any, machine: str) -> Loc
     )
 
 
+def _wheel_source_url(text: str) -> SplitResult | None:
+    """The URL split, when it is one a lock may name: http(s) with a host, or a file."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    if parts.scheme == "file" or (parts.scheme in ("http", "https") and bool(parts.hostname)):
+        return parts
+    return None
+
+
 def _built_from(raw: object, key: str, fail: Any) -> BuiltFrom | None:
     if raw is None:
         return None  # locks written before source builds existed, and every wheel from an index
@@ -305,14 +310,8 @@ def _built_from(raw: object, key: str, fail: Any) -> BuiltFrom | None:
     sdist, digest, image, epoch = (
         raw.get(k) for k in ("sdist", "sdist_sha256", "image", "source_date_epoch")
     )
-    try:
-        parts = urlsplit(sdist) if isinstance(sdist, str) else None
-        url_ok = parts is not None and (
-            parts.scheme == "file" or (parts.scheme in ("http", "https") and bool(parts.hostname))
-        )
-    except ValueError:
-        url_ok = False
-    if not url_ok or parts is None or parts.username or parts.password or parts.query:
+    parts = _wheel_source_url(sdist) if isinstance(sdist, str) else None
+    if parts is None or parts.username or parts.password or parts.query:
         raise fail(f"{key}.sdist", "expected an http(s) or file URL without credentials")
     if not isinstance(digest, str) or not _SHA256.match(digest):
         raise fail(f"{key}.sdist_sha256", "expected 64 lowercase hex digits")
@@ -610,9 +609,7 @@ def _why_no_fit(version: Version, wheels: list[IndexWheel], target: Target) -> s
     """Say in words why no wheel of a release fits: the Python it needs, or the platforms it ships."""
     mine = [w for w in wheels if w.version == version]
     requires = {w.requires_python for w in mine if w.requires_python}
-    if requires and not any(
-        SpecifierSet(r).contains(target.python_dotted + ".0") for r in requires if _valid(r)
-    ):
+    if requires and not any(supports_python(r, Version(target.python_dotted + ".0")) for r in requires):
         return f"requires Python {', '.join(sorted(requires))}, not {target.python_dotted}"
     for_python = [
         w for w in mine if any(t.interpreter in (target.abi, "py3") or t.abi == "abi3" for t in w.tags)
@@ -635,12 +632,14 @@ def _why_no_fit(version: Version, wheels: list[IndexWheel], target: Target) -> s
     return f"has no Linux {target.machine} wheel for {target.abi}"
 
 
-def _valid(specifier: str) -> bool:
+def supports_python(requires_python: str | None, python: Version) -> bool:
+    """Whether a release's Requires-Python admits `python`; one pip cannot read admits nothing, as in pip."""
+    if not requires_python:
+        return True
     try:
-        SpecifierSet(specifier)
+        return SpecifierSet(requires_python).contains(python, prereleases=True)
     except InvalidSpecifier:
         return False
-    return True
 
 
 def explain_choices(

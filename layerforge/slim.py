@@ -8,13 +8,13 @@ a user's own rule is applied as written, and verification afterwards names it if
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .cache import sha256_of
 from .globs import compile_glob
 from .recipe import StripConfig
 from .unpack import LAYER_PREFIX, LayerTree
@@ -364,27 +364,24 @@ def _resolve_relative(module: str | None, level: int, package: str) -> str | Non
     return ".".join([*base, module] if module else base) or None
 
 
-def find_duplicates(
-    tree: LayerTree, removed: set[str], min_size: int = 64 * 1024
-) -> tuple[tuple[str, ...], ...]:
+_DUPLICATE_FLOOR = 64 * 1024  # smaller copies are not worth a line in the report
+
+
+def find_duplicates(tree: LayerTree, removed: set[str]) -> tuple[tuple[str, ...], ...]:
     """Identical files that two distributions bundle (often the same vendored runtime library)."""
     by_size: dict[int, list[str]] = defaultdict(list)
     for path, layer_file in tree.files.items():
-        if path not in removed and layer_file.size >= min_size:
+        if path not in removed and layer_file.size >= _DUPLICATE_FLOOR:
             by_size[layer_file.size].append(path)
     groups: dict[str, list[str]] = defaultdict(list)
     for paths in by_size.values():
         if len({tree.files[p].distribution for p in paths}) < 2:
             continue
         for path in paths:
-            groups[_sha256(tree.root / path)].append(path)
+            groups[sha256_of(tree.root / path)].append(path)
     return tuple(
         sorted(tuple(sorted(g)) for g in groups.values() if len({tree.files[p].distribution for p in g}) > 1)
     )
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _remove_empty_dirs(root: Path) -> None:

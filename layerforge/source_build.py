@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -40,6 +39,7 @@ from .lock import (
     ResolutionNote,
     describe_target,
     resolve,
+    supports_python,
 )
 from .target import Target
 
@@ -245,7 +245,7 @@ def choose_sdist(index_url: str, requirement: Requirement, target: Target) -> In
             hint="check --index-url and the network, then rerun",
         )
     python = Version(target.python_dotted + ".0")
-    fitting = [s for s in sdists if not s.yanked and _supports(s.requires_python, python)]
+    fitting = [s for s in sdists if not s.yanked and supports_python(s.requires_python, python)]
     versions = list(requirement.specifier.filter({s.version for s in fitting}))
     if not versions:
         raise ResolutionError(
@@ -262,15 +262,6 @@ def choose_sdist(index_url: str, requirement: Requirement, target: Target) -> In
             hint="use an index that publishes hashes (PEP 503 #sha256= fragments)",
         )
     return chosen
-
-
-def _supports(requires_python: str | None, python: Version) -> bool:
-    if not requires_python:
-        return True
-    try:
-        return SpecifierSet(requires_python).contains(python, prereleases=True)
-    except InvalidSpecifier:
-        return False  # pip skips a release whose Requires-Python it cannot read; so does this
 
 
 def built_wheel_tags(target: Target) -> frozenset[Tag]:

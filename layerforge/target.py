@@ -96,8 +96,8 @@ class Target:
 
     @property
     def site_packages(self) -> str:
-        """Where a layer's packages go inside the zip. `python/` is on the runtime's sys.path."""
-        return "python"
+        """The layer's second sys.path entry (after `python/`): python/lib/python3.X/site-packages."""
+        return f"python/lib/python{self.python_dotted}/site-packages"
 
     @property
     def label(self) -> str:

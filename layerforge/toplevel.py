@@ -5,6 +5,7 @@ top_level.txt is optional and many modern wheels omit it, so the tree is the sou
 
 from __future__ import annotations
 
+from .recipe import VerifyConfig
 from .unpack import LAYER_PREFIX, LayerFile, LayerTree
 
 _NOT_MODULES = {"tests", "test", "testing_data", "benchmarks", "docs", "examples", "bin", "include", "share"}
@@ -38,6 +39,12 @@ def top_level_modules(tree: LayerTree) -> list[str]:
         if name is not None and path.endswith(_MODULE_SUFFIXES):
             names.add(name)
     return sorted(names)
+
+
+def modules_to_verify(tree: LayerTree, config: VerifyConfig | None) -> list[str]:
+    """Every top-level module, then the recipe's own imports, less what the recipe says to skip."""
+    imports, skip = (config.imports, set(config.skip)) if config else ((), set())
+    return [m for m in dict.fromkeys([*top_level_modules(tree), *imports]) if m not in skip]
 
 
 def modules_by_distribution(tree: LayerTree) -> dict[str, list[str]]:

@@ -15,6 +15,7 @@ import re
 import stat
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,6 +73,15 @@ class LayerTree:
 
     def origins(self) -> dict[str, str]:
         return {path: f.wheel for path, f in self.files.items()}
+
+    def bytes_by_distribution(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for layer_file in self.files.values():
+            totals[layer_file.distribution] = totals.get(layer_file.distribution, 0) + layer_file.size
+        return totals
+
+    def files_by_distribution(self) -> dict[str, int]:
+        return dict(Counter(layer_file.distribution for layer_file in self.files.values()))
 
     def distributions(self) -> list[str]:
         return sorted({f.distribution for f in self.files.values()})
@@ -230,10 +240,10 @@ def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
 
 
 def _extract(wheel: Path, planned: list[_Planned], root: Path) -> None:
-    record = _read_record(wheel)
     # A folder checked once stays inside: unpack writes no links, and nothing else writes in staging.
     checked: set[Path] = set()
     with zipfile.ZipFile(wheel) as archive:
+        record = _read_record(archive, wheel.name)
         for item in planned:
             target = root / item.destination
             if target.parent not in checked:
@@ -279,13 +289,12 @@ def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, 
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
-def _read_record(wheel: Path) -> dict[str, str]:
+def _read_record(archive: zipfile.ZipFile, wheel: str) -> dict[str, str]:
     """RECORD's sha256 per entry; a wheel without a RECORD is refused, since nothing can be checked."""
-    with zipfile.ZipFile(wheel) as archive:
-        names = [n for n in archive.namelist() if n.endswith(".dist-info/RECORD") and n.count("/") == 1]
-        if len(names) != 1:
-            raise UnsafeArchiveError(f"{wheel.name}: expected one .dist-info/RECORD, found {len(names)}")
-        text = archive.read(names[0]).decode("utf-8", "replace")
+    names = [n for n in archive.namelist() if n.endswith(".dist-info/RECORD") and n.count("/") == 1]
+    if len(names) != 1:
+        raise UnsafeArchiveError(f"{wheel}: expected one .dist-info/RECORD, found {len(names)}")
+    text = archive.read(names[0]).decode("utf-8", "replace")
     hashes: dict[str, str] = {}
     for row in csv.reader(io.StringIO(text)):
         if len(row) >= 2 and row[1].startswith("sha256="):

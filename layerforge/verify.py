@@ -207,12 +207,7 @@ def verify_layer(
     reason = interpreter.mismatch(target)
     if reason:
         raise InputError(reason, hint=install_hint(target))
-    check_module_names(modules)
-    if not (layer_root / "python").is_dir():
-        raise VerificationError(
-            f"{layer_root} has no python/ folder, so Lambda would put nothing of it on sys.path",
-            hint="a Python layer keeps its packages under python/ (or python/lib/pythonX.Y/site-packages/)",
-        )
+    check_inputs(layer_root, modules)
     deadline = time.monotonic() + timeout
     removed = removed or {}
     started = time.perf_counter()
@@ -240,6 +235,16 @@ def verify_layer(
         )
 
 
+def check_inputs(layer_root: Path, modules: Sequence[str]) -> None:
+    """What every verifier refuses before it starts: a name that is not a module, a layer without python/."""
+    check_module_names(modules)
+    if not (layer_root / "python").is_dir():
+        raise VerificationError(
+            f"{layer_root} has no python/ folder, so Lambda would put nothing of it on sys.path",
+            hint="a Python layer keeps its packages under python/ (or python/lib/pythonX.Y/site-packages/)",
+        )
+
+
 def check_module_names(modules: Sequence[str]) -> None:
     for module in modules:
         if not all(part.isidentifier() for part in module.split(".")):
@@ -251,7 +256,7 @@ def check_module_names(modules: Sequence[str]) -> None:
 
 def layer_roots(layer: Path, target: Target) -> list[str]:
     """Layer-relative sys.path entries, in Lambda's order: site-packages under python/ first, then python/."""
-    site = f"python/lib/python{target.python_dotted}/site-packages"
+    site = target.site_packages
     return [site, "python"] if (layer / site).is_dir() else ["python"]
 
 
@@ -341,15 +346,15 @@ def _link_or_copy(source: str, destination: str) -> str:
 def _set_modes(top: Path, *, read_only: bool) -> None:
     if not top.exists():
         return
-    if read_only:
-        for folder, _, files in os.walk(top):
+    # Bottom-up, in one walk: a folder changes after what is inside it, and 0555 keeps folders
+    # traversable, so their files stay reachable by path. Unlocking needs only the folders writable
+    # again: rmtree unlinks read-only files fine.
+    for folder, _, files in os.walk(top, topdown=False):
+        if read_only:
             for name in files:
                 path = os.path.join(folder, name)
                 if not os.path.islink(path):  # chmod follows links; the target gets its own turn
                     os.chmod(path, (os.stat(path).st_mode & 0o555) | 0o444)
-    # Folders last when locking (their files stay reachable by path) and as a walk of their own when
-    # unlocking, which only needs the folders writable again: rmtree unlinks read-only files fine.
-    for folder, _, _ in os.walk(top):
         os.chmod(folder, 0o555 if read_only else 0o755)
 
 

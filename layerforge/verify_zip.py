@@ -12,7 +12,7 @@ from .interpreters import find_interpreter
 from .layerzip import distribution_names, extract_layer
 from .recipe import Recipe
 from .target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
-from .toplevel import top_level_modules
+from .toplevel import modules_to_verify
 from .verify import VerifyReport, verify_layer
 
 
@@ -62,9 +62,7 @@ def verify_zip(
         tree = extract_layer(zip_path, Path(scratch) / "layer")
         audit = audit_tree(tree.root, target, tree.origins())
         config = recipe.verify if recipe else None
-        skip = set(config.skip) if config else set()
-        extra = config.imports if config else ()
-        modules = tuple(m for m in dict.fromkeys([*top_level_modules(tree), *extra]) if m not in skip)
+        modules = tuple(modules_to_verify(tree, config))
         interpreter = find_interpreter(target, explicit=python)
         report = verify_layer(
             tree.root,
