@@ -72,8 +72,12 @@ def truncate(text: str, limit: int) -> str:
 
 
 def direct_request_bytes(zip_size: int, spec: LayerSpec) -> int:
-    """The body of a PublishLayerVersion that carries the zip: JSON around its base64 (4 per 3 bytes)."""
-    envelope = spec.publish_args() | {"Content": {"ZipFile": ""}}
+    """The body of a PublishLayerVersion that carries the zip."""
+    return request_bytes(spec.publish_args() | {"Content": {"ZipFile": ""}}, zip_size)
+
+
+def request_bytes(envelope: dict[str, Any], zip_size: int) -> int:
+    """A Lambda request that carries a zip: the JSON around it, and the zip in base64 (4 bytes per 3)."""
     return len(json.dumps(envelope).encode()) + 4 * math.ceil(zip_size / 3)
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from botocore.exceptions import ClientError, WaiterError
 from . import __version__
 from .aws_errors import Explanation, error_code
 from .errors import InputError, PublishError, SizeLimitError
-from .layers import DESCRIPTION_MAX, truncate
+from .layers import DESCRIPTION_MAX, request_bytes, truncate
 from .limits import MAX_LAYERS, unzipped_check
 from .publish import (
     PublishOptions,
@@ -41,9 +39,11 @@ from .publish import (
 )
 from .publish_plan import (
     REGION_PLACEHOLDER,
+    bucket_for,
     check_bucket,
     check_direct_request,
     check_regions,
+    check_target,
     check_transfer,
     manifest_path_for,
     optional_str,
@@ -51,7 +51,6 @@ from .publish_plan import (
     sibling,
 )
 from .s3upload import ProgressCallback, TransferSettings, UploadOutcome, ZipDigest, digest_file, object_key
-from .target import ARCHES, RUNTIMES
 
 __all__ = [
     "FunctionPlan",
@@ -208,9 +207,7 @@ class FunctionPlan:
     warnings: tuple[str, ...] = ()
 
     def bucket_for(self, region: str) -> str | None:
-        if self.bucket_template is None:
-            return None
-        return self.bucket_template.replace(REGION_PLACEHOLDER, region)
+        return bucket_for(self.bucket_template, region)
 
     def update_args(self, code: dict[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = {"FunctionName": self.name, "Publish": self.publish_version, **code}
@@ -241,7 +238,7 @@ def make_function_plan(
     _check_combined_size(name, build)
     runtime = _one(options.runtimes, "--runtime") or build.runtime
     architecture = _one(options.architectures, "--arch") or build.arch
-    _check_target(runtime, architecture)
+    check_target(() if runtime is None else (runtime,), () if architecture is None else (architecture,))
     create, create_warnings = _create_spec(settings, build, runtime, architecture, regions)
     plan = FunctionPlan(
         zip_path=options.zip_path,
@@ -354,13 +351,6 @@ def _one(values: tuple[str, ...], flag: str) -> str | None:
     if len(set(values)) > 1:
         raise InputError(f"a function takes one {flag}, not {len(set(values))}")
     return values[0] if values else None
-
-
-def _check_target(runtime: str | None, architecture: str | None) -> None:
-    if runtime is not None and runtime not in RUNTIMES:
-        raise InputError(f"unknown runtime {runtime!r}", hint=f"choose from {', '.join(RUNTIMES)}")
-    if architecture is not None and architecture not in ARCHES:
-        raise InputError(f"unknown architecture {architecture!r}", hint=f"choose from {', '.join(ARCHES)}")
 
 
 _CREATE_ONLY = ("--role", "--handler", "--layer-arn", "--memory", "--timeout", "--env")
@@ -477,8 +467,7 @@ def _direct_request_bytes(plan: FunctionPlan) -> int:
     envelopes = [plan.update_args({"ZipFile": ""})]
     if plan.create is not None:
         envelopes.append(plan.create_args(plan.regions[0], {"ZipFile": ""}))
-    envelope = max(len(json.dumps(envelope).encode()) for envelope in envelopes)
-    return envelope + 4 * math.ceil(plan.digest.size / 3)
+    return max(request_bytes(envelope, plan.digest.size) for envelope in envelopes)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,13 @@ from .target import ARCHES, RUNTIMES
 DEFAULT_PREFIX = "layerforge"
 RETRY_MODES = ("standard", "adaptive")
 REGION_PLACEHOLDER = "{region}"
+
+
+def bucket_for(template: str | None, region: str) -> str | None:
+    """The bucket of one region: `{region}` in the template replaced; None when the zip goes direct."""
+    return None if template is None else template.replace(REGION_PLACEHOLDER, region)
+
+
 KINDS = ("layer", "function")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _FUNCTION_ARN = re.compile(r"^arn:aws[\w-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[\w-]+(:[\w$-]+)?$")
@@ -102,9 +110,7 @@ class PublishPlan:
     warnings: tuple[str, ...] = field(default=())
 
     def bucket_for(self, region: str) -> str | None:
-        if self.bucket_template is None:
-            return None
-        return self.bucket_template.replace(REGION_PLACEHOLDER, region)
+        return bucket_for(self.bucket_template, region)
 
     def functions_for(self, region: str) -> tuple[str, ...]:
         """Plain names apply in every region; a function ARN only in its own."""
@@ -244,6 +250,11 @@ def _check_names(name: str, runtimes: tuple[str, ...], architectures: tuple[str,
             f"layer name {name!r} is not valid",
             hint="use up to 140 letters, digits, '-' and '_'",
         )
+    check_target(runtimes, architectures)
+
+
+def check_target(runtimes: Iterable[str], architectures: Iterable[str]) -> None:
+    """Every runtime and architecture one Lambda knows; the first unknown one is named."""
     unknown = [runtime for runtime in runtimes if runtime not in RUNTIMES]
     if unknown:
         raise InputError(f"unknown runtime {unknown[0]!r}", hint=f"choose from {', '.join(RUNTIMES)}")

@@ -732,7 +732,8 @@ def _hint(failed: Sequence[BudgetLine]) -> str:
 
 
 _SIZE = re.compile(r"^\s*(\d[\d_,]*(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
-_UNITS = {
+# KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000.
+SIZE_UNITS = {
     "": 1,
     "b": 1,
     "kb": 1000,
@@ -748,13 +749,13 @@ def parse_byte_size(text: str) -> int:
     """'262144000', '200MB' (10^6), '190MiB' (2^20), '1.5GB'. A bare 'M' is refused as ambiguous."""
     match = _SIZE.match(text)
     unit = match.group(2).lower() if match else ""
-    if not match or unit not in _UNITS:
+    if not match or unit not in SIZE_UNITS:
         raise InputError(
             f"not a byte size: {text!r}",
             hint="write bytes (262144000), or a number with B, KB, MB, GB (powers of 1000) "
             "or KiB, MiB, GiB (powers of 1024)",
         )
-    value = float(match.group(1).replace("_", "").replace(",", "")) * _UNITS[unit]
+    value = float(match.group(1).replace("_", "").replace(",", "")) * SIZE_UNITS[unit]
     return round(value)
 
 

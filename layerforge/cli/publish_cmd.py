@@ -34,12 +34,11 @@ from ..s3upload import (
     UploadOutcome,
     UploadProgress,
 )
+from ..size_report import SIZE_UNITS
 from ..target import ARCHES, RUNTIMES
 from . import main
 from .output import Output, json_option, quiet_option, reporting
 
-# KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000.
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _FUNCTION_FIELDS = tuple(field.name for field in dataclasses.fields(FunctionSettings))
 
 
@@ -49,9 +48,9 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: Any) -> int:
         return value
     match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(value))
     unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _SIZE_UNITS:
+    if match is None or unit not in SIZE_UNITS:
         raise click.BadParameter(f"{value!r} is not a size (examples: 8388608, 8MiB, 64MB)", ctx, param)
-    return int(match.group(1)) * _SIZE_UNITS[unit]
+    return int(match.group(1)) * SIZE_UNITS[unit]
 
 
 class _ProgressView:
@@ -187,10 +186,7 @@ def publish_command(json_mode: bool, quiet: bool, kind: str | None, **values: An
     with reporting(output):
         settings = FunctionSettings(**{name: values.pop(name) for name in _FUNCTION_FIELDS})
         result = _publish(output, PublishOptions(**values), settings, kind)
-        if isinstance(result, FunctionPublishResult):
-            _report_function(output, result)
-        else:
-            _report(output, result)
+        _report(output, result)
         _finish(output, result)
 
 
@@ -213,18 +209,28 @@ def _say(output: Output, message: str) -> None:
         output.console.print(message, soft_wrap=True)
 
 
-def _report(output: Output, result: PublishResult) -> None:
+def _report(output: Output, result: PublishResult | FunctionPublishResult) -> None:
     plan = result.plan
     for warning in plan.warnings:
         output.warn(escape(warning))
+    if isinstance(result, FunctionPublishResult):
+        subject = f"function {result.plan.name}"
+    else:
+        subject = f"layer {result.plan.spec.name}"
     _say(
         output,
-        f"layer {escape(plan.spec.name)}: {escape(plan.zip_path.name)}, "
-        f"{plan.digest.size:,} bytes, sha256 {plan.digest.sha256_hex}",
+        f"{escape(subject)}: {escape(plan.zip_path.name)}, {plan.digest.size:,} bytes, "
+        f"sha256 {plan.digest.sha256_hex}",
     )
     _report_uploads(output, result.uploads, plan.direct, plan.digest.size)
     for region in result.regions:
-        _report_region(output, region)
+        if isinstance(region, FunctionRegionResult):
+            _report_function_region(output, region)
+        else:
+            _report_region(output, region)
+        if not region.ok:
+            name, step = escape(region.region), escape(region.step or "?")
+            output.error(f"{name}: failed at step {step}: {escape(region.error or '')}")
     if result.record_path:
         _say(output, f"record: {escape(str(result.record_path))}")
 
@@ -240,22 +246,6 @@ def _report_uploads(output: Output, uploads: tuple[UploadOutcome, ...], direct: 
         _say(output, f"sent the zip in the request ({size:,} bytes), not through S3")
 
 
-def _report_function(output: Output, result: FunctionPublishResult) -> None:
-    plan = result.plan
-    for warning in plan.warnings:
-        output.warn(escape(warning))
-    _say(
-        output,
-        f"function {escape(plan.name)}: {escape(plan.zip_path.name)}, {plan.digest.size:,} bytes, "
-        f"sha256 {plan.digest.sha256_hex}",
-    )
-    _report_uploads(output, result.uploads, plan.direct, plan.digest.size)
-    for region in result.regions:
-        _report_function_region(output, region)
-    if result.record_path:
-        _say(output, f"record: {escape(str(result.record_path))}")
-
-
 def _report_function_region(output: Output, region: FunctionRegionResult) -> None:
     name = escape(region.region)
     for warning in region.warnings:
@@ -269,8 +259,6 @@ def _report_function_region(output: Output, region: FunctionRegionResult) -> Non
             _say(output, f"{name}: updated the function's code{version}: {arn}")
         else:
             _say(output, f"{name}: the function already runs this zip, updated nothing: {arn}")
-    if not region.ok:
-        output.error(f"{name}: failed at step {escape(region.step or '?')}: {escape(region.error or '')}")
 
 
 def _report_region(output: Output, region: RegionResult) -> None:
@@ -294,8 +282,6 @@ def _report_region(output: Output, region: RegionResult) -> None:
         layers = ", ".join(escape(arn) for arn in function.layers_after)
         verb = "now uses" if function.updated else "already uses"
         _say(output, f"{name}: function {escape(function.function)} {verb} layers: {layers}")
-    if not region.ok:
-        output.error(f"{name}: failed at step {escape(region.step or '?')}: {escape(region.error or '')}")
 
 
 def _finish(output: Output, result: PublishResult | FunctionPublishResult) -> None:
