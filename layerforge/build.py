@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import shutil
 import threading
 from collections.abc import Callable, Iterable
@@ -39,7 +38,7 @@ from .recipe import Recipe, StripConfig
 from .slim import RuleMatcher, SlimReport, apply, plan
 from .source_build import DockerClientFactory, SourceBuilder
 from .staging import make_staging_dir
-from .target import Target
+from .target import Target, host_machine
 from .toplevel import declare_top_level, modules_to_verify
 from .unpack import LayerTree, unpack_all
 from .verify import VerifyReport, not_run
@@ -257,10 +256,10 @@ def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: Buil
     """Download, unpack, slim, audit and compile: everything up to verification."""
     config = options.recipe.strip
     with ThreadPoolExecutor(max_workers=2) as background:
-        # Finding the interpreter runs a few Pythons: it overlaps the download and unpack.
-        looking = background.submit(find_interpreter, options.target, explicit=options.python)
+        # Finding the interpreters runs a few Pythons: it overlaps the download and unpack.
+        looking = background.submit(_find_interpreters, options)
         tree, unpacked_bytes, slim = _unpack_and_slim(staging, options, lock, events)
-        interpreter = looking.result()
+        interpreter, compiler = looking.result()
         events.stage("bytecode")
         # Stripping shared objects (threads, mostly in pyelftools under the GIL) and compiling modules
         # (processes) touch different files: side by side they keep both cores busy.
@@ -270,7 +269,7 @@ def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: Buil
         bytecode = compile_tree(
             tree,
             config.bytecode,
-            interpreter or _bytecode_compiler(options.target),
+            compiler,
             jobs=options.jobs,
             # The aggressive profile leaves out the column tables: ~7% of every pyc, only ^^^ in tracebacks.
             debug_ranges=config.profile != "aggressive",
@@ -351,9 +350,15 @@ def _refresh_sizes(tree: LayerTree, stripped: Iterable[str]) -> None:
         tree.files[path] = dataclasses.replace(current, size=(tree.root / path).stat().st_size)
 
 
+def _find_interpreters(options: BuildOptions) -> tuple[Interpreter | None, Interpreter | None]:
+    """The target's interpreter (it verifies and compiles), and the one that compiles bytecode."""
+    interpreter = find_interpreter(options.target, explicit=options.python)
+    return interpreter, interpreter or _bytecode_compiler(options.target)
+
+
 def _bytecode_compiler(target: Target) -> Interpreter | None:
     """Bytecode depends on the Python version only: a host-arch interpreter compiles it for an arm64 layer."""
-    host_arch = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+    host_arch = "arm64" if host_machine() == "aarch64" else "x86_64"
     if host_arch == target.arch:
         return None
     return find_interpreter(Target(target.runtime, host_arch))

@@ -36,7 +36,7 @@ from .binfmt import iter_files, sniff, sniff_bytes
 from .docker_backend import IMAGE_ARCHITECTURES, DockerClient, DockerError, docker_from_env, engine_problem
 from .errors import InputError
 from .interpreters import Interpreter, find_interpreter, install_hint
-from .target import Target
+from .target import Target, host_machine, machine_name
 
 Severity = Literal["ok", "info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("ok", "info", "warning", "error")
@@ -138,12 +138,6 @@ def diagnose(
 # The machine
 
 
-def _machine_name(machine: str) -> str:
-    """platform.machine() as wheel tags spell it: Windows says AMD64, macOS says arm64."""
-    lowered = machine.lower()
-    return {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}.get(lowered, lowered)
-
-
 def check_host(
     target: Target,
     *,
@@ -153,7 +147,7 @@ def check_host(
 ) -> list[Finding]:
     """The host against the target. Building works anywhere; only the import check needs a match."""
     system = system or platform.system()
-    machine = _machine_name(machine or platform.machine())
+    machine = machine_name(machine) if machine else host_machine()
     python = python or (sys.version_info[0], sys.version_info[1])
     host = f"{system} on {machine} with Python {python[0]}.{python[1]}"
     glibc = ".".join(map(str, target.glibc))

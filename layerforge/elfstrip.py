@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import platform
 import shutil
 import struct
 import subprocess
@@ -38,6 +37,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import Section, SymbolTableSection
 
 from .binfmt import iter_files, sniff
+from .target import host_machine
 
 # `--strip-debug` is the default: it removes only DWARF (.debug_*), which nothing reads at run time,
 # and keeps .symtab, so native crash traces (faulthandler, py-spy, perf) still show function names.
@@ -53,7 +53,6 @@ _DEBUG_PREFIXES = (".debug_", ".zdebug_")
 _NAMED_TAGS = {"DT_NEEDED": "needed", "DT_RPATH": "rpath", "DT_RUNPATH": "runpath", "DT_SONAME": "soname"}
 _STRIP_TIMEOUT_S = 300
 _ELF_TYPES = {1: "a relocatable object (.o)", 2: "an executable", 4: "a core dump"}
-_HOST_MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
 _SKIPPED_LIBS_REASON = (
     "bundled by auditwheel (matches {glob!r}): patchelf rewrote its layout, and a stripped copy fails "
     'to load with "ELF load command address/offset not page-aligned"'
@@ -209,12 +208,12 @@ def _run_strip(program: str, level: StripLevel, source: Path, out: Path, machine
     if done.returncode == 0:
         return None
     detail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-    if machine != _host_machine():
+    if machine != host_machine():
         # Debian's x86_64 binutils answers "Unable to recognise the format" for aarch64 objects.
         # Forcing the generic elf64-little target "works" but writes e_machine = 0: never do that.
         package = f"binutils-{machine.replace('_', '-')}-linux-gnu"
         return (
-            f"{Path(program).name} cannot strip {machine} objects on this {_host_machine()} host ({detail}); "
+            f"{Path(program).name} cannot strip {machine} objects on this {host_machine()} host ({detail}); "
             f"install {machine}-linux-gnu-strip (Debian and Ubuntu: `apt-get install {package}`) "
             f"or build on an {machine} machine"
         )
@@ -231,11 +230,6 @@ def _wanted_tool(machine: str, tool: str | None) -> str:
     if tool is not None:
         return f"{tool} is not on PATH"
     return f"neither {machine}-linux-gnu-strip nor strip is on PATH"
-
-
-def _host_machine() -> str:
-    machine = platform.machine().lower()
-    return _HOST_MACHINES.get(machine, machine)
 
 
 # --- what the dynamic loader sees ---------------------------------------------------------------------------

@@ -30,26 +30,13 @@ from typing import Any
 
 from .errors import BuildError
 from .stdlib_modules import OLDEST, stdlib_modules
-from .target import Target
+from .target import RUNTIME_PROVIDED, Target
 
 FUNCTION = "function"
 LAYER = "layer"
 RUNTIME = "runtime"
 STDLIB = "stdlib"
 
-# What the Lambda Python runtime puts on sys.path besides the standard library (its versions vary by
-# region and date: a function that needs a given boto3 should package it).
-RUNTIME_PROVIDED: Mapping[str, str] = {
-    "boto3": "boto3",
-    "botocore": "botocore",
-    "s3transfer": "s3transfer",
-    "jmespath": "jmespath",
-    "dateutil": "python-dateutil",
-    "urllib3": "urllib3",
-    "six": "six",
-    "awslambdaric": "awslambdaric",
-    "bootstrap": "awslambdaric",
-}
 
 # Import names whose distribution is called something else; any other name is its own distribution.
 DISTRIBUTIONS: Mapping[str, str] = {

@@ -32,7 +32,7 @@ from packaging.version import Version
 from . import __version__
 from .errors import LockError, ResolutionError, TargetError
 from .fsutil import atomic_write_text
-from .index import IndexWheel, fetch_project_files, fetch_project_wheels, redact_url
+from .index import IndexSdist, IndexWheel, fetch_project_files, fetch_project_wheels, redact_url
 from .target import Target
 
 LOCK_SCHEMA_VERSION = 1
@@ -530,10 +530,20 @@ _NO_MATCH_SPEC = re.compile(r"No matching distribution found for (\S+)")
 class MissingWheel(ResolutionError):
     """No release of a requirement has a wheel for the target; it may still have a source distribution."""
 
-    def __init__(self, message: str, *, hint: str | None, requirement: Requirement, has_sdist: bool) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None, requirement: Requirement, sdists: Sequence[IndexSdist]
+    ) -> None:
         super().__init__(message, hint=hint)
         self.requirement = requirement
-        self.has_sdist = has_sdist
+        self.sdists = tuple(sdists)  # the index's listing, read once: a source build chooses from it
+
+    @property
+    def has_sdist(self) -> bool:
+        return _any_sdist(self.requirement, self.sdists)
+
+
+def _any_sdist(requirement: Requirement, sdists: Sequence[IndexSdist]) -> bool:
+    return any(requirement.specifier.contains(s.version, prereleases=True) for s in sdists)
 
 
 def _resolution_failure(
@@ -556,12 +566,11 @@ def _resolution_failure(
             hint="check --index-url and the network, then rerun; the index may be down or slow",
         )
     requirement = _unsatisfied(stderr, name)
-    has_sdist = any(requirement.specifier.contains(s.version, prereleases=True) for s in sdists)
     hint = (
         f"pin a release that has a wheel for {target.abi} manylinux (glibc <= {_glibc(target)})"
         f", or choose a runtime whose glibc its wheels need (e.g. --runtime python3.12)"
     )
-    if has_sdist:
+    if _any_sdist(requirement, sdists):
         hint = (
             f"rerun with --docker to build {name} from source inside the Lambda build image "
             f"(never on the host); or {hint}"
@@ -570,7 +579,7 @@ def _resolution_failure(
         f"no release of {name} has a wheel for {describe_target(target)}: {_existing_wheels(wheels)}",
         hint=hint,
         requirement=requirement,
-        has_sdist=has_sdist,
+        sdists=sdists,
     )
 
 

@@ -97,16 +97,18 @@ class SourceBuilder:
             except MissingWheel as missing:
                 if not self.enabled or not missing.has_sdist:
                     raise
-                sdist = self._next_build(missing.requirement, tried)
+                sdist = self._next_build(missing, tried)
                 client = client if client is not None else self._client()
                 tried.add((canonicalize_name(missing.requirement.name), sdist.version))
                 built.append(self._build_for_lock(client, missing.requirement.name, sdist))
                 continue
             return dataclasses.replace(lock, notes=lock.notes + tuple(self._notes(lock)))
 
-    def _next_build(self, requirement: Requirement, tried: set[tuple[str, Version]]) -> IndexSdist:
+    def _next_build(self, missing: MissingWheel, tried: set[tuple[str, Version]]) -> IndexSdist:
+        requirement = missing.requirement
         name = canonicalize_name(requirement.name)
-        sdist = choose_sdist(self.index_url, requirement, self.target)
+        # The index's page was read to say there is an sdist at all: choose from that reading.
+        sdist = pick_sdist(missing.sdists, requirement, self.target)
         if (name, sdist.version) in tried:
             # pip was offered the wheel and still found nothing: building it again cannot help.
             raise ResolutionError(
@@ -244,6 +246,12 @@ def choose_sdist(index_url: str, requirement: Requirement, target: Target) -> In
             f"could not read the index's page for {name} ({failure}) to find its source distribution",
             hint="check --index-url and the network, then rerun",
         )
+    return pick_sdist(sdists, requirement, target)
+
+
+def pick_sdist(sdists: Sequence[IndexSdist], requirement: Requirement, target: Target) -> IndexSdist:
+    """Of the index's sdists of a project, the one choose_sdist describes."""
+    name = canonicalize_name(requirement.name)
     python = Version(target.python_dotted + ".0")
     fitting = [s for s in sdists if not s.yanked and supports_python(s.requires_python, python)]
     versions = list(requirement.specifier.filter({s.version for s in fitting}))

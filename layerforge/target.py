@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
 from .errors import TargetError
+
+# What the Lambda Python runtime puts on sys.path besides the standard library, import name to
+# distribution (its versions vary by region and date: a function that needs a given boto3 packages it).
+RUNTIME_PROVIDED: Mapping[str, str] = {
+    "boto3": "boto3",
+    "botocore": "botocore",
+    "s3transfer": "s3transfer",
+    "jmespath": "jmespath",
+    "dateutil": "python-dateutil",
+    "urllib3": "urllib3",
+    "six": "six",
+    "awslambdaric": "awslambdaric",
+    "bootstrap": "awslambdaric",
+}
 
 
 @dataclass(frozen=True)
@@ -134,3 +150,13 @@ class Target:
 
     def accepts(self, wheel_tags: frozenset[Tag]) -> bool:
         return not wheel_tags.isdisjoint(self.tag_set)
+
+
+def machine_name(machine: str) -> str:
+    """A platform.machine() as wheel tags and ELF spell it: Windows says AMD64 (or x64), macOS arm64."""
+    lowered = machine.lower()
+    return {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}.get(lowered, lowered)
+
+
+def host_machine() -> str:
+    return machine_name(platform.machine())

@@ -30,10 +30,7 @@ from typing import Any
 from ._verify_bootstrap import MARKER
 from .errors import InputError, VerificationError
 from .interpreters import Interpreter, install_hint, search_summary
-from .target import Target
-
-# Modules the Lambda runtime itself provides on sys.path; a layer may rely on them and leave them out.
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"})
+from .target import RUNTIME_PROVIDED, Target
 
 # What the smoke output keeps: enough for a traceback and the lines before it.
 _OUTPUT_LIMIT = 8000
