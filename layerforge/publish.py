@@ -139,6 +139,24 @@ class RunSummary:
             hint="; ".join([*sorted(hints), "run the same command again: finished steps are skipped"]),
         )
 
+    def as_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, str]:
+        """What a record is of, besides the zip's sha256: a record of something else is not merged."""
+        raise NotImplementedError
+
+    def record(self) -> dict[str, Any]:
+        """The publish record: the JSON result, plus where it came from, merged with earlier regions."""
+        plan = self.plan
+        return stamp_record(
+            self.as_dict(),
+            zip_path=plan.zip_path,
+            record_path=plan.record_path,
+            identity={"sha256": plan.digest.sha256_hex, **self.identity()},
+            ran=plan.regions,
+        )
+
     def common_fields(self) -> dict[str, Any]:
         """The `--json` fields a layer and a function publish share."""
         plan = self.plan
@@ -165,6 +183,9 @@ class PublishResult(RunSummary):
     uploads: tuple[UploadOutcome, ...]
     regions: tuple[RegionResult, ...]
     record_path: Path | None = None
+
+    def identity(self) -> dict[str, str]:
+        return {"layer_name": self.plan.spec.name}
 
     def as_dict(self) -> dict[str, Any]:
         """The `publish --json` object (also the body of the publish record)."""
@@ -339,6 +360,10 @@ class StepRunner(Generic[P]):
         except StepFailed as failure:
             return bucket, failure
 
+    def region(self, region: str) -> Any:
+        """Every step of one region; a failure ends up in the result, never raised."""
+        raise NotImplementedError
+
     def content(self, region: str, values: dict[str, Any]) -> dict[str, Any]:
         """The code for Lambda in `region`: the S3 object, or the zip itself. Notes the upload in `values`."""
         if self.plan.direct:
@@ -412,11 +437,19 @@ def publish(
     """
     plan = make_plan(options, default_region=default_region(options))
     run = _Run(plan, make_clients(options, plan), on_progress)
-    uploads = run.upload_all(options.jobs)
-    regions = tuple(parallel(options.jobs, run.region, plan.regions))
-    result = PublishResult(plan, uploads, regions, record_path=plan.record_path if write else None)
+    return run_all(run, options.jobs, PublishResult, write=write)
+
+
+S = TypeVar("S", bound=RunSummary)
+
+
+def run_all(run: StepRunner[Any], jobs: int, summary: Callable[..., S], *, write: bool) -> S:
+    """The uploads, then every region, in `jobs` threads; the result, and its record when `write`."""
+    uploads = run.upload_all(jobs)
+    regions = tuple(parallel(jobs, run.region, run.plan.regions))
+    result = summary(run.plan, uploads, regions, record_path=run.plan.record_path if write else None)
     if write:
-        save_record(plan.record_path, record(result))
+        save_record(run.plan.record_path, result.record())
     return result
 
 
@@ -437,18 +470,6 @@ def default_region(options: PublishOptions) -> str | None:
         return boto3.session.Session(profile_name=options.profile).region_name  # type: ignore[no-any-return]
     except BotoCoreError as error:
         raise InputError(f"{error}", hint="check --profile and the AWS config file") from error
-
-
-def record(result: PublishResult) -> dict[str, Any]:
-    """The publish record: the JSON result, plus where it came from, merged with earlier regions."""
-    plan = result.plan
-    return stamp_record(
-        result.as_dict(),
-        zip_path=plan.zip_path,
-        record_path=plan.record_path,
-        identity={"sha256": plan.digest.sha256_hex, "layer_name": plan.spec.name},
-        ran=plan.regions,
-    )
 
 
 def stamp_record(

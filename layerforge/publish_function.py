@@ -33,9 +33,7 @@ from .publish import (
     StepRunner,
     default_region,
     make_clients,
-    parallel,
-    save_record,
-    stamp_record,
+    run_all,
 )
 from .publish_plan import (
     REGION_PLACEHOLDER,
@@ -614,6 +612,9 @@ class FunctionPublishResult(RunSummary):
     regions: tuple[FunctionRegionResult, ...]
     record_path: Path | None = None
 
+    def identity(self) -> dict[str, str]:
+        return {"function_name": self.plan.name}
+
     def as_dict(self) -> dict[str, Any]:
         """The `publish --json` object for a function zip (also the body of its publish record)."""
         plan, create = self.plan, self.plan.create
@@ -719,20 +720,4 @@ def publish_function(
     """
     plan = make_function_plan(options, settings, default_region=default_region(options))
     run = _FunctionRun(plan, make_clients(options, plan), on_progress)
-    uploads = run.upload_all(options.jobs)
-    regions = tuple(parallel(options.jobs, run.region, plan.regions))
-    result = FunctionPublishResult(plan, uploads, regions, record_path=plan.record_path if write else None)
-    if write:
-        save_record(plan.record_path, function_record(result))
-    return result
-
-
-def function_record(result: FunctionPublishResult) -> dict[str, Any]:
-    plan = result.plan
-    return stamp_record(
-        result.as_dict(),
-        zip_path=plan.zip_path,
-        record_path=plan.record_path,
-        identity={"sha256": plan.digest.sha256_hex, "function_name": plan.name},
-        ran=plan.regions,
-    )
+    return run_all(run, options.jobs, FunctionPublishResult, write=write)
