@@ -44,7 +44,8 @@ def compile_tree(
         return BytecodeReport(
             mode, None, 0, (), 0, 0, skipped_reason="no interpreter of the target's Python version was found"
         )
-    before = set(tree.python_dir.rglob("*.pyc"))
+    # The tree lists what is on disk (slimming has run), so the pycs there already need no walk.
+    before = {tree.root / path for path in tree.files if path.endswith(".pyc")}
     command = [
         str(interpreter.path),
         "-I",

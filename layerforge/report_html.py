@@ -13,9 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .size_report import human_bytes
-
-MINUS = "\u2212"
+from .size_report import LIMIT_LABELS, human_bytes, limit_state, percent, signed
 
 
 def page(data: dict[str, Any], headline: str) -> str:
@@ -76,14 +74,8 @@ def _error(data: dict[str, Any]) -> str:
     return f'<div class="error">{_e(error["message"])}{hint}</div>'
 
 
-def _signed(value: int, fmt: Callable[[int], str], *, plus: str = "+") -> str:
-    # A true minus sign (U+2212): the hyphen reads as a dash beside a number.
-    sign = plus if value > 0 else MINUS if value < 0 else ("±" if plus else "")
-    return sign + fmt(abs(value))
-
-
 def _pct(value: float) -> str:
-    return f"{value * 100:.1f}%" if value >= 0.001 or value == 0 else "&lt;0.1%"
+    return html.escape(percent(value))
 
 
 def _card(label: str, value: str, note: str, tone: str = "") -> str:
@@ -109,7 +101,7 @@ def _cards(data: dict[str, Any]) -> str:
         ),
         _card(
             "Headroom",
-            _e(_signed(tightest["headroom"], human_bytes, plus="")),
+            _e(signed(tightest["headroom"], human_bytes, plus="")),
             "under the team budget" if tightest is budget else "under Lambda's limit",
             "bad" if tightest["headroom"] < 0 else "good",
         ),
@@ -141,25 +133,17 @@ def _meter(fraction: float, tone: str = "", dist: str | None = None) -> str:
     return f'<span class="meter {tone}"{tag}><span style="width:{width:.2f}%"></span></span>'
 
 
-_LIMIT_NAMES = {
-    "lambda_unzipped": "Function + layers, unzipped",
-    "budget_unzipped": "Team budget, unzipped",
-    "layer_count": "Layers on the function",
-    "direct_upload_zip": "Direct upload zip",
-}
-
-
 def _limits_table(data: dict[str, Any]) -> str:
     rows = []
     for line in data["limits"]:
         count = line["name"] == "layer_count"
         size: Callable[[int], str] = str if count else human_bytes
-        state = "ok" if not line["exceeded"] else "over" if line["hard"] else "warn"
+        state = limit_state(line["exceeded"], line["hard"])
         used = line["actual"] / line["value"] if line["value"] else 1.0
-        label = _LIMIT_NAMES.get(line["name"], line["name"]) + (
-            f": {line['subject']}" if line["subject"] else ""
-        )
-        headroom = _signed(line["headroom"], size, plus="")
+        known = LIMIT_LABELS.get(line["name"])
+        label = known[:1].upper() + known[1:] if known else line["name"]
+        label += f": {line['subject']}" if line["subject"] else ""
+        headroom = signed(line["headroom"], size, plus="")
         rows.append(
             [
                 f'<span class="state {state}">{ {"ok": "✓", "over": "✗", "warn": "!"}[state] }</span>',
@@ -256,7 +240,7 @@ def _comparison(data: dict[str, Any]) -> str:
     summary = (
         f"<p>Against <b>{_e(', '.join(compare['baseline']))}</b>: "
         f"{_e(human_bytes(compare['before_unzipped']))} → {_e(human_bytes(compare['after_unzipped']))} "
-        f'<span class="delta {tone}">{_e(_signed(delta, human_bytes))}</span></p>'
+        f'<span class="delta {tone}">{_e(signed(delta, human_bytes))}</span></p>'
     )
     changed = [
         row for row in compare["distributions"] if row["delta"] or row["files_before"] != row["files_after"]
@@ -268,7 +252,7 @@ def _comparison(data: dict[str, Any]) -> str:
             _e(human_bytes(row["before"])),
             _e(human_bytes(row["after"])),
             f'<span class="delta {"bad" if row["delta"] > 0 else "good" if row["delta"] < 0 else ""}">'
-            f"{_e(_signed(row['delta'], human_bytes))}</span>",
+            f"{_e(signed(row['delta'], human_bytes))}</span>",
             f"{row['files_after'] - row['files_before']:+,}",
         ]
         for row in changed

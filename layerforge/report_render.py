@@ -18,6 +18,7 @@ from . import __version__, report_html
 from .errors import LayerforgeError
 from .limits import LAMBDA_UNZIPPED_BYTES
 from .size_report import (
+    LIMIT_LABELS,
     SCHEMA_VERSION,
     BudgetLine,
     Comparison,
@@ -27,6 +28,9 @@ from .size_report import (
     SizeReport,
     SourceReport,
     human_bytes,
+    limit_state,
+    percent,
+    signed,
 )
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -159,10 +163,6 @@ def text_bar(fraction: float, width: int = 20) -> str:
     return ("█" * full + rest).rstrip()
 
 
-def percent(fraction: float) -> str:
-    return f"{fraction * 100:.1f}%" if fraction >= 0.001 or fraction == 0 else "<0.1%"
-
-
 def headline(report: SizeReport) -> str:
     layers = sum(1 for source in report.sources if source.kind == "layer")
     functions = len(report.sources) - layers
@@ -178,13 +178,7 @@ def headline(report: SizeReport) -> str:
 
 
 def limit_label(line: BudgetLine) -> str:
-    names = {
-        "lambda_unzipped": "function + layers, unzipped",
-        "budget_unzipped": "team budget, unzipped",
-        "layer_count": "layers on the function",
-        "direct_upload_zip": "direct upload zip",
-    }
-    label = names.get(line.check.name, line.check.name)
+    label = LIMIT_LABELS.get(line.check.name, line.check.name)
     return f"{label}: {line.subject}" if line.subject else label
 
 
@@ -193,9 +187,7 @@ def limit_value(line: BudgetLine, value: int) -> str:
 
 
 def limit_status(line: BudgetLine) -> str:
-    if not line.check.exceeded:
-        return "ok"
-    return "over" if line.check.hard else "warn"
+    return limit_state(line.check.exceeded, line.check.hard)
 
 
 def _capped(dists: Sequence[DistributionSize]) -> tuple[Sequence[DistributionSize], DistributionSize | None]:
@@ -353,7 +345,7 @@ def _md_comparison(comparison: Comparison) -> list[str]:
         f"### Compared with {_md(', '.join(comparison.baseline))}",
         "",
         f"Unzipped {human_bytes(comparison.before_unzipped)} → {human_bytes(comparison.after_unzipped)} "
-        f"(**{signed_bytes(delta)}**)",
+        f"(**{signed(delta)}**)",
         "",
     ]
     rows = [
@@ -362,7 +354,7 @@ def _md_comparison(comparison: Comparison) -> list[str]:
             row.status,
             human_bytes(row.before),
             human_bytes(row.after),
-            signed_bytes(row.delta),
+            signed(row.delta),
             f"{row.files_after - row.files_before:+,}",
         )
         for row in comparison.rows
@@ -376,11 +368,6 @@ def _md_duplicates(duplicates: Sequence[DistributionSize]) -> list[str]:
     items = [f"- **{_md(d.name)}** is in {_md(', '.join(d.sources))}" for d in duplicates]
     note = "Only the first on `sys.path` is imported; the other copies are dead weight."
     return ["### Distributions in more than one zip", "", note, "", *items, ""]
-
-
-def signed_bytes(delta: int) -> str:
-    # A true minus sign (U+2212): the hyphen reads as a dash beside a number.
-    return ("+" if delta > 0 else "\u2212" if delta < 0 else "±") + human_bytes(abs(delta))
 
 
 def _zipped(source: SourceReport) -> str:
@@ -549,7 +536,7 @@ def _rich_comparison(comparison: Comparison) -> Table:
     delta = comparison.after_unzipped - comparison.before_unzipped
     title = (
         f"Compared with {', '.join(comparison.baseline)}: {human_bytes(comparison.before_unzipped)} → "
-        f"{human_bytes(comparison.after_unzipped)} ({signed_bytes(delta)})"
+        f"{human_bytes(comparison.after_unzipped)} ({signed(delta)})"
     )
     table = _table(
         title,
@@ -567,7 +554,7 @@ def _rich_comparison(comparison: Comparison) -> Table:
             Text(row.status, style=style),
             human_bytes(row.before),
             human_bytes(row.after),
-            Text(signed_bytes(row.delta), style=style),
+            Text(signed(row.delta), style=style),
             f"{row.files_after - row.files_before:+,}",
         )
     return table

@@ -767,3 +767,30 @@ def human_bytes(size: int | float) -> str:
             return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+# The words every rendering of a report shares: terminal, Markdown and HTML say the same things.
+MINUS = "\u2212"  # a true minus sign: the hyphen reads as a dash beside a number
+
+LIMIT_LABELS = {
+    "lambda_unzipped": "function + layers, unzipped",
+    "budget_unzipped": "team budget, unzipped",
+    "layer_count": "layers on the function",
+    "direct_upload_zip": "direct upload zip",
+}
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f}%" if fraction >= 0.001 or fraction == 0 else "<0.1%"
+
+
+def signed(value: int, fmt: Callable[[int], str] = human_bytes, *, plus: str = "+") -> str:
+    """A difference with its sign; with plus="" a positive one (headroom) has none, and zero no ±."""
+    sign = plus if value > 0 else MINUS if value < 0 else ("±" if plus else "")
+    return sign + fmt(abs(value))
+
+
+def limit_state(exceeded: bool, hard: bool) -> str:
+    if not exceeded:
+        return "ok"
+    return "over" if hard else "warn"
