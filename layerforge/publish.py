@@ -40,6 +40,7 @@ from .s3upload import ProgressCallback, TransferSettings, UploadOutcome, ZipDige
 __all__ = [
     "PublishOptions",
     "PublishResult",
+    "RegionOutcome",
     "RegionResult",
     "StepFailed",
     "StepRunner",
@@ -53,8 +54,8 @@ RECORD_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
-class RegionResult:
-    """What happened in one region. `status` is "ok" only when every step succeeded."""
+class RegionOutcome:
+    """What happened in one region, layer or function. `status` is "ok" only when every step succeeded."""
 
     region: str
     status: str
@@ -62,12 +63,6 @@ class RegionResult:
     key: str | None = None
     uploaded: bool = False
     uploaded_bytes: int = 0
-    layer_arn: str | None = None
-    layer_version_arn: str | None = None
-    version: int | None = None
-    published: bool = False
-    grants: tuple[Grant, ...] = ()
-    functions: tuple[FunctionUpdate, ...] = ()
     step: str | None = None  # the step that failed
     error: str | None = None
     hint: str | None = None
@@ -75,6 +70,18 @@ class RegionResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class RegionResult(RegionOutcome):
+    """One region of a layer publish."""
+
+    layer_arn: str | None = None
+    layer_version_arn: str | None = None
+    version: int | None = None
+    published: bool = False
+    grants: tuple[Grant, ...] = ()
+    functions: tuple[FunctionUpdate, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {

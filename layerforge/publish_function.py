@@ -28,6 +28,7 @@ from .layers import DESCRIPTION_MAX, request_bytes, truncate
 from .limits import MAX_LAYERS, unzipped_check
 from .publish import (
     PublishOptions,
+    RegionOutcome,
     RunSummary,
     StepFailed,
     StepRunner,
@@ -576,16 +577,10 @@ def _waiter_reason(error: WaiterError) -> str:
 
 
 @dataclass(frozen=True)
-class FunctionRegionResult:
-    """What happened in one region. `status` is "ok" only when every step succeeded."""
+class FunctionRegionResult(RegionOutcome):
+    """One region of a function publish."""
 
-    region: str
-    status: str
     function_name: str | None = None
-    bucket: str | None = None
-    key: str | None = None
-    uploaded: bool = False
-    uploaded_bytes: int = 0
     function_arn: str | None = None
     code_sha256: str | None = None
     architectures: tuple[str, ...] = ()
@@ -593,13 +588,6 @@ class FunctionRegionResult:
     created: bool = False
     version: str | None = None  # with --publish-version
     warnings: tuple[str, ...] = ()
-    step: str | None = None  # the step that failed
-    error: str | None = None
-    hint: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"architectures": list(self.architectures)}
