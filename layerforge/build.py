@@ -35,6 +35,7 @@ from .interpreters import Interpreter, find_interpreter
 from .limits import LimitCheck, budget_check, direct_upload_check, unzipped_check
 from .lock import DEFAULT_INDEX_URL, Lock, read_lock
 from .recipe import Recipe, StripConfig
+from .sharing import load_proof
 from .slim import RuleMatcher, SlimReport, apply, plan
 from .source_build import DockerClientFactory, SourceBuilder
 from .staging import make_staging_dir
@@ -202,6 +203,7 @@ class _Slimmed:
     audit: AuditReport
     bytecode: BytecodeReport
     interpreter: Interpreter | None
+    binaries: StripReport | None  # None when the recipe leaves shared objects as they are
 
 
 def _build_in(
@@ -247,6 +249,7 @@ def _build_in(
         options, lock, lock_path, tree, unpacked_bytes, slim, bytecode, audit, verify, result, checks
     )
     manifest["build_key"] = key
+    manifest["binaries"] = _binaries_summary(prepared.binaries)
     manifest_path = options.out_dir / f"{options.stem}.manifest.json"
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)
@@ -274,8 +277,9 @@ def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: Buil
             # The aggressive profile leaves out the column tables: ~7% of every pyc, only ^^^ in tracebacks.
             debug_ranges=config.profile != "aggressive",
         )
-        if stripping is not None:
-            _refresh_sizes(tree, stripping.result().stripped)
+        binaries = stripping.result() if stripping is not None else None
+        if binaries is not None:
+            _refresh_sizes(tree, binaries.stripped)
     if bytecode.skipped_reason and config.bytecode != "none":
         events.warn(
             f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
@@ -287,7 +291,18 @@ def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: Buil
     for finding in audit.warnings:
         events.warn(finding.message)
     audit.raise_for_errors()
-    return _Slimmed(tree, unpacked_bytes, slim, audit, bytecode, interpreter)
+    return _Slimmed(tree, unpacked_bytes, slim, audit, bytecode, interpreter, binaries)
+
+
+def _binaries_summary(report: StripReport | None) -> dict[str, Any] | None:
+    """What stripping saved; the per-file list stays out of the manifest, the reasons for skips do not."""
+    if report is None:
+        return None
+    return {
+        "bytes_saved": report.bytes_saved,
+        "stripped": len(report.stripped),
+        "skipped": dict(report.skipped),
+    }
 
 
 def _unpack_and_slim(
@@ -374,7 +389,12 @@ def _verify(
     if not options.verify:
         return not_run(options.target, "verification was turned off (--no-verify)")
     recipe = options.recipe.verify
-    wanted = modules_to_verify(tree, recipe)
+    # Every extension module that needs a library the layer shares must load with nothing imported before
+    # it: that proves the copy kept is loaded first, as the recipe declares. The first such group opens
+    # the main check; any further group gets a fresh interpreter of its own.
+    proof = load_proof(tree, slim.shared)
+    first, *others = proof.alone or ((),)
+    wanted = list(dict.fromkeys([*first, *modules_to_verify(tree, recipe), *proof.also]))
     # A local interpreter of the target's version first, then the Lambda image in Docker, else say plainly
     # that only the static audit ran.
     verifier = choose_verifier(
@@ -386,12 +406,18 @@ def _verify(
         docker_client_factory=options.docker_client or docker_from_env,
     )
     events.note(verifier.reason)
+    removed = slim.rule_for_path()
+    for group in others:
+        alone = verifier.verify(
+            tree.root, modules=group, distributions=(), smoke=None, removed=removed, link=True
+        )
+        alone.raise_for_failures()
     return verifier.verify(
         tree.root,
         modules=wanted,
         distributions=tree.distributions(),
         smoke=recipe.smoke,
-        removed=slim.rule_for_path(),
+        removed=removed,
         note=events.note,
         # The tree is the build's own and finished: hard links beat a copy (0.2 s against 0.8 s here).
         link=True,

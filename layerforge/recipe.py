@@ -49,6 +49,8 @@ class StripConfig:
     binaries: bool = True
     bytecode: str = "compile"
     packages: Mapping[str, PackageRules] = field(default_factory=dict)
+    # Folder of bundled libraries -> the folder whose byte-identical copies are loaded first (see sharing.py).
+    shared_libraries: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Recipe:
 
 # The registry of legal keys: one place, used both to validate and to suggest.
 _TOP_KEYS = ("name", "description", "requirements", "runtime", "arch", "exclude", "strip", "verify", "limits")
-_STRIP_KEYS = ("profile", "remove", "keep", "binaries", "bytecode", "packages")
+_STRIP_KEYS = ("profile", "remove", "keep", "binaries", "bytecode", "packages", "shared_libraries")
 _PACKAGE_RULE_KEYS = ("remove", "keep")
 _VERIFY_KEYS = ("imports", "skip", "smoke")
 _LIMIT_KEYS = ("unzipped_mb", "unzipped_bytes")
@@ -237,7 +239,34 @@ def _strip_config(reader: _Reader, raw: Mapping[str, Any]) -> StripConfig:
         binaries=reader.boolean(raw, "binaries", "strip.binaries", True),
         bytecode=reader.choice(raw, "bytecode", "strip.bytecode", BYTECODE_MODES, "compile"),
         packages=packages,
+        shared_libraries=_shared_libraries(reader, reader.table(raw, "shared_libraries", _SHARED)),
     )
+
+
+_SHARED = "strip.shared_libraries"
+
+
+def _shared_libraries(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, str]:
+    example = '"scipy.libs" = "numpy.libs"'
+    for dropped, kept in raw.items():
+        path = f"{_SHARED}.{dropped}"
+        if not isinstance(kept, str):
+            raise reader.fail(path, f"expected a folder name, got {_type_name(kept)}", example)
+        for name in (dropped, kept):
+            if not _is_folder_name(name):
+                problem = f"{name!r} must be one top-level folder's name, like numpy.libs"
+                raise reader.fail(path, problem, example)
+        if dropped == kept:
+            raise reader.fail(path, "a folder cannot share its libraries with itself", example)
+        if kept in raw:
+            # Chains could drop both copies of a library.
+            problem = f"{kept!r} also drops its own copies; name the folder that keeps them"
+            raise reader.fail(path, problem, example)
+    return dict(raw)
+
+
+def _is_folder_name(name: str) -> bool:
+    return bool(name.strip()) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
 def _verify_config(reader: _Reader, raw: Mapping[str, Any]) -> VerifyConfig:

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from .cache import sha256_of
 from .globs import compile_glob
 from .recipe import StripConfig
+from .sharing import SharedCopy, find_shared_copies
 from .unpack import LAYER_PREFIX, LayerTree
 
 
@@ -122,6 +123,7 @@ class SlimReport:
     removed: tuple[Removal, ...]
     spared: tuple[Spared, ...] = ()
     duplicates: tuple[tuple[str, ...], ...] = field(default=())
+    shared: tuple[SharedCopy, ...] = ()  # also in `removed`; verification must load what needed them
 
     @property
     def removed_bytes(self) -> int:
@@ -227,7 +229,15 @@ def plan(tree: LayerTree, config: StripConfig, matcher: RuleMatcher | None = Non
     removed = tuple(r for p, r in candidates.items() if p not in kept)
     removed_paths = {r.path for r in removed}
     tree.write_held(path for path in list(tree.held) if path not in removed_paths)
-    return SlimReport(removed, tuple(spared), find_duplicates(tree, removed_paths))
+    shared = find_shared_copies(tree, config.shared_libraries, removed_paths)
+    removed += tuple(_removal(tree, copy.dropped, copy.rule) for copy in shared)
+    removed_paths.update(copy.dropped for copy in shared)
+    return SlimReport(removed, tuple(spared), find_duplicates(tree, removed_paths), shared)
+
+
+def _removal(tree: LayerTree, path: str, rule: str) -> Removal:
+    layer_file = tree.files[path]
+    return Removal(path, layer_file.size, layer_file.distribution, rule)
 
 
 def apply(tree: LayerTree, report: SlimReport) -> None:
