@@ -18,114 +18,51 @@ every Lambda target) are handled; anything unusual is refused with a reason, nev
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
-ELFCLASS64 = 2
-ELFDATA2LSB = 1
-SHT_NULL = 0
-SHT_SYMTAB = 2
-SHT_STRTAB = 3
-SHT_NOBITS = 8
-SHF_ALLOC = 0x2
-PT_LOAD = 1
+from .elfheaders import (
+    E_PHOFF_AT,
+    E_SHOFF_AT,
+    HEADER,
+    P_OFFSET_AT,
+    PROGRAM,
+    PT_LOAD,
+    SECTION,
+    SH_OFFSET_AT,
+    SHF_ALLOC,
+    SHT_NULL,
+    SHT_STRTAB,
+    SHT_SYMTAB,
+    ElfHeaders,
+    NotReadable,
+    Program,
+    Section,
+)
+
 _PAGE = 4096  # the smallest page any Lambda target maps; a PT_LOAD slides by whole pages at least
-_SHN_LORESERVE = 0xFF00
-
-_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
-_PROGRAM = struct.Struct("<IIQQQQQQ")
-_SECTION = struct.Struct("<IIQQQQIIQQ")
 
 
 class CannotExcise(Exception):
     """The object's layout is not one this module can edit safely; the message says why."""
 
 
-@dataclass(frozen=True)
-class _Program:
-    at: int  # where this header sits in the file
-    type: int
-    offset: int
-    filesz: int
-    align: int
-
-
-@dataclass(frozen=True)
-class _Section:
-    index: int
-    at: int
-    type: int
-    flags: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    align: int
-
-    @property
-    def occupies_file(self) -> bool:
-        return self.type not in (SHT_NULL, SHT_NOBITS) and self.size > 0
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
-
-
-@dataclass(frozen=True)
-class _Elf:
-    phoff: int
-    phsize: int
-    shoff: int
-    shsize: int
-    shstrndx: int
-    programs: tuple[_Program, ...]
-    sections: tuple[_Section, ...]
-
-    @classmethod
-    def parse(cls, data: bytes) -> _Elf:
-        if len(data) < _HEADER.size or data[:4] != b"\x7fELF":
-            raise CannotExcise("not an ELF file")
-        if data[4] != ELFCLASS64 or data[5] != ELFDATA2LSB:
-            raise CannotExcise("only 64-bit little-endian objects are handled")
-        fields = _HEADER.unpack_from(data, 0)
-        phoff, shoff = fields[5], fields[6]
-        phentsize, phnum, shentsize, shnum, shstrndx = fields[9:14]
-        if (phnum and phentsize != _PROGRAM.size) or shentsize != _SECTION.size:
-            raise CannotExcise("unexpected header entry sizes")
-        if shnum == 0 or shstrndx >= _SHN_LORESERVE:
-            raise CannotExcise("extended section numbering")
-        if phoff + phnum * _PROGRAM.size > len(data) or shoff + shnum * _SECTION.size > len(data):
-            raise CannotExcise("header tables run past the end of the file")
-        programs = tuple(_program(data, phoff + i * _PROGRAM.size) for i in range(phnum))
-        sections = tuple(_section(data, i, shoff + i * shentsize) for i in range(shnum))
-        if any(s.occupies_file and s.end > len(data) for s in sections):
-            raise CannotExcise("a section runs past the end of the file")
-        return cls(phoff, phnum * _PROGRAM.size, shoff, shnum * _SECTION.size, shstrndx, programs, sections)
-
-
-def _program(data: bytes, at: int) -> _Program:
-    p_type, _flags, offset, _vaddr, _paddr, filesz, _memsz, align = _PROGRAM.unpack_from(data, at)
-    return _Program(at, p_type, offset, filesz, align)
-
-
-def _section(data: bytes, index: int, at: int) -> _Section:
-    _name, s_type, flags, _addr, offset, size, link, info, align, _entsize = _SECTION.unpack_from(data, at)
-    return _Section(index, at, s_type, flags, offset, size, link, info, align)
+def _parse(data: bytes | bytearray) -> ElfHeaders:
+    try:
+        return ElfHeaders.parse(data)
+    except NotReadable as exc:
+        raise CannotExcise(str(exc)) from exc
 
 
 def has_symbol_table(data: bytes) -> bool:
     """Whether the object carries a .symtab this module could try to cut."""
     try:
-        return any(s.type == SHT_SYMTAB and s.size > 0 for s in _Elf.parse(data).sections)
-    except (CannotExcise, struct.error):
+        return any(s.type == SHT_SYMTAB and s.size > 0 for s in ElfHeaders.parse(data).sections)
+    except NotReadable:
         return False
 
 
 def excise_symbol_table(data: bytes) -> bytearray:
     """`data` without its .symtab and .strtab. Raises CannotExcise when the layout does not allow it."""
-    try:
-        elf = _Elf.parse(data)
-    except struct.error as exc:
-        raise CannotExcise(f"truncated ELF headers ({exc})") from exc
+    elf = _parse(data)
     removed = _removable(elf)
     start, end = min(s.offset for s in removed), max(s.end for s in removed)
     _check_nothing_else_within(elf, removed, start, end)
@@ -139,10 +76,11 @@ def excise_symbol_table(data: bytes) -> bytearray:
     out += bytes(end - start - slide)
     out += view[end:]
     _rewrite_offsets(out, elf, end, slide, removed)
+    _check_loader_view(data, elf, out)
     return out
 
 
-def _removable(elf: _Elf) -> tuple[_Section, ...]:
+def _removable(elf: ElfHeaders) -> tuple[Section, ...]:
     tables = [s for s in elf.sections if s.type == SHT_SYMTAB]
     if len(tables) != 1 or not tables[0].occupies_file:
         raise CannotExcise("no single .symtab with contents")
@@ -165,7 +103,7 @@ def _removable(elf: _Elf) -> tuple[_Section, ...]:
     return (symtab, strtab)
 
 
-def _check_nothing_else_within(elf: _Elf, removed: tuple[_Section, ...], start: int, end: int) -> None:
+def _check_nothing_else_within(elf: ElfHeaders, removed: tuple[Section, ...], start: int, end: int) -> None:
     def overlaps(offset: int, size: int) -> bool:
         return size > 0 and offset < end and offset + size > start
 
@@ -180,11 +118,11 @@ def _check_nothing_else_within(elf: _Elf, removed: tuple[_Section, ...], start: 
     for program in elf.programs:
         if overlaps(program.offset, program.filesz):
             raise CannotExcise("a segment covers the symbol table")
-    if overlaps(0, _HEADER.size) or overlaps(elf.phoff, elf.phsize) or overlaps(elf.shoff, elf.shsize):
+    if overlaps(0, HEADER.size) or overlaps(elf.phoff, elf.phsize) or overlaps(elf.shoff, elf.shsize):
         raise CannotExcise("a header table lies within the symbol table")
 
 
-def _slide_unit(elf: _Elf, end: int) -> int:
+def _slide_unit(elf: ElfHeaders, end: int) -> int:
     """The largest alignment among what lies after the cut: sliding by multiples of it keeps every
     segment congruent to its address and every section aligned."""
     unit = 8  # the section-header table
@@ -200,20 +138,57 @@ def _slide_unit(elf: _Elf, end: int) -> int:
     return unit
 
 
-def _rewrite_offsets(out: bytearray, elf: _Elf, end: int, slide: int, removed: tuple[_Section, ...]) -> None:
+def _rewrite_offsets(
+    out: bytearray, elf: ElfHeaders, end: int, slide: int, removed: tuple[Section, ...]
+) -> None:
     if elf.phoff >= end:
-        struct.pack_into("<Q", out, 32, elf.phoff - slide)
+        struct.pack_into("<Q", out, E_PHOFF_AT, elf.phoff - slide)
     if elf.shoff >= end:
-        struct.pack_into("<Q", out, 40, elf.shoff - slide)
+        struct.pack_into("<Q", out, E_SHOFF_AT, elf.shoff - slide)
     phoff = elf.phoff - slide if elf.phoff >= end else elf.phoff
     shoff = elf.shoff - slide if elf.shoff >= end else elf.shoff
     for i, program in enumerate(elf.programs):
         if program.offset >= end:
-            struct.pack_into("<Q", out, phoff + i * _PROGRAM.size + 8, program.offset - slide)
+            struct.pack_into("<Q", out, phoff + i * PROGRAM.size + P_OFFSET_AT, program.offset - slide)
     removed_indexes = {s.index for s in removed}
     for section in elf.sections:
-        at = shoff + section.index * _SECTION.size
+        at = shoff + section.index * SECTION.size
         if section.index in removed_indexes:
-            _SECTION.pack_into(out, at, 0, SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0)
+            SECTION.pack_into(out, at, 0, SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0)
         elif section.type != SHT_NULL and section.offset >= end:
-            struct.pack_into("<Q", out, at + 24, section.offset - slide)
+            struct.pack_into("<Q", out, at + SH_OFFSET_AT, section.offset - slide)
+
+
+def _check_loader_view(original: bytes, before: ElfHeaders, cut: bytearray) -> None:
+    """Read the result back as the loader would: the same ELF header but for the two table offsets, the
+    same segments (address, sizes, flags, alignment, congruence) and, byte for byte, the same contents
+    in every one of them. Anything else is a bug here, and the original stays."""
+    try:
+        after = ElfHeaders.parse(cut)
+    except NotReadable as exc:
+        raise CannotExcise(f"the cut object could not be read back ({exc})") from exc
+    header_fields = list(HEADER.unpack_from(original, 0)), list(HEADER.unpack_from(cut, 0))
+    for fields in header_fields:
+        fields[5:7] = []  # e_phoff and e_shoff may move
+    if header_fields[0] != header_fields[1]:
+        raise CannotExcise("the cut changed the ELF header")
+    if [p.loader_view for p in before.programs] != [p.loader_view for p in after.programs]:
+        raise CannotExcise("the cut changed a segment")
+    for old, new in zip(before.programs, after.programs, strict=True):
+        if old.filesz and _mapped(original, before, old) != _mapped(cut, after, new):
+            raise CannotExcise("the cut changed the contents of a segment")
+
+
+def _mapped(data: bytes | bytearray, elf: ElfHeaders, program: Program) -> bytes | memoryview:
+    """A segment's bytes as the loader maps them, with what the cut rewrites zeroed on both sides: the
+    file offsets in the ELF and program headers (which the first segment usually maps), and the section
+    headers, which the loader never reads (patchelf may put them inside a segment it appends)."""
+    start, end = program.offset, program.offset + program.filesz
+    moving = [(E_PHOFF_AT, 16), (elf.shoff, elf.shsize)] + [(p.at + P_OFFSET_AT, 8) for p in elf.programs]
+    inside = [(at, size) for at, size in moving if start <= at and at + size <= end]
+    if not inside:
+        return memoryview(data)[start:end]
+    copy = bytearray(data[start:end])
+    for at, size in inside:
+        copy[at - start : at - start + size] = bytes(size)
+    return bytes(copy)

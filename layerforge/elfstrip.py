@@ -22,14 +22,14 @@ a build.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 import shutil
 import struct
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -43,6 +43,7 @@ from elftools.elf.sections import Section, SymbolTableSection
 
 from .binfmt import iter_files, sniff
 from .elfexcise import CannotExcise, excise_symbol_table
+from .elfheaders import ElfHeaders, NotReadable
 from .target import host_machine
 
 # `debug` is the default: it removes only DWARF (.debug_*), which nothing reads at run time, and keeps
@@ -153,6 +154,17 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
     if not ident.is_shared_object:
         kind = _ELF_TYPES.get(ident.e_type, f"ELF type {ident.e_type}")
         return _Outcome(rel, skipped=f"not a shared object but {kind}; only shared objects are stripped")
+    candidate = _Candidate(path, rel, ident.machine)
+    data = path.read_bytes()
+    try:
+        headers = ElfHeaders.parse(data)
+        names = headers.section_names(data)
+    except NotReadable:
+        names = None  # not ELF64 little-endian: pyelftools reads it below
+    if names is not None and not any(name.startswith(_DEBUG_PREFIXES) for name in names):
+        if settings.level == "unneeded" and ".symtab" in names:
+            return _write_cut(candidate, data)
+        return _Outcome(rel)
     try:
         found = _inspect(path, settings.level)
     except ELF_READ_ERRORS as exc:
@@ -160,9 +172,8 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
     if found is None:
         return _Outcome(rel)
     before, has_dwarf = found
-    candidate = _Candidate(path, rel, ident.machine)
-    if not has_dwarf:
-        return _replace_checked(candidate, before, "cutting out .symtab", _excise)
+    if not has_dwarf:  # a foreign ELF class with a symbol table: elfexcise refuses it with a reason
+        return _write_cut(candidate, data)
     matched = next((glob for glob in settings.globs if fnmatch.fnmatchcase(rel, glob)), None)
     if matched is not None:
         return _Outcome(rel, skipped=_SKIPPED_LIBS_REASON.format(glob=matched))
@@ -170,8 +181,7 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
     if program is None:
         missing = _wanted_tool(ident.machine, settings.tool)
         return _Outcome(rel, skipped=f"no strip program: {missing}; install binutils")
-    run = functools.partial(_run_strip, program, settings.level, machine=ident.machine)
-    return _replace_checked(candidate, before, Path(program).name, run)
+    return _strip_checked(candidate, before, program, settings.level)
 
 
 @dataclass(frozen=True)
@@ -181,39 +191,47 @@ class _Candidate:
     machine: str
 
 
-# Writes the edited object from the source to the output path; None on success, else why it failed.
-_Editor = Callable[[Path, Path], "str | None"]
-
-
-def _replace_checked(candidate: _Candidate, before: _Layout, editor_name: str, edit: _Editor) -> _Outcome:
-    path, rel = candidate.path, candidate.rel
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".lfstrip", dir=path.parent)
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        failure = edit(path, temp)
+def _strip_checked(candidate: _Candidate, before: _Layout, program: str, level: StripLevel) -> _Outcome:
+    with _temporary_beside(candidate.path) as temp:
+        failure = _run_strip(program, level, candidate.path, temp, machine=candidate.machine)
         if failure is not None:
-            return _Outcome(rel, skipped=failure)
+            return _Outcome(candidate.rel, skipped=failure)
         problem = _compare(before, temp)
         if problem is not None:
-            why = f"{editor_name} produced an object that would not load the same ({problem})"
-            return _Outcome(rel, skipped=f"{why}; kept the original")
-        saved = path.stat().st_size - temp.stat().st_size
-        if saved <= 0:
-            return _Outcome(rel)
-        shutil.copymode(path, temp)
-        os.replace(temp, path)
-        return _Outcome(rel, saved=saved)
+            why = f"{Path(program).name} produced an object that would not load the same ({problem})"
+            return _Outcome(candidate.rel, skipped=f"{why}; kept the original")
+        return _replace(candidate, temp)
+
+
+def _write_cut(candidate: _Candidate, data: bytes) -> _Outcome:
+    """Cut .symtab out; elfexcise reads its result back as the loader would before returning it."""
+    try:
+        cut = excise_symbol_table(data)
+    except CannotExcise as exc:
+        return _Outcome(candidate.rel, skipped=f"kept its symbol table: {exc}")
+    with _temporary_beside(candidate.path) as temp:
+        temp.write_bytes(cut)
+        return _replace(candidate, temp)
+
+
+@contextmanager
+def _temporary_beside(path: Path) -> Iterator[Path]:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".lfstrip", dir=path.parent)
+    os.close(handle)
+    temp = Path(name)
+    try:
+        yield temp
     finally:
         temp.unlink(missing_ok=True)
 
 
-def _excise(source: Path, out: Path) -> str | None:
-    try:
-        out.write_bytes(excise_symbol_table(source.read_bytes()))
-    except CannotExcise as exc:
-        return f"kept its symbol table: {exc}"
-    return None
+def _replace(candidate: _Candidate, temp: Path) -> _Outcome:
+    saved = candidate.path.stat().st_size - temp.stat().st_size
+    if saved <= 0:
+        return _Outcome(candidate.rel)
+    shutil.copymode(candidate.path, temp)
+    os.replace(temp, candidate.path)
+    return _Outcome(candidate.rel, saved=saved)
 
 
 def _run_strip(program: str, level: StripLevel, source: Path, out: Path, *, machine: str) -> str | None:

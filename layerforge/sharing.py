@@ -16,17 +16,15 @@ extension module of its own), not something a file shows, so a recipe declares i
 
 from __future__ import annotations
 
+import mmap
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.elf.dynamic import DynamicSegment
-from elftools.elf.elffile import ELFFile
-
 from .binfmt import sniff
 from .cache import sha256_of
-from .elfstrip import ELF_READ_ERRORS
+from .elfheaders import ElfHeaders, NotReadable
 from .unpack import LAYER_PREFIX, LayerTree
 
 RULE_PREFIX = "recipe:shared_libraries"
@@ -75,22 +73,16 @@ def _soname(path: Path) -> str | None:
 
 
 def _dynamic_names(path: Path) -> tuple[tuple[str, ...], str | None]:
-    """(DT_NEEDED names, DT_SONAME) of an ELF file; empty when it cannot be read."""
+    """(DT_NEEDED names, DT_SONAME) of an ELF file; empty when it cannot be read. Mapped, not read: only
+    the pages of the headers and the dynamic section are touched."""
     try:
-        with path.open("rb") as stream:
-            needed: list[str] = []
-            soname: str | None = None
-            for segment in ELFFile(stream).iter_segments():
-                if not isinstance(segment, DynamicSegment):
-                    continue
-                for tag in segment.iter_tags():
-                    # pyelftools resolves these tags' names into attributes it does not declare.
-                    if tag["d_tag"] == "DT_NEEDED":
-                        needed.append(str(getattr(tag, "needed")))  # noqa: B009
-                    elif tag["d_tag"] == "DT_SONAME":
-                        soname = str(getattr(tag, "soname"))  # noqa: B009
-            return tuple(needed), soname
-    except ELF_READ_ERRORS:
+        with (
+            path.open("rb") as stream,
+            mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+            memoryview(mapped) as view,
+        ):
+            return ElfHeaders.parse(view).dynamic_names(view)
+    except (OSError, ValueError, NotReadable):  # ValueError: an empty file cannot be mapped
         return (), None
 
 
@@ -125,35 +117,30 @@ def load_proof(tree: LayerTree, copies: Iterable[SharedCopy]) -> LoadProof:
 
 def _modules_needing(tree: LayerTree, copies: tuple[SharedCopy, ...]) -> list[tuple[str, str]]:
     """(path, module) of each extension module that needs a dropped copy's name, in path order."""
-    wanted = {posixpath.basename(copy.dropped) for copy in copies}
     dropped = {copy.dropped for copy in copies}
-    candidates = [p for p in sorted(tree.files) if p.endswith(".so") or ".so." in posixpath.basename(p)]
+    libraries: dict[str, tuple[tuple[str, ...], str]] = {}  # path -> (needed, the name it answers to)
+    for path in sorted(tree.files):
+        name = posixpath.basename(path)
+        if path in dropped or path in tree.held or not (name.endswith(".so") or ".so." in name):
+            continue
+        needed, soname = _dynamic_names(tree.root / path)
+        if needed:
+            libraries[path] = (needed, soname or name)
+    wanted = {posixpath.basename(path) for path in dropped}
     modules: dict[str, str] = {}
-    seen: set[str] = set()
-    while wanted - seen:
-        names = wanted - seen
-        seen |= names
-        for path in candidates:
-            if path in dropped or path in tree.held or not _mentions_any(tree.root / path, names):
-                continue
-            needed, soname = _dynamic_names(tree.root / path)
-            if not names.intersection(needed):
+    grew = True
+    while grew:  # a library that needs a wanted name is wanted too, until nothing new turns up
+        grew = False
+        for path, (needed, answers_to) in libraries.items():
+            if path in modules or answers_to in wanted or not wanted.intersection(needed):
                 continue
             module = _extension_module(path)
             if module is not None:
                 modules[path] = module
             else:
-                wanted.add(soname or posixpath.basename(path))
+                wanted.add(answers_to)
+                grew = True
     return sorted(modules.items())
-
-
-def _mentions_any(path: Path, names: set[str]) -> bool:
-    # A DT_NEEDED name is a string in the file: most objects are ruled out without parsing them.
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return False
-    return any(name.encode() in data for name in names)
 
 
 def _extension_module(path: str) -> str | None:
