@@ -7,12 +7,16 @@ would make timestamp-based ones look stale.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
+from typing import Any
 
 from .interpreters import Interpreter
-from .unpack import LayerFile, LayerTree
+from .unpack import LAYER_PREFIX, LayerFile, LayerTree
 
 # Where Lambda unpacks a layer: tracebacks then point at the real files.
 RUNTIME_PREFIX = "/opt/python"
@@ -44,67 +48,106 @@ def compile_tree(
         return BytecodeReport(
             mode, None, 0, (), 0, 0, skipped_reason="no interpreter of the target's Python version was found"
         )
-    # The tree lists what is on disk (slimming has run), so the pycs there already need no walk.
-    before = {tree.root / path for path in tree.files if path.endswith(".pyc")}
-    command = [
-        str(interpreter.path),
-        "-I",
-        *(() if debug_ranges else ("-X", "no_debug_ranges")),
-        "-m",
-        "compileall",
-        "-q",
-        "-j",
-        str(jobs),
-        "-s",
-        str(tree.python_dir),
-        "-p",
-        RUNTIME_PREFIX,
-        "--invalidation-mode",
-        "unchecked-hash",
-    ]
-    if mode == "sourceless":
-        command.append("-b")  # legacy layout: x.pyc beside x.py, importable once the source is gone
-    completed = subprocess.run([*command, str(tree.python_dir)], capture_output=True, text=True, check=False)
-    failed = tuple(line for line in completed.stdout.splitlines() if line.startswith("***"))
-    added = _register_new_pycs(tree, before)
-    removed_sources = _drop_sources(tree) if mode == "sourceless" else 0
+    sources = sorted(path for path in tree.files if path.endswith(".py") and path not in tree.held)
+    tag = f"{interpreter.implementation}-{interpreter.version[0]}{interpreter.version[1]}"
+    targets = {source: _pyc_for(source, mode, tag) for source in sources}
+    shares = _shares(tree, sources, _SHARES)
+    flags = ("-X", "no_debug_ranges") if not debug_ranges else ()
+    command = [str(interpreter.path), "-I", "-S", *flags, "-c", _worker_source()]
+    # One thread per running worker feeds it and drains its pipes, so no worker waits on a full pipe.
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs or os.cpu_count() or 1, _SHARES))) as pool:
+        answers = list(pool.map(lambda share: _compile_share(command, tree, share, targets), shares))
+    sizes: dict[str, int] = {}
+    failed: list[str] = []
+    for answer in answers:
+        sizes.update(answer.get("sizes", {}))
+        failed += [
+            f"{source.removeprefix(f'{tree.root}/')}: {error}"
+            for source, error in sorted(answer.get("failed", {}).items())
+        ]
+    added = _register(tree, targets, sizes)
+    removed_sources = _drop_sources(tree, added) if mode == "sourceless" else 0
     return BytecodeReport(
         mode,
         str(interpreter.path),
         len(added),
-        failed,
+        tuple(failed),
         sum(f.size for f in added),
         removed_sources,
         debug_ranges=debug_ranges,
     )
 
 
-def _register_new_pycs(tree: LayerTree, before: set[Path]) -> list[LayerFile]:
+def _pyc_for(source: str, mode: str, tag: str) -> str:
+    """`sourceless`: x.pyc beside x.py, importable once the source is gone; else PEP 3147's __pycache__."""
+    if mode == "sourceless":
+        return source + "c"
+    parent, _, name = source.rpartition("/")
+    return f"{parent}/__pycache__/{name[:-3]}.{tag}.pyc"
+
+
+# Bytecode is marshalled, and marshal marks an object shared by its reference count, which what the
+# process compiled before can change: the same module compiled after other ones may differ by a few
+# bytes. So the modules are split into a fixed number of shares, the same on every machine, each
+# compiled in order by a fresh interpreter: the zip's bytes do not depend on how many cores built it.
+_SHARES = 4
+
+
+def _shares(tree: LayerTree, sources: list[str], count: int) -> list[list[str]]:
+    """`count` lists of about equal source bytes, biggest modules first, so the workers finish together."""
+    shares: list[list[str]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for source in sorted(sources, key=lambda s: tree.files[s].size, reverse=True):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(source)
+        loads[lightest] += tree.files[source].size
+    return [share for share in shares if share]
+
+
+def _compile_share(
+    command: list[str], tree: LayerTree, share: list[str], targets: dict[str, str]
+) -> dict[str, Any]:
+    jobs = [[str(tree.root / source), str(tree.root / targets[source]), _shown(source)] for source in share]
+    worker = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = worker.communicate(json.dumps(jobs).encode())
+    try:
+        answer = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        # A worker that died (a crash in compile, killed) compiled nothing it can vouch for.
+        lines = err.decode(errors="replace").strip().splitlines()
+        detail = lines[-1] if lines else f"exit status {worker.returncode}"
+        return {"failed": {source: f"the compiling interpreter died: {detail}" for source in share}}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _shown(source: str) -> str:
+    """The file name tracebacks show: where Lambda unpacks the layer."""
+    return RUNTIME_PREFIX + source.removeprefix(LAYER_PREFIX)
+
+
+def _worker_source() -> str:
+    return resources.files("layerforge").joinpath("_compile_worker.py").read_text(encoding="utf-8")
+
+
+def _register(tree: LayerTree, targets: dict[str, str], sizes: dict[str, int]) -> list[LayerFile]:
     added = []
-    for pyc in sorted(set(tree.python_dir.rglob("*.pyc")) - before):
-        relative = pyc.relative_to(tree.root).as_posix()
-        source = _source_for(relative)
-        origin = tree.files.get(source)
-        if origin is None:
+    root = str(tree.root) + "/"
+    for source, pyc in targets.items():
+        size = sizes.get(root + pyc)
+        if size is None:
             continue
-        layer_file = LayerFile(relative, pyc.stat().st_size, origin.distribution, origin.wheel)
-        tree.files[relative] = layer_file
+        origin = tree.files[source]
+        layer_file = LayerFile(pyc, size, origin.distribution, origin.wheel)
+        tree.files[pyc] = layer_file
         added.append(layer_file)
     return added
 
 
-def _source_for(pyc: str) -> str:
-    """`pkg/__pycache__/mod.cpython-311.pyc` and `pkg/mod.pyc` both come from `pkg/mod.py`."""
-    parent, _, name = pyc.rpartition("/")
-    if parent.endswith("__pycache__"):
-        return parent.removesuffix("__pycache__") + name.split(".", 1)[0] + ".py"
-    return pyc[:-1]
-
-
-def _drop_sources(tree: LayerTree) -> int:
+def _drop_sources(tree: LayerTree, added: list[LayerFile]) -> int:
     dropped = 0
-    for path in [p for p in tree.files if p.endswith(".py") and f"{p}c" in tree.files]:
-        (tree.root / path).unlink()
-        del tree.files[path]
+    for pyc in added:
+        source = pyc.path[:-1]
+        (tree.root / source).unlink()
+        del tree.files[source]
         dropped += 1
     return dropped

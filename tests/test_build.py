@@ -291,6 +291,34 @@ def test_aggressive_bytecode_leaves_out_the_column_tables_and_says_so(
     assert result.manifest["bytecode"]["debug_ranges"] is columns
 
 
+def test_a_module_that_does_not_compile_keeps_its_source_and_is_named(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    local_index.add_wheel(
+        "oldies",
+        "1.0",
+        files={
+            "oldies/__init__.py": "from oldies.fine import VALUE\n",
+            "oldies/fine.py": "VALUE = 1\n",
+            "oldies/py2only.py": "print 'never imported'\n",
+        },
+    )
+    result = build(
+        options(local_index, tmp_path, name="old", requirements=["oldies"], strip={"bytecode": "sourceless"})
+    )
+    names = zip_names(result.zip_path)
+    assert {"python/oldies/fine.pyc", "python/oldies/__init__.pyc", "python/oldies/py2only.py"} <= names
+    assert "python/oldies/fine.py" not in names and "python/oldies/py2only.pyc" not in names
+    [failure] = result.manifest["bytecode"]["failed"]
+    assert failure.startswith("python/oldies/py2only.py: ") and "print" in failure
+    # Tracebacks name the file where Lambda puts it.
+    with zipfile.ZipFile(result.zip_path) as archive:
+        import marshal
+
+        code = marshal.loads(archive.read("python/oldies/fine.pyc")[16:])
+    assert code.co_filename == "/opt/python/oldies/fine.py"
+
+
 def test_pip_resolves_without_the_users_pip_cache(demo_index: LocalIndex, tmp_path: Path) -> None:
     from layerforge.lock import pip_command
 
