@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import resources
@@ -216,11 +217,16 @@ def verify_layer(
             "modules": list(modules),
             "distributions": list(distributions),
         }
-        imports = _run(interpreter, sandbox, dict(config, mode="imports"), deadline)
-        # After a timeout no time is left for the smoke code, and the import failure already fails the check.
-        smoke_run = None
-        if smoke and not imports.timed_out:
-            smoke_run = _run(interpreter, sandbox, dict(config, mode="smoke", smoke=smoke), deadline)
+        # Two fresh interpreters, side by side: neither sees what the other imported, and the second
+        # core is not left idle while the zip (written meanwhile) finishes before the first.
+        with ThreadPoolExecutor(max_workers=1) as beside:
+            smoking = (
+                beside.submit(_run, interpreter, sandbox, dict(config, mode="smoke", smoke=smoke), deadline)
+                if smoke
+                else None
+            )
+            imports = _run(interpreter, sandbox, dict(config, mode="imports"), deadline)
+            smoke_run = smoking.result() if smoking is not None else None
         context = FailureContext(sandbox.layer, roots, removed)
         return build_report(
             interpreter,
