@@ -18,6 +18,8 @@ every Lambda target) are handled; anything unusual is refused with a reason, nev
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
+from pathlib import Path
 
 from .elfheaders import (
     E_PHOFF_AT,
@@ -36,6 +38,7 @@ from .elfheaders import (
     NotReadable,
     Program,
     Section,
+    mapped_file,
 )
 
 _PAGE = 4096  # the smallest page any Lambda target maps; a PT_LOAD slides by whole pages at least
@@ -45,7 +48,10 @@ class CannotExcise(Exception):
     """The object's layout is not one this module can edit safely; the message says why."""
 
 
-def _parse(data: bytes | bytearray) -> ElfHeaders:
+_Bytes = bytes | bytearray | memoryview
+
+
+def _parse(data: _Bytes) -> ElfHeaders:
     try:
         return ElfHeaders.parse(data)
     except NotReadable as exc:
@@ -60,8 +66,40 @@ def has_symbol_table(data: bytes) -> bool:
         return False
 
 
-def excise_symbol_table(data: bytes) -> bytearray:
-    """`data` without its .symtab and .strtab. Raises CannotExcise when the layout does not allow it."""
+@dataclass(frozen=True)
+class _Cut:
+    """Bytes [start, end) go; everything from `end` on moves down by `slide`; the rest stays zeros."""
+
+    elf: ElfHeaders
+    removed: tuple[Section, ...]
+    start: int
+    end: int
+    slide: int
+
+    @property
+    def zeros(self) -> int:
+        return self.end - self.start - self.slide
+
+
+def excise_file(source: Path, out: Path) -> None:
+    """Write `source` without its .symtab and .strtab to `out`, streaming: OpenBLAS is 25 MB, and two
+    threads cut two files at once. Raises CannotExcise, and then `out` holds nothing to keep."""
+    if source.stat().st_size == 0:
+        raise CannotExcise("not an ELF file")  # and an empty file cannot be mapped
+    with mapped_file(source) as data:
+        cut = _plan(data)
+        with out.open("wb") as stream:
+            stream.write(data[: cut.start])
+            stream.write(bytes(cut.zeros))
+            stream.write(data[cut.end :])
+            for at, patch in _patches(cut):
+                stream.seek(at)
+                stream.write(patch)
+        with mapped_file(out) as written:
+            _check_loader_view(data, cut.elf, written)
+
+
+def _plan(data: bytes | bytearray | memoryview) -> _Cut:
     elf = _parse(data)
     removed = _removable(elf)
     start, end = min(s.offset for s in removed), max(s.end for s in removed)
@@ -70,14 +108,7 @@ def excise_symbol_table(data: bytes) -> bytearray:
     slide = (end - start) // unit * unit
     if slide == 0:
         raise CannotExcise(f"the symbol table is smaller than the {unit}-byte alignment of what follows it")
-    # Views, not slices: OpenBLAS is 25 MB, and two threads cut two files at once.
-    view = memoryview(data)
-    out = bytearray(view[:start])
-    out += bytes(end - start - slide)
-    out += view[end:]
-    _rewrite_offsets(out, elf, end, slide, removed)
-    _check_loader_view(data, elf, out)
-    return out
+    return _Cut(elf, removed, start, end, slide)
 
 
 def _removable(elf: ElfHeaders) -> tuple[Section, ...]:
@@ -138,28 +169,31 @@ def _slide_unit(elf: ElfHeaders, end: int) -> int:
     return unit
 
 
-def _rewrite_offsets(
-    out: bytearray, elf: ElfHeaders, end: int, slide: int, removed: tuple[Section, ...]
-) -> None:
-    if elf.phoff >= end:
-        struct.pack_into("<Q", out, E_PHOFF_AT, elf.phoff - slide)
-    if elf.shoff >= end:
-        struct.pack_into("<Q", out, E_SHOFF_AT, elf.shoff - slide)
-    phoff = elf.phoff - slide if elf.phoff >= end else elf.phoff
-    shoff = elf.shoff - slide if elf.shoff >= end else elf.shoff
+def _patches(cut: _Cut) -> list[tuple[int, bytes]]:
+    """(position in the output, new bytes): the moved offsets, and the two emptied section headers."""
+    elf, end, slide = cut.elf, cut.end, cut.slide
+
+    def moved(offset: int) -> int:
+        return offset - slide if offset >= end else offset
+
+    patches = [
+        (E_PHOFF_AT, struct.pack("<Q", moved(elf.phoff))),
+        (E_SHOFF_AT, struct.pack("<Q", moved(elf.shoff))),
+    ]
+    phoff, shoff = moved(elf.phoff), moved(elf.shoff)
     for i, program in enumerate(elf.programs):
-        if program.offset >= end:
-            struct.pack_into("<Q", out, phoff + i * PROGRAM.size + P_OFFSET_AT, program.offset - slide)
-    removed_indexes = {s.index for s in removed}
+        patches.append((phoff + i * PROGRAM.size + P_OFFSET_AT, struct.pack("<Q", moved(program.offset))))
+    removed = {s.index for s in cut.removed}
     for section in elf.sections:
         at = shoff + section.index * SECTION.size
-        if section.index in removed_indexes:
-            SECTION.pack_into(out, at, 0, SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0)
-        elif section.type != SHT_NULL and section.offset >= end:
-            struct.pack_into("<Q", out, at + SH_OFFSET_AT, section.offset - slide)
+        if section.index in removed:
+            patches.append((at, SECTION.pack(0, SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0)))
+        elif section.type != SHT_NULL:
+            patches.append((at + SH_OFFSET_AT, struct.pack("<Q", moved(section.offset))))
+    return patches
 
 
-def _check_loader_view(original: bytes, before: ElfHeaders, cut: bytearray) -> None:
+def _check_loader_view(original: _Bytes, before: ElfHeaders, cut: _Bytes) -> None:
     """Read the result back as the loader would: the same ELF header but for the two table offsets, the
     same segments (address, sizes, flags, alignment, congruence) and, byte for byte, the same contents
     in every one of them. Anything else is a bug here, and the original stays."""
@@ -179,7 +213,7 @@ def _check_loader_view(original: bytes, before: ElfHeaders, cut: bytearray) -> N
             raise CannotExcise("the cut changed the contents of a segment")
 
 
-def _mapped(data: bytes | bytearray, elf: ElfHeaders, program: Program) -> bytes | memoryview:
+def _mapped(data: _Bytes, elf: ElfHeaders, program: Program) -> bytes | memoryview:
     """A segment's bytes as the loader maps them, with what the cut rewrites zeroed on both sides: the
     file offsets in the ELF and program headers (which the first segment usually maps), and the section
     headers, which the loader never reads (patchelf may put them inside a segment it appends)."""

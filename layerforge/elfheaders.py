@@ -9,8 +9,12 @@ pyelftools still reads anything else (the strip checks, the audit's symbol versi
 
 from __future__ import annotations
 
+import mmap
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 ELFCLASS64 = 2
 ELFDATA2LSB = 1
@@ -33,6 +37,18 @@ SECTION = struct.Struct("<IIQQQQIIQQ")
 _DYN = struct.Struct("<qQ")
 E_PHOFF_AT, E_SHOFF_AT = 32, 40  # where e_phoff and e_shoff sit in the ELF header
 P_OFFSET_AT, SH_OFFSET_AT = 8, 24  # where the file offset sits in a program and a section header
+
+
+@contextmanager
+def mapped_file(path: Path) -> Iterator[memoryview]:
+    """The file's bytes, mapped rather than read: only the pages looked at are loaded. Raises OSError,
+    and ValueError for an empty file, which cannot be mapped."""
+    with (
+        path.open("rb") as stream,
+        mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+        memoryview(mapped) as view,
+    ):
+        yield view
 
 
 class NotReadable(Exception):

@@ -42,8 +42,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import Section, SymbolTableSection
 
 from .binfmt import iter_files, sniff
-from .elfexcise import CannotExcise, excise_symbol_table
-from .elfheaders import ElfHeaders, NotReadable
+from .elfexcise import CannotExcise, excise_file
+from .elfheaders import ElfHeaders, NotReadable, mapped_file
 from .target import host_machine
 
 # `debug` is the default: it removes only DWARF (.debug_*), which nothing reads at run time, and keeps
@@ -155,15 +155,14 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
         kind = _ELF_TYPES.get(ident.e_type, f"ELF type {ident.e_type}")
         return _Outcome(rel, skipped=f"not a shared object but {kind}; only shared objects are stripped")
     candidate = _Candidate(path, rel, ident.machine)
-    data = path.read_bytes()
     try:
-        headers = ElfHeaders.parse(data)
-        names = headers.section_names(data)
-    except NotReadable:
+        with mapped_file(path) as data:
+            names: list[str] | None = ElfHeaders.parse(data).section_names(data)
+    except (NotReadable, ValueError):
         names = None  # not ELF64 little-endian: pyelftools reads it below
     if names is not None and not any(name.startswith(_DEBUG_PREFIXES) for name in names):
         if settings.level == "unneeded" and ".symtab" in names:
-            return _write_cut(candidate, data)
+            return _write_cut(candidate)
         return _Outcome(rel)
     try:
         found = _inspect(path, settings.level)
@@ -173,7 +172,7 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
         return _Outcome(rel)
     before, has_dwarf = found
     if not has_dwarf:  # a foreign ELF class with a symbol table: elfexcise refuses it with a reason
-        return _write_cut(candidate, data)
+        return _write_cut(candidate)
     matched = next((glob for glob in settings.globs if fnmatch.fnmatchcase(rel, glob)), None)
     if matched is not None:
         return _Outcome(rel, skipped=_SKIPPED_LIBS_REASON.format(glob=matched))
@@ -203,14 +202,13 @@ def _strip_checked(candidate: _Candidate, before: _Layout, program: str, level: 
         return _replace(candidate, temp)
 
 
-def _write_cut(candidate: _Candidate, data: bytes) -> _Outcome:
-    """Cut .symtab out; elfexcise reads its result back as the loader would before returning it."""
-    try:
-        cut = excise_symbol_table(data)
-    except CannotExcise as exc:
-        return _Outcome(candidate.rel, skipped=f"kept its symbol table: {exc}")
+def _write_cut(candidate: _Candidate) -> _Outcome:
+    """Cut .symtab out; elfexcise reads its result back as the loader would before it returns."""
     with _temporary_beside(candidate.path) as temp:
-        temp.write_bytes(cut)
+        try:
+            excise_file(candidate.path, temp)
+        except CannotExcise as exc:
+            return _Outcome(candidate.rel, skipped=f"kept its symbol table: {exc}")
         return _replace(candidate, temp)
 
 

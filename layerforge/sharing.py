@@ -16,7 +16,6 @@ extension module of its own), not something a file shows, so a recipe declares i
 
 from __future__ import annotations
 
-import mmap
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from .binfmt import sniff
 from .cache import sha256_of
-from .elfheaders import ElfHeaders, NotReadable
+from .elfheaders import ElfHeaders, NotReadable, mapped_file
 from .unpack import LAYER_PREFIX, LayerTree
 
 RULE_PREFIX = "recipe:shared_libraries"
@@ -76,11 +75,7 @@ def _dynamic_names(path: Path) -> tuple[tuple[str, ...], str | None]:
     """(DT_NEEDED names, DT_SONAME) of an ELF file; empty when it cannot be read. Mapped, not read: only
     the pages of the headers and the dynamic section are touched."""
     try:
-        with (
-            path.open("rb") as stream,
-            mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-            memoryview(mapped) as view,
-        ):
+        with mapped_file(path) as view:
             return ElfHeaders.parse(view).dynamic_names(view)
     except (OSError, ValueError, NotReadable):  # ValueError: an empty file cannot be mapped
         return (), None

