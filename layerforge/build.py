@@ -195,12 +195,11 @@ def _current_lock(path: Path, options: BuildOptions) -> Lock | None:
 
 @dataclass(frozen=True)
 class _Slimmed:
-    """A layer tree after slimming, auditing and bytecode: final but for verification."""
+    """A layer tree after slimming, stripping and bytecode: final, but for the audit and verification."""
 
     tree: LayerTree
     unpacked_bytes: dict[str, int]
     slim: SlimReport
-    audit: AuditReport
     bytecode: BytecodeReport
     interpreter: Interpreter | None
     binaries: StripReport | None  # None when the recipe leaves shared objects as they are
@@ -210,22 +209,23 @@ def _build_in(
     staging: Path, options: BuildOptions, lock: Lock, lock_path: Path, key: str, events: BuildEvents
 ) -> BuildResult:
     prepared = _prepare_tree(staging, options, lock, events)
-    tree, slim, audit, bytecode = prepared.tree, prepared.slim, prepared.audit, prepared.bytecode
+    tree, slim, bytecode = prepared.tree, prepared.slim, prepared.bytecode
     interpreter = prepared.interpreter
     unpacked_bytes = prepared.unpacked_bytes
 
     checks = _limit_checks(options, tree.total_bytes(), None)
     _enforce(checks, tree)
 
-    # The tree is final: zip it in the background while the verifier (a subprocess) imports it. The zip is
-    # written inside staging and moved into the output folder only once verification has passed.
-    events.stage("verify")
+    # The tree is final: zip it in the background while the audit reads it and the verifier (a subprocess)
+    # imports it. The zip is written inside staging and moved into the output folder only once both passed.
     cancelled = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as background:
         zipping = background.submit(
             write_zip, tree.root, staging / "layer.zip", jobs=options.jobs, progress=_unless(cancelled)
         )
         try:
+            audit = _audit(options, tree, events)
+            events.stage("verify")
             verify = _verify(options, tree, slim, interpreter, events)
             if not verify.ran:
                 events.warn(verify.not_run_reason)
@@ -256,7 +256,7 @@ def _build_in(
 
 
 def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents) -> _Slimmed:
-    """Download, unpack, slim, audit and compile: everything up to verification."""
+    """Download, unpack, slim, strip and compile: everything up to the audit and verification."""
     config = options.recipe.strip
     with ThreadPoolExecutor(max_workers=2) as background:
         # Finding the interpreters runs a few Pythons: it overlaps the download and unpack.
@@ -286,12 +286,16 @@ def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: Buil
             "/opt will compile from source"
         )
 
+    return _Slimmed(tree, unpacked_bytes, slim, bytecode, interpreter, binaries)
+
+
+def _audit(options: BuildOptions, tree: LayerTree, events: BuildEvents) -> AuditReport:
     events.stage("audit")
     audit = audit_tree(tree.root, options.target, tree.origins())
     for finding in audit.warnings:
         events.warn(finding.message)
     audit.raise_for_errors()
-    return _Slimmed(tree, unpacked_bytes, slim, audit, bytecode, interpreter, binaries)
+    return audit
 
 
 def _binaries_summary(report: StripReport | None) -> dict[str, Any] | None:

@@ -291,6 +291,22 @@ def test_aggressive_bytecode_leaves_out_the_column_tables_and_says_so(
     assert result.manifest["bytecode"]["debug_ranges"] is columns
 
 
+def test_an_audit_failure_stops_the_zip_written_beside_it_and_leaves_no_output(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    from layerforge.errors import AuditError
+    from tests.support.elf import fake_pe
+
+    pyd = fake_pe(tmp_path / "speedups.pyd").read_bytes()
+    local_index.add_wheel(
+        "winonly", "1.0", files={"winonly/__init__.py": "", "winonly/_speedups.cp311-win_amd64.pyd": pyd}
+    )
+    with pytest.raises(AuditError):
+        build(options(local_index, tmp_path, name="win", requirements=["winonly"]))
+    assert list((tmp_path / "out").glob("*.zip")) == []
+    assert list((tmp_path / "out").glob("*.manifest.json")) == []
+
+
 def test_a_module_that_does_not_compile_keeps_its_source_and_is_named(
     local_index: LocalIndex, tmp_path: Path
 ) -> None:
