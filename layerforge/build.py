@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
@@ -92,7 +92,8 @@ class BuildResult:
 def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResult:
     events = events or SilentEvents()
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    lock, lock_path = _lock(options, events)
+    interpreters = _InterpreterSearch(options)
+    lock, lock_path = _lock(options, events, interpreters)
     key = build_key(options, lock)
     reused = _reuse(options, lock, lock_path, key)
     if reused is not None:
@@ -103,9 +104,35 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
     # Named after this host and process, so a later build can sweep it away if this one is killed outright.
     staging = make_staging_dir(options.out_dir, options.stem)
     try:
-        return _build_in(staging, options, lock, lock_path, key, events)
+        return _build_in(staging, options, lock, lock_path, key, events, interpreters)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class _InterpreterSearch:
+    """Finding the target's interpreters runs a few Pythons (0.4 s of CPU): a resolution, which keeps one
+    core busy with pip, starts it beside itself; a build that reuses its output never runs it."""
+
+    def __init__(self, options: BuildOptions) -> None:
+        self._options = options
+        self._future: Future[tuple[Interpreter | None, Interpreter | None]] | None = None
+
+    def start(self) -> None:
+        if self._future is None:
+            self._future = Future()
+            threading.Thread(target=self._run, name="layerforge-interpreters", daemon=True).start()
+
+    def _run(self) -> None:
+        assert self._future is not None
+        try:
+            self._future.set_result(_find_interpreters(self._options))
+        except BaseException as error:  # handed to whoever waits for the result
+            self._future.set_exception(error)
+
+    def result(self) -> tuple[Interpreter | None, Interpreter | None]:
+        self.start()
+        assert self._future is not None
+        return self._future.result()
 
 
 def build_key(options: BuildOptions, lock: Lock) -> str:
@@ -140,7 +167,7 @@ def _reuse(options: BuildOptions, lock: Lock, lock_path: Path, key: str) -> Buil
     return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, None, None, None, None)
 
 
-def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
+def _lock(options: BuildOptions, events: BuildEvents, interpreters: _InterpreterSearch) -> tuple[Lock, Path]:
     destination = options.out_dir / f"{options.stem}.lock.json"
     recipe = options.recipe
     current = (
@@ -159,6 +186,7 @@ def _lock(options: BuildOptions, events: BuildEvents) -> tuple[Lock, Path]:
         events.note(f"building exactly the lock {options.lock_path} ({len(lock.packages)} packages)")
     else:
         events.stage("resolve")
+        interpreters.start()
         lock = _sources(options, events).resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
         for note in lock.notes:
             events.note(note.reason)
@@ -206,9 +234,15 @@ class _Slimmed:
 
 
 def _build_in(
-    staging: Path, options: BuildOptions, lock: Lock, lock_path: Path, key: str, events: BuildEvents
+    staging: Path,
+    options: BuildOptions,
+    lock: Lock,
+    lock_path: Path,
+    key: str,
+    events: BuildEvents,
+    interpreters: _InterpreterSearch,
 ) -> BuildResult:
-    prepared = _prepare_tree(staging, options, lock, events)
+    prepared = _prepare_tree(staging, options, lock, events, interpreters)
     tree, slim, bytecode = prepared.tree, prepared.slim, prepared.bytecode
     interpreter = prepared.interpreter
     unpacked_bytes = prepared.unpacked_bytes
@@ -255,14 +289,16 @@ def _build_in(
     return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)
 
 
-def _prepare_tree(staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents) -> _Slimmed:
+def _prepare_tree(
+    staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents, interpreters: _InterpreterSearch
+) -> _Slimmed:
     """Download, unpack, slim, strip and compile: everything up to the audit and verification."""
     config = options.recipe.strip
     with ThreadPoolExecutor(max_workers=2) as background:
-        # Finding the interpreters runs a few Pythons: it overlaps the download and unpack.
-        looking = background.submit(_find_interpreters, options)
+        # Without a resolution to overlap, finding the interpreters overlaps the download and unpack.
+        interpreters.start()
         tree, unpacked_bytes, slim = _unpack_and_slim(staging, options, lock, events)
-        interpreter, compiler = looking.result()
+        interpreter, compiler = interpreters.result()
         events.stage("bytecode")
         # Stripping shared objects (threads, mostly in pyelftools under the GIL) and compiling modules
         # (processes) touch different files: side by side they keep both cores busy.
