@@ -211,10 +211,29 @@ def unpack_all(
     return tree
 
 
+# scipy's wheel alone is half the bytes of the sklearn stack: split into pieces of about this size and
+# taken biggest first, the threads finish together instead of one inflating scipy after the rest.
+_PIECE_BYTES = 24 * 1024 * 1024
+
+
 def _write_batches(root: Path, batches: dict[Path, list[_Planned]], *, jobs: int) -> None:
+    pieces = [(wheel, piece) for wheel, planned in batches.items() for piece in _pieces(planned)]
+    pieces.sort(key=lambda item: sum(p.info.file_size for p in item[1]), reverse=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for _ in pool.map(lambda wheel: _extract(wheel, batches[wheel], root), batches):
+        for _ in pool.map(lambda item: _extract(item[0], item[1], root), pieces):
             pass
+
+
+def _pieces(planned: list[_Planned]) -> list[list[_Planned]]:
+    pieces: list[list[_Planned]] = [[]]
+    size = 0
+    for item in planned:
+        if size >= _PIECE_BYTES:
+            pieces.append([])
+            size = 0
+        pieces[-1].append(item)
+        size += item.info.file_size
+    return [piece for piece in pieces if piece]
 
 
 def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
