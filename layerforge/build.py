@@ -377,6 +377,8 @@ def _unpack_and_slim(
         events.note(
             f"kept {spared.path}: `{spared.rule}` would remove it, but {spared.imported_by} imports it"
         )
+    for copy in slim.shared:
+        events.note(f"left out {copy.dropped}: {copy.kept} is the same library, and is loaded first")
     return tree, unpacked_bytes, slim
 
 

@@ -207,3 +207,28 @@ def test_bad_shared_library_tables_are_refused(table: dict[str, object], problem
     raw = {"name": "x", "requirements": ["scipy"], "strip": {"shared_libraries": table}}
     with pytest.raises(RecipeError, match=problem):
         recipe_from_mapping(raw, "x.toml", "x")
+
+
+def test_the_command_line_says_what_was_left_out_and_what_stripping_saved(
+    local_index: LocalIndex, native: dict[str, bytes], tmp_path: Path
+) -> None:
+    from tests.test_cli import run
+
+    _publish(local_index, native, scipyish_init="import numpyish\nfrom scipyish._core import answer\n")
+    recipe = tmp_path / "sci.toml"
+    recipe.write_text(
+        'name = "sci"\nrequirements = ["scipyish"]\n[strip]\nprofile = "aggressive"\n'
+        '[strip.shared_libraries]\n"scipyish.libs" = "numpyish.libs"\n'
+    )
+
+    completed = run(
+        "build", str(recipe), "--index-url", local_index.url, "--cache-dir", str(tmp_path / "c"), cwd=tmp_path
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    said = " ".join((completed.stdout + completed.stderr).split())  # rich wraps long lines
+    assert (
+        f"left out python/scipyish.libs/{LIBRARY}: python/numpyish.libs/{LIBRARY} is the same library" in said
+    )
+    # gcc leaves .symtab in all three objects still in the layer; the aggressive profile cuts it out.
+    assert "binaries: 3 shared objects stripped" in said

@@ -111,6 +111,13 @@ def _summarise(output: Output, result: BuildResult) -> None:
         f"audit: {audit['shared_objects']} shared objects, all {', '.join(audit['machines']) or 'n/a'}, "
         f"newest glibc symbol {audit['max_glibc'] or 'none'}"
     )
+    binaries = manifest.get("binaries")
+    if binaries:
+        skipped = f", {len(binaries['skipped'])} left as they were" if binaries["skipped"] else ""
+        output.info(
+            f"binaries: {binaries['stripped']} shared objects stripped, "
+            f"{binaries['bytes_saved']:,} bytes saved{skipped}"
+        )
     for check in manifest["limits"]:
         state = "[red]over[/]" if check["exceeded"] else "ok"
         output.info(
