@@ -113,7 +113,10 @@ def _compile_share(
     try:
         answer = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
     except (IndexError, ValueError):
-        # A worker that died (a crash in compile, killed) compiled nothing it can vouch for.
+        # A worker that died (a crash in compile, killed) compiled nothing it can vouch for: what it wrote
+        # goes, and its modules keep their sources.
+        for source in share:
+            (tree.root / targets[source]).unlink(missing_ok=True)
         lines = err.decode(errors="replace").strip().splitlines()
         detail = lines[-1] if lines else f"exit status {worker.returncode}"
         return {"failed": {source: f"the compiling interpreter died: {detail}" for source in share}}
