@@ -58,14 +58,6 @@ def _parse(data: _Bytes) -> ElfHeaders:
         raise CannotExcise(str(exc)) from exc
 
 
-def has_symbol_table(data: bytes) -> bool:
-    """Whether the object carries a .symtab this module could try to cut."""
-    try:
-        return any(s.type == SHT_SYMTAB and s.size > 0 for s in ElfHeaders.parse(data).sections)
-    except NotReadable:
-        return False
-
-
 @dataclass(frozen=True)
 class _Cut:
     """Bytes [start, end) go; everything from `end` on moves down by `slide`; the rest stays zeros."""
@@ -99,7 +91,7 @@ def excise_file(source: Path, out: Path) -> None:
             _check_loader_view(data, cut.elf, written)
 
 
-def _plan(data: bytes | bytearray | memoryview) -> _Cut:
+def _plan(data: _Bytes) -> _Cut:
     elf = _parse(data)
     removed = _removable(elf)
     start, end = min(s.offset for s in removed), max(s.end for s in removed)
@@ -119,7 +111,9 @@ def _removable(elf: ElfHeaders) -> tuple[Section, ...]:
     if not 0 < symtab.link < len(elf.sections):
         raise CannotExcise(".symtab names no string table")
     strtab = elf.sections[symtab.link]
-    if strtab.type != SHT_STRTAB or strtab.index == elf.shstrndx:
+    if strtab.type != SHT_STRTAB:
+        raise CannotExcise(".symtab names a section that is not a string table")
+    if strtab.index == elf.shstrndx:
         raise CannotExcise(".symtab's string table is also the section-name table")
     for table in (symtab, strtab):
         if table.flags & SHF_ALLOC:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from layerforge.elfexcise import CannotExcise, excise_file, has_symbol_table
+from layerforge.elfexcise import CannotExcise, excise_file
+from layerforge.elfheaders import SHT_SYMTAB, ElfHeaders, NotReadable
 from layerforge.elfstrip import strip_debug
 
 # Enough exported functions that .symtab and .strtab outgrow a page, as in any real extension module.
@@ -55,6 +56,13 @@ def cut(tmp_path: Path) -> Callable[[bytes], bytes]:
         return out.read_bytes()
 
     return run
+
+
+def has_symbol_table(data: bytes) -> bool:
+    try:
+        return any(s.type == SHT_SYMTAB and s.size > 0 for s in ElfHeaders.parse(data).sections)
+    except NotReadable:
+        return False
 
 
 def _loads(elf_bytes: bytes) -> list[tuple[int, int, int, int, int]]:
