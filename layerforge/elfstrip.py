@@ -9,7 +9,7 @@ refuses them with "ELF load command address/offset not page-aligned". So this mo
 1. runs binutils' `strip` only on ELF shared objects that carry DWARF, and never on those under
    `*.libs/`;
 2. removes a symbol table (the `unneeded` level) by cutting it out (`elfexcise`), an edit that keeps
-   every segment where it was; it saves 14.1 MB on the sklearn stack where `strip` managed 8.9 MB;
+   every segment where it was; it saves 13.8 MB on the sklearn stack where `strip` managed 8.9 MB;
 3. edits a temporary copy, never the file in place;
 4. keeps the result only if the loader would see the same object: the same machine, type, dynamic
    section, dynamic symbols and loadable segments, each still congruent to its alignment;
@@ -49,7 +49,7 @@ from .target import host_machine
 # `debug` is the default: it removes only DWARF (.debug_*), which nothing reads at run time, and keeps
 # .symtab, so native crash traces (faulthandler, py-spy, perf) still show function names. `unneeded`
 # also drops .symtab; it is still safe for extension modules, because the dynamic loader and CPython's
-# import (PyInit_*) use only .dynsym, which is kept. It saves 14.1 MB of the sklearn stack's shared
+# import (PyInit_*) use only .dynsym, which is kept. It saves 13.8 MB of the sklearn stack's shared
 # objects, where `debug` finds no DWARF at all, at the cost of nameless native frames. Both levels go
 # through the same checks.
 StripLevel = Literal["debug", "unneeded"]
@@ -63,7 +63,7 @@ _SKIPPED_LIBS_REASON = (
     "bundled by auditwheel (matches {glob!r}): patchelf rewrote its layout, and a stripped copy fails "
     'to load with "ELF load command address/offset not page-aligned"'
 )
-ELF_READ_ERRORS = (ELFError, ConstructError, struct.error, ValueError, KeyError, OSError)
+_ELF_ERRORS = (ELFError, ConstructError, struct.error, ValueError, KeyError, OSError)
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
         return _Outcome(rel)
     try:
         found = _inspect(path, settings.level)
-    except ELF_READ_ERRORS as exc:
+    except _ELF_ERRORS as exc:
         return _Outcome(rel, skipped=f"its ELF structure could not be read ({exc})")
     if found is None:
         return _Outcome(rel)
@@ -352,7 +352,7 @@ def _compare(before: _Layout, out: Path) -> str | None:
     """Why `out` would not load like the original, or None when it would."""
     try:
         after = _Layout.read(out)
-    except ELF_READ_ERRORS as exc:
+    except _ELF_ERRORS as exc:
         return f"not a readable ELF file: {exc}"
     checks = (
         (after.machine == before.machine, f"machine changed from {before.machine} to {after.machine}"),
