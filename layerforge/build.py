@@ -434,9 +434,7 @@ def _verify(
     # Every extension module that needs a library the layer shares must load with nothing imported before
     # it: that proves the copy kept is loaded first, as the recipe declares. The first such group opens
     # the main check; any further group gets a fresh interpreter of its own.
-    proof = load_proof(tree, slim.shared)
-    first, *others = proof.alone or ((),)
-    wanted = list(dict.fromkeys([*first, *modules_to_verify(tree, recipe), *proof.also]))
+    wanted, others = load_proof(tree, slim.shared).order(modules_to_verify(tree, recipe))
     # A local interpreter of the target's version first, then the Lambda image in Docker, else say plainly
     # that only the static audit ran.
     verifier = choose_verifier(

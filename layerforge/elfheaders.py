@@ -29,6 +29,8 @@ DT_NULL = 0
 DT_NEEDED = 1
 DT_STRTAB = 5
 DT_SONAME = 14
+DT_RPATH = 15
+DT_RUNPATH = 29
 _SHN_LORESERVE = 0xFF00
 
 HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
@@ -97,6 +99,15 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Dynamic:
+    """What the dynamic loader reads to find an object's libraries."""
+
+    needed: tuple[str, ...] = ()
+    soname: str | None = None
+    search_path: tuple[str, ...] = ()  # DT_RUNPATH, else DT_RPATH, split; may hold $ORIGIN
+
+
+@dataclass(frozen=True)
 class ElfHeaders:
     phoff: int
     phsize: int
@@ -140,11 +151,11 @@ class ElfHeaders:
         names = bytes(data[table.offset : table.end]) if table.occupies_file else b""
         return [_c_string(names, section.name_at) for section in self.sections]
 
-    def dynamic_names(self, data: bytes | bytearray | memoryview) -> tuple[tuple[str, ...], str | None]:
-        """(DT_NEEDED names, DT_SONAME) from the dynamic segment, read as the loader reads it."""
+    def dynamic(self, data: bytes | bytearray | memoryview) -> Dynamic:
+        """NEEDED, SONAME and the search path from the dynamic segment, read as the loader reads it."""
         dynamic = next((p for p in self.programs if p.type == PT_DYNAMIC and p.filesz), None)
         if dynamic is None:
-            return (), None
+            return Dynamic()
         if dynamic.offset + dynamic.filesz > len(data):
             raise NotReadable("the dynamic segment runs past the end of the file")
         entries: list[tuple[int, int]] = []
@@ -155,11 +166,19 @@ class ElfHeaders:
             entries.append((tag, value))
         strtab = next((value for tag, value in entries if tag == DT_STRTAB), None)
         if strtab is None:
-            return (), None
+            return Dynamic()
         base = self.file_offset(strtab)
-        needed = tuple(self._string(data, base, value) for tag, value in entries if tag == DT_NEEDED)
-        soname = next((self._string(data, base, value) for tag, value in entries if tag == DT_SONAME), None)
-        return needed, soname
+
+        def strings(wanted: int) -> list[str]:
+            return [self._string(data, base, value) for tag, value in entries if tag == wanted]
+
+        # The loader reads DT_RPATH only when there is no DT_RUNPATH.
+        search = strings(DT_RUNPATH) or strings(DT_RPATH)
+        return Dynamic(
+            needed=tuple(strings(DT_NEEDED)),
+            soname=next(iter(strings(DT_SONAME)), None),
+            search_path=tuple(entry for line in search for entry in line.split(":") if entry),
+        )
 
     def file_offset(self, vaddr: int) -> int:
         """Where the byte the loader maps at `vaddr` sits in the file."""

@@ -9,9 +9,9 @@ extension module of its own), not something a file shows, so a recipe declares i
 `[strip.shared_libraries] "scipy.libs" = "numpy.libs"`. What layerforge proves before it drops a copy:
 1. the two copies are byte-identical, have the same file name, and each gives that name as its SONAME,
    the name the loader matches;
-2. verification imports every extension module that needs the dropped copy, directly or through another
-   bundled library, first thing in a fresh interpreter: a wrong declaration fails the build instead of
-   a function.
+2. verification imports every extension module whose libraries would be looked for where the dropped
+   copy was (its RPATH or RUNPATH, or those of the bundled library it loads), first thing in a fresh
+   interpreter: a wrong declaration fails the build instead of a function.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .binfmt import sniff
 from .cache import sha256_of
-from .elfheaders import ElfHeaders, NotReadable, mapped_file
+from .elfheaders import Dynamic, ElfHeaders, NotReadable, mapped_file
 from .unpack import LAYER_PREFIX, LayerTree
 
 RULE_PREFIX = "recipe:shared_libraries"
@@ -36,7 +36,6 @@ class SharedCopy:
     dropped: str  # path in the layer, under python/
     kept: str
     rule: str
-    distribution: str  # the one that loses its copy
 
 
 def find_shared_copies(
@@ -53,7 +52,21 @@ def find_shared_copies(
                 continue
             twin = f"{LAYER_PREFIX}/{kept_folder}/{path[len(prefix) :]}"
             if twin in tree.files and twin not in gone and _same_library(tree, path, twin):
-                found.append(SharedCopy(path, twin, rule, tree.files[path].distribution))
+                found.append(SharedCopy(path, twin, rule))
+    return tuple(found)
+
+
+def missing_copies(tree: LayerTree, shared: Mapping[str, str]) -> tuple[SharedCopy, ...]:
+    """In a finished layer (`verify ZIP`): each library of a kept folder that the folder sharing it does
+    not have. Whether it was dropped or never there, whatever looks for it there must find it loaded."""
+    found: list[SharedCopy] = []
+    for dropped_folder, kept_folder in sorted(shared.items()):
+        prefix = f"{LAYER_PREFIX}/{kept_folder}/"
+        for path in sorted(tree.files):
+            name = path[len(prefix) :]
+            twin = f"{LAYER_PREFIX}/{dropped_folder}/{name}"
+            if path.startswith(prefix) and "/" not in name and twin not in tree.files:
+                found.append(SharedCopy(twin, path, f"{RULE_PREFIX}:{dropped_folder}={kept_folder}"))
     return tuple(found)
 
 
@@ -68,74 +81,113 @@ def _same_library(tree: LayerTree, path: str, twin: str) -> bool:
 def _soname(path: Path) -> str | None:
     if sniff(path).kind != "elf":
         return None
-    return _dynamic_names(path)[1]
+    return _dynamic(path).soname
 
 
-def _dynamic_names(path: Path) -> tuple[tuple[str, ...], str | None]:
-    """(DT_NEEDED names, DT_SONAME) of an ELF file; empty when it cannot be read. Mapped, not read: only
-    the pages of the headers and the dynamic section are touched."""
+def _dynamic(path: Path) -> Dynamic:
+    """What the loader reads of an ELF file to find its libraries; nothing when it cannot be read.
+    Mapped, not read: only the pages of the headers and the dynamic section are touched."""
     try:
         with mapped_file(path) as view:
-            return ElfHeaders.parse(view).dynamic_names(view)
+            return ElfHeaders.parse(view).dynamic(view)
     except (OSError, ValueError, NotReadable):  # ValueError: an empty file cannot be mapped
-        return (), None
+        return Dynamic()
 
 
 @dataclass(frozen=True)
 class LoadProof:
     """The imports that prove a layer's shared copies are loaded before they are needed.
 
-    `alone` holds, for each distribution that lost a copy, its extension modules that need it: each group
-    must import with nothing imported before it, as on a cold start that imports only that package.
-    `also` holds modules that need a library of the same name but keep their own copy."""
+    `alone` holds, for each folder that lost copies, the extension modules whose libraries would be looked
+    for there: each group must import with nothing imported before it, as on a cold start that imports
+    only that package. `also` holds modules that need a library of the same name but find a copy of
+    their own."""
 
     alone: tuple[tuple[str, ...], ...] = ()
     also: tuple[str, ...] = ()
 
+    def order(self, modules: Iterable[str]) -> tuple[list[str], list[tuple[str, ...]]]:
+        """The main check's import order (the first group, then `modules`, then `also`), and the groups
+        that need a fresh interpreter of their own."""
+        first, *others = self.alone or ((),)
+        return list(dict.fromkeys([*first, *modules, *self.also])), others
+
+
+@dataclass(frozen=True)
+class _Object:
+    folder: str  # where it lies in the layer
+    needed: tuple[str, ...]
+    answers_to: str
+    searches: frozenset[str]  # layer folders its search path names ($ORIGIN resolved)
+
 
 def load_proof(tree: LayerTree, copies: Iterable[SharedCopy]) -> LoadProof:
-    """Which extension modules load a dropped copy, directly or through other bundled libraries."""
+    """Which extension modules load a dropped copy's name, and which of them would look for it in the
+    folder that no longer has it: directly, or through another bundled library that would."""
     copies = tuple(copies)
     if not copies:
         return LoadProof()
-    losers = {copy.distribution for copy in copies}
+    objects = _objects(tree, {copy.dropped for copy in copies})
+    gone: dict[str, set[str]] = {}  # library name -> the folders that lost their copy
+    for copy in copies:
+        gone.setdefault(posixpath.basename(copy.dropped), set()).add(posixpath.dirname(copy.dropped))
+    verdicts: dict[str, str | None] = {}  # path -> the emptied folder its load looks in, None if none
+    for _ in range(len(objects) + 1):  # risk spreads one library further each round, never back
+        by_name = {obj.answers_to: verdicts[path] for path, obj in objects.items() if path in verdicts}
+        changed = False
+        for path, obj in objects.items():
+            involved, folder = _verdict(obj, gone, by_name)
+            if involved and (path not in verdicts or verdicts[path] != folder):
+                verdicts[path] = folder
+                changed = True
+        if not changed:
+            break
     alone: dict[str, list[str]] = {}
     also: list[str] = []
-    for path, module in _modules_needing(tree, copies):
-        distribution = tree.files[path].distribution
-        if distribution in losers:
-            alone.setdefault(distribution, []).append(module)
-        else:
+    for path, verdict in sorted(verdicts.items()):
+        module = _extension_module(path)
+        if module is None:
+            continue
+        if verdict is None:
             also.append(module)
+        else:
+            alone.setdefault(verdict, []).append(module)
     return LoadProof(tuple(tuple(group) for _, group in sorted(alone.items())), tuple(also))
 
 
-def _modules_needing(tree: LayerTree, copies: tuple[SharedCopy, ...]) -> list[tuple[str, str]]:
-    """(path, module) of each extension module that needs a dropped copy's name, in path order."""
-    dropped = {copy.dropped for copy in copies}
-    libraries: dict[str, tuple[tuple[str, ...], str]] = {}  # path -> (needed, the name it answers to)
+def _verdict(
+    obj: _Object, gone: dict[str, set[str]], by_name: dict[str, str | None]
+) -> tuple[bool, str | None]:
+    """(whether it needs a shared name at all, the emptied folder its load would look in)."""
+    involved = False
+    for name in obj.needed:
+        emptied = gone.get(name, set()) & obj.searches
+        if emptied:
+            return True, min(emptied)
+        if by_name.get(name) is not None:
+            return True, by_name[name]
+        involved = involved or name in gone or name in by_name
+    return involved, None
+
+
+def _objects(tree: LayerTree, dropped: set[str]) -> dict[str, _Object]:
+    objects: dict[str, _Object] = {}
     for path in sorted(tree.files):
         name = posixpath.basename(path)
         if path in dropped or path in tree.held or not (name.endswith(".so") or ".so." in name):
             continue
-        needed, soname = _dynamic_names(tree.root / path)
-        if needed:
-            libraries[path] = (needed, soname or name)
-    wanted = {posixpath.basename(path) for path in dropped}
-    modules: dict[str, str] = {}
-    grew = True
-    while grew:  # a library that needs a wanted name is wanted too, until nothing new turns up
-        grew = False
-        for path, (needed, answers_to) in libraries.items():
-            if path in modules or answers_to in wanted or not wanted.intersection(needed):
-                continue
-            module = _extension_module(path)
-            if module is not None:
-                modules[path] = module
-            else:
-                wanted.add(answers_to)
-                grew = True
-    return sorted(modules.items())
+        dynamic = _dynamic(tree.root / path)
+        if dynamic.needed:
+            folder = posixpath.dirname(path)
+            searches = frozenset(_resolve(folder, entry) for entry in dynamic.search_path)
+            objects[path] = _Object(folder, dynamic.needed, dynamic.soname or name, searches)
+    return objects
+
+
+def _resolve(folder: str, entry: str) -> str:
+    """A search-path entry as a layer path: `$ORIGIN/../../scipy.libs` seen from `python/scipy/linalg`."""
+    expanded = entry.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", folder)
+    return posixpath.normpath(expanded)
 
 
 def _extension_module(path: str) -> str | None:

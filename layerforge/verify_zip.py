@@ -11,6 +11,7 @@ from .audit import AuditReport, audit_tree
 from .interpreters import find_interpreter
 from .layerzip import distribution_names, extract_layer
 from .recipe import Recipe
+from .sharing import load_proof, missing_copies
 from .target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
 from .toplevel import modules_to_verify
 from .verify import VerifyReport, verify_layer
@@ -62,8 +63,14 @@ def verify_zip(
         tree = extract_layer(zip_path, Path(scratch) / "layer")
         audit = audit_tree(tree.root, target, tree.origins())
         config = recipe.verify if recipe else None
-        modules = tuple(modules_to_verify(tree, config))
+        # What the recipe shares must be loaded first, as in `build`: those modules open the check.
+        shared = missing_copies(tree, recipe.strip.shared_libraries) if recipe else ()
+        ordered, others = load_proof(tree, shared).order(modules_to_verify(tree, config))
+        modules = tuple(ordered)
         interpreter = find_interpreter(target, explicit=python)
+        for group in others:
+            alone = verify_layer(tree.root, target, modules=group, distributions=(), interpreter=interpreter)
+            alone.raise_for_failures()
         report = verify_layer(
             tree.root,
             target,

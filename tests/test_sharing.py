@@ -155,9 +155,11 @@ def test_a_copy_whose_soname_is_not_its_name_is_kept(native: dict[str, bytes], t
     assert find_shared_copies(tree, {"b.libs": "a.libs"}) == ()
 
 
-def test_modules_that_need_a_copy_through_another_library_are_found(
+def test_the_modules_whose_search_path_leads_to_a_dropped_copy_are_found(
     native: dict[str, bytes], tmp_path: Path
 ) -> None:
+    # As auditwheel lays them out: a bundled BLAS that needs the library and finds it beside itself
+    # ($ORIGIN), and extension modules that find the BLAS (or the library) through ../../<pkg>.libs.
     folder = tmp_path / "build"
     folder.mkdir()
     (folder / LIBRARY).write_bytes(native["library"])
@@ -168,21 +170,33 @@ def test_modules_that_need_a_copy_through_another_library_are_found(
         "-Wl,-soname,libblas-9f.so",
         f"-L{folder}",
         f"-l:{LIBRARY}",
+        "-Wl,-rpath,$ORIGIN",
     )
-    uses_blas = _gcc(
-        folder,
-        "int blas_answer(void); int f(void) { return blas_answer(); }\n",
-        folder / "m.so",
-        f"-L{folder}",
-        "-l:libblas-9f.so",
-    )
+
+    def module(needs: str, package: str) -> bytes:
+        # Each calls into what it links, or the linker (--as-needed) would drop the NEEDED entry.
+        call = "blas_answer" if needs.startswith("libblas") else "gf_answer"
+        return _gcc(
+            folder,
+            f"int {call}(void); int f(void) {{ return {call}(); }}\n",
+            folder / "m.so",
+            f"-L{folder}",
+            f"-l:{needs}",
+            f"-Wl,-rpath,$ORIGIN/../../{package}.libs",
+        )
+
     tree = _tree(
         tmp_path / "layer",
         {
             f"python/a.libs/{LIBRARY}": native["library"],
             f"python/b.libs/{LIBRARY}": native["library"],
             "python/b.libs/libblas-9f.so": blas,
-            f"python/b/linalg/_flapack{SUFFIX}": uses_blas,
+            # Through the BLAS, which would look for the library in b.libs, where it no longer is.
+            f"python/b/linalg/_flapack{SUFFIX}": module("libblas-9f.so", "b"),
+            # Directly, looking in b.libs.
+            f"python/b/special/_ufuncs{SUFFIX}": module(LIBRARY, "b"),
+            # Directly too, but from a package that finds its own copy in a.libs.
+            f"python/a/core/_umath{SUFFIX}": module(LIBRARY, "a"),
             # Names the library too (as its own SONAME) without needing it.
             f"python/b/_unrelated{SUFFIX}": native["other_library"],
         },
@@ -190,7 +204,12 @@ def test_modules_that_need_a_copy_through_another_library_are_found(
     copies = find_shared_copies(tree, {"b.libs": "a.libs"})
 
     assert [copy.dropped for copy in copies] == [f"python/b.libs/{LIBRARY}"]
-    assert load_proof(tree, copies) == LoadProof(alone=(("b.linalg._flapack",),))
+    proof = load_proof(tree, copies)
+    assert proof == LoadProof(alone=(("b.linalg._flapack", "b.special._ufuncs"),), also=("a.core._umath",))
+    assert proof.order(["a", "b"]) == (
+        ["b.linalg._flapack", "b.special._ufuncs", "a", "b", "a.core._umath"],
+        [],
+    )
 
 
 @pytest.mark.parametrize(
@@ -232,3 +251,35 @@ def test_the_command_line_says_what_was_left_out_and_what_stripping_saved(
     )
     # gcc leaves .symtab in all three objects still in the layer; the aggressive profile cuts it out.
     assert "binaries: 3 shared objects stripped" in said
+
+
+def test_verify_zip_with_the_recipe_loads_what_looks_for_a_shared_copy_first(
+    local_index: LocalIndex, native: dict[str, bytes], tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from layerforge.target import Target
+    from layerforge.verify_zip import verify_zip
+
+    # A layer built without verification from a package that loads its extension before the other
+    # package: the import check alone passes (numpyish, first by name, loads the library for it).
+    _publish(local_index, native, scipyish_init="from scipyish._core import answer\n")
+    built = build(
+        dataclasses.replace(
+            options(local_index, tmp_path, name="sci", requirements=["scipyish"], strip=SHARED), verify=False
+        )
+    )
+    recipe = recipe_from_mapping(
+        {"name": "sci", "requirements": ["scipyish"], "strip": SHARED}, "sci.toml", "sci"
+    )
+    target = Target("python3.11", "x86_64")
+
+    plain = verify_zip(built.zip_path, target)
+    with_recipe = verify_zip(built.zip_path, target, recipe=recipe)
+
+    assert plain.ok and plain.modules[0] == "numpyish"
+    assert with_recipe.modules[0] == "scipyish._core"
+    assert not with_recipe.ok
+    # Once numpyish is imported, later in the same check, scipyish itself imports: only the first fails.
+    assert [failure.module for failure in with_recipe.verify.failures] == ["scipyish._core"]
+    assert LIBRARY in with_recipe.verify.failures[0].error
