@@ -7,17 +7,7 @@ from pathlib import Path
 
 from layerforge.bytecode import compile_tree
 from layerforge.interpreters import Interpreter
-from layerforge.unpack import LayerFile, LayerTree
-
-
-def _tree(root: Path, sources: dict[str, str]) -> LayerTree:
-    tree = LayerTree(root)
-    for rel, text in sources.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        tree.files[rel] = LayerFile(rel, len(text), "demo", "demo-1.0-py3-none-any.whl")
-    return tree
+from tests.support.layertree import layer_tree
 
 
 def _interpreter(path: Path) -> Interpreter:
@@ -30,7 +20,7 @@ MODULES = {f"python/demo/m{i}.py": f"VALUE = {i}\n" * (i + 1) for i in range(9)}
 def test_every_module_gets_bytecode_whichever_the_number_of_workers(tmp_path: Path) -> None:
     outputs = []
     for jobs in (1, 3):
-        tree = _tree(tmp_path / str(jobs), MODULES)
+        tree = layer_tree(tmp_path / str(jobs), MODULES)
         report = compile_tree(tree, "sourceless", _interpreter(Path(sys.executable)), jobs=jobs)
         assert report.compiled == len(MODULES) and report.failed == ()
         assert sorted(tree.files) == sorted(f"{rel}c" for rel in MODULES)
@@ -46,7 +36,7 @@ def test_a_worker_that_dies_leaves_no_bytecode_and_every_source_in_place(tmp_pat
         "echo 'Fatal Python error: Segmentation fault' >&2\nexit 139\n"
     )
     dying.chmod(0o755)
-    tree = _tree(tmp_path / "layer", MODULES)
+    tree = layer_tree(tmp_path / "layer", MODULES)
 
     report = compile_tree(tree, "sourceless", _interpreter(dying), jobs=2)
 

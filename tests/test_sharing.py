@@ -15,8 +15,8 @@ from layerforge.build import build
 from layerforge.errors import RecipeError, VerificationError
 from layerforge.recipe import recipe_from_mapping
 from layerforge.sharing import LoadProof, find_shared_copies, load_proof
-from layerforge.unpack import LayerFile, LayerTree
 from tests.support.index import LocalIndex
+from tests.support.layertree import layer_tree
 from tests.test_build import options, zip_names
 
 TAG = "cp311-cp311-manylinux2014_x86_64"
@@ -135,20 +135,10 @@ def test_copies_that_differ_are_both_kept(
     assert not any("shared_libraries" in rule for rule in result.manifest["removed"]["by_rule"])
 
 
-def _tree(root: Path, files: dict[str, bytes]) -> LayerTree:
-    tree = LayerTree(root)
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        tree.files[rel] = LayerFile(rel, len(data), rel.split("/")[1].split(".")[0], "w.whl")
-    return tree
-
-
 def test_a_copy_whose_soname_is_not_its_name_is_kept(native: dict[str, bytes], tmp_path: Path) -> None:
     # The loader matches the SONAME: under another file name the kept copy would not answer for it.
     renamed = "libgf-renamed.so.5"
-    tree = _tree(
+    tree = layer_tree(
         tmp_path,
         {f"python/a.libs/{renamed}": native["library"], f"python/b.libs/{renamed}": native["library"]},
     )
@@ -185,7 +175,7 @@ def test_the_modules_whose_search_path_leads_to_a_dropped_copy_are_found(
             f"-Wl,-rpath,$ORIGIN/../../{package}.libs",
         )
 
-    tree = _tree(
+    tree = layer_tree(
         tmp_path / "layer",
         {
             f"python/a.libs/{LIBRARY}": native["library"],
