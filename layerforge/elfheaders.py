@@ -10,6 +10,7 @@ pyelftools still reads anything else (the strip checks, the audit's symbol versi
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,14 +44,13 @@ P_OFFSET_AT, SH_OFFSET_AT = 8, 24  # where the file offset sits in a program and
 
 @contextmanager
 def mapped_file(path: Path) -> Iterator[memoryview]:
-    """The file's bytes, mapped rather than read: only the pages looked at are loaded. Raises OSError,
-    and ValueError for an empty file, which cannot be mapped."""
-    with (
-        path.open("rb") as stream,
-        mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-        memoryview(mapped) as view,
-    ):
-        yield view
+    """The file's bytes, mapped rather than read: only the pages looked at are loaded. Raises OSError."""
+    with path.open("rb") as stream:
+        if os.fstat(stream.fileno()).st_size == 0:
+            yield memoryview(b"")  # mmap refuses an empty file
+            return
+        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
+            yield view
 
 
 class NotReadable(Exception):
@@ -78,15 +78,12 @@ class Program:
 @dataclass(frozen=True)
 class Section:
     index: int
-    at: int
     name_at: int  # offset of its name in the section-name table
     type: int
     flags: int
-    addr: int
     offset: int
     size: int
     link: int
-    info: int
     align: int
 
     @property
@@ -209,5 +206,5 @@ def _program(data: bytes | bytearray | memoryview, at: int) -> Program:
 
 
 def _section(data: bytes | bytearray | memoryview, index: int, at: int) -> Section:
-    name_at, s_type, flags, addr, offset, size, link, info, align, _entsize = SECTION.unpack_from(data, at)
-    return Section(index, at, name_at, s_type, flags, addr, offset, size, link, info, align)
+    name_at, s_type, flags, _addr, offset, size, link, _info, align, _entsize = SECTION.unpack_from(data, at)
+    return Section(index, name_at, s_type, flags, offset, size, link, align)

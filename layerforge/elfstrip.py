@@ -39,7 +39,7 @@ from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import Section, SymbolTableSection
+from elftools.elf.sections import SymbolTableSection
 
 from .binfmt import iter_files, sniff
 from .elfexcise import CannotExcise, excise_file
@@ -156,23 +156,16 @@ def _strip_file(path: Path, rel: str, settings: _Settings) -> _Outcome | None:
         return _Outcome(rel, skipped=f"not a shared object but {kind}; only shared objects are stripped")
     candidate = _Candidate(path, rel, ident.machine)
     try:
-        with mapped_file(path) as data:
-            names: list[str] | None = ElfHeaders.parse(data).section_names(data)
-    except (NotReadable, ValueError):
-        names = None  # not ELF64 little-endian: pyelftools reads it below
-    if names is not None and not any(name.startswith(_DEBUG_PREFIXES) for name in names):
-        if settings.level == "unneeded" and ".symtab" in names:
-            return _write_cut(candidate)
-        return _Outcome(rel)
-    try:
-        found = _inspect(path, settings.level)
+        names = _section_names(path)
+        # Most wheels carry no DWARF: leaving them to the cut (or alone) is both the fastest path and the
+        # safest, since strip re-lays out even a file it removes nothing from.
+        if not any(name.startswith(_DEBUG_PREFIXES) for name in names):
+            if settings.level == "unneeded" and ".symtab" in names:
+                return _write_cut(candidate)  # refused with a reason for an ELF class it cannot edit
+            return _Outcome(rel)
+        before = _Layout.read(path)
     except _ELF_ERRORS as exc:
         return _Outcome(rel, skipped=f"its ELF structure could not be read ({exc})")
-    if found is None:
-        return _Outcome(rel)
-    before, has_dwarf = found
-    if not has_dwarf:  # a foreign ELF class with a symbol table: elfexcise refuses it with a reason
-        return _write_cut(candidate)
     matched = next((glob for glob in settings.globs if fnmatch.fnmatchcase(rel, glob)), None)
     if matched is not None:
         return _Outcome(rel, skipped=_SKIPPED_LIBS_REASON.format(glob=matched))
@@ -288,37 +281,28 @@ class _Layout:
     def read(cls, path: Path) -> _Layout:
         with path.open("rb") as stream:
             elf = ELFFile(stream)
-            return cls.of(elf, list(elf.iter_sections()))
-
-    @classmethod
-    def of(cls, elf: ELFFile, sections: list[Section]) -> _Layout:
-        # One pass over the sections and one over the segments: pyelftools builds a DynamicSegment (which
-        # scans every section) each time it meets PT_DYNAMIC, so each extra pass costs a full re-read.
-        dynsym = next((s for s in sections if s.name == ".dynsym"), None)
-        loads, misaligned, dynamic = _segments(elf)
-        return cls(
-            machine=str(elf["e_machine"]),
-            elf_type=str(elf["e_type"]),
-            loads=loads,
-            misaligned=misaligned,
-            dynamic=dynamic,
-            dynamic_symbols=dynsym.num_symbols() if isinstance(dynsym, SymbolTableSection) else -1,
-        )
+            # One pass over the sections and one over the segments: pyelftools builds a DynamicSegment
+            # (which scans every section) each time it meets PT_DYNAMIC, so each extra pass costs a re-read.
+            dynsym = next((s for s in elf.iter_sections() if s.name == ".dynsym"), None)
+            loads, misaligned, dynamic = _segments(elf)
+            return cls(
+                machine=str(elf["e_machine"]),
+                elf_type=str(elf["e_type"]),
+                loads=loads,
+                misaligned=misaligned,
+                dynamic=dynamic,
+                dynamic_symbols=dynsym.num_symbols() if isinstance(dynsym, SymbolTableSection) else -1,
+            )
 
 
-def _inspect(path: Path, level: StripLevel) -> tuple[_Layout, bool] | None:
-    """The layout of a file that stripping at `level` would change, and whether it carries DWARF; None
-    when it has nothing to remove."""
-    with path.open("rb") as stream:
-        elf = ELFFile(stream)
-        sections = list(elf.iter_sections())
-        names = frozenset(section.name for section in sections)
-        has_dwarf = any(name.startswith(_DEBUG_PREFIXES) for name in names)
-        # Most wheels carry no DWARF: leaving them alone is both the fastest path and the safest, since
-        # strip re-lays out even a file it removes nothing from.
-        if not has_dwarf and not (level == "unneeded" and ".symtab" in names):
-            return None
-        return _Layout.of(elf, sections), has_dwarf
+def _section_names(path: Path) -> list[str]:
+    """Read with the fast reader; pyelftools reads an ELF class it does not handle (32-bit, big-endian)."""
+    try:
+        with mapped_file(path) as data:
+            return ElfHeaders.parse(data).section_names(data)
+    except NotReadable:
+        with path.open("rb") as stream:
+            return [section.name for section in ELFFile(stream).iter_sections()]
 
 
 _Segments = tuple[tuple[tuple[object, ...], ...], tuple[int, ...], tuple[tuple[object, ...], ...]]

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .binfmt import sniff
 from .cache import sha256_of
 from .elfheaders import Dynamic, ElfHeaders, NotReadable, mapped_file
 from .unpack import LAYER_PREFIX, LayerTree
@@ -45,14 +44,11 @@ def find_shared_copies(
     gone = set(removed)
     found: list[SharedCopy] = []
     for dropped_folder, kept_folder in sorted(shared.items()):
-        rule = f"{RULE_PREFIX}:{dropped_folder}={kept_folder}"
-        prefix = f"{LAYER_PREFIX}/{dropped_folder}/"
-        for path in sorted(tree.files):
-            if not path.startswith(prefix) or "/" in path[len(prefix) :] or path in gone:
-                continue
-            twin = f"{LAYER_PREFIX}/{kept_folder}/{path[len(prefix) :]}"
-            if twin in tree.files and twin not in gone and _same_library(tree, path, twin):
-                found.append(SharedCopy(path, twin, rule))
+        kept = _libraries(tree, kept_folder)
+        for name, path in _libraries(tree, dropped_folder).items():
+            twin = kept.get(name)
+            if path not in gone and twin is not None and twin not in gone and _same_library(tree, path, twin):
+                found.append(SharedCopy(path, twin, _rule(dropped_folder, kept_folder)))
     return tuple(found)
 
 
@@ -61,27 +57,34 @@ def missing_copies(tree: LayerTree, shared: Mapping[str, str]) -> tuple[SharedCo
     not have. Whether it was dropped or never there, whatever looks for it there must find it loaded."""
     found: list[SharedCopy] = []
     for dropped_folder, kept_folder in sorted(shared.items()):
-        prefix = f"{LAYER_PREFIX}/{kept_folder}/"
-        for path in sorted(tree.files):
-            name = path[len(prefix) :]
-            twin = f"{LAYER_PREFIX}/{dropped_folder}/{name}"
-            if path.startswith(prefix) and "/" not in name and twin not in tree.files:
-                found.append(SharedCopy(twin, path, f"{RULE_PREFIX}:{dropped_folder}={kept_folder}"))
+        present = _libraries(tree, dropped_folder)
+        for name, path in _libraries(tree, kept_folder).items():
+            if name not in present:
+                dropped = f"{LAYER_PREFIX}/{dropped_folder}/{name}"
+                found.append(SharedCopy(dropped, path, _rule(dropped_folder, kept_folder)))
     return tuple(found)
 
 
+def _libraries(tree: LayerTree, folder: str) -> dict[str, str]:
+    """File name -> layer path of the files directly in a top-level folder, in name order."""
+    prefix = f"{LAYER_PREFIX}/{folder}/"
+    return {
+        path[len(prefix) :]: path
+        for path in sorted(tree.files)
+        if path.startswith(prefix) and "/" not in path[len(prefix) :]
+    }
+
+
+def _rule(dropped_folder: str, kept_folder: str) -> str:
+    return f"{RULE_PREFIX}:{dropped_folder}={kept_folder}"
+
+
 def _same_library(tree: LayerTree, path: str, twin: str) -> bool:
-    if tree.files[path].size != tree.files[twin].size or path in tree.held or twin in tree.held:
+    """Byte for byte the same, answering to its file name: once loaded, the loader gives it for that name."""
+    if tree.files[path].size != tree.files[twin].size:
         return False
     first, second = tree.root / path, tree.root / twin
-    name = posixpath.basename(path)
-    return _soname(first) == name == _soname(second) and sha256_of(first) == sha256_of(second)
-
-
-def _soname(path: Path) -> str | None:
-    if sniff(path).kind != "elf":
-        return None
-    return _dynamic(path).soname
+    return _dynamic(first).soname == posixpath.basename(path) and sha256_of(first) == sha256_of(second)
 
 
 def _dynamic(path: Path) -> Dynamic:
@@ -90,7 +93,7 @@ def _dynamic(path: Path) -> Dynamic:
     try:
         with mapped_file(path) as view:
             return ElfHeaders.parse(view).dynamic(view)
-    except (OSError, ValueError, NotReadable):  # ValueError: an empty file cannot be mapped
+    except (OSError, NotReadable):
         return Dynamic()
 
 
@@ -115,7 +118,6 @@ class LoadProof:
 
 @dataclass(frozen=True)
 class _Object:
-    folder: str  # where it lies in the layer
     needed: tuple[str, ...]
     answers_to: str
     searches: frozenset[str]  # layer folders its search path names ($ORIGIN resolved)
@@ -174,13 +176,13 @@ def _objects(tree: LayerTree, dropped: set[str]) -> dict[str, _Object]:
     objects: dict[str, _Object] = {}
     for path in sorted(tree.files):
         name = posixpath.basename(path)
-        if path in dropped or path in tree.held or not (name.endswith(".so") or ".so." in name):
+        if path in dropped or not (name.endswith(".so") or ".so." in name):
             continue
         dynamic = _dynamic(tree.root / path)
         if dynamic.needed:
             folder = posixpath.dirname(path)
             searches = frozenset(_resolve(folder, entry) for entry in dynamic.search_path)
-            objects[path] = _Object(folder, dynamic.needed, dynamic.soname or name, searches)
+            objects[path] = _Object(dynamic.needed, dynamic.soname or name, searches)
     return objects
 
 

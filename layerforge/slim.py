@@ -181,6 +181,7 @@ class RuleMatcher:
     def __init__(self, config: StripConfig) -> None:
         self._config = config
         self._rules = [(rule, only, _union(rule.patterns)) for rule, only in rules_for(config)]
+        self.guard_words = _guard_words(rule for rule, _, _ in self._rules)
         self._keep: dict[str, re.Pattern[str]] = {}
         self._answers: dict[tuple[str, str], StripRule | None] = {}
 
@@ -222,9 +223,7 @@ def plan(tree: LayerTree, config: StripConfig, matcher: RuleMatcher | None = Non
         candidates[path] = Removal(path, layer_file.size, layer_file.distribution, rule.name)
         if rule.guarded:
             guarded.add(path)
-    spared = _spare_imported_modules(
-        tree, candidates, guarded, _guard_words(rule for rule, _ in rules_for(config))
-    )
+    spared = _spare_imported_modules(tree, candidates, guarded, matcher.guard_words)
     kept = {s.path for s in spared}
     removed = tuple(r for p, r in candidates.items() if p not in kept)
     removed_paths = {r.path for r in removed}
