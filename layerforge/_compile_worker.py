@@ -1,11 +1,12 @@
 """Compile a list of modules to hash-based bytecode. Run by the target's interpreter, not imported.
 
 bytecode.py gives each worker its share of the layer's modules on stdin as JSON: [[source, pyc,
-name shown in tracebacks], ...]. It answers with one JSON line: {"sizes": {pyc: bytes}, "failed":
-{source: error}}. It uses only the standard library of the interpreter that runs it (3.9 to 3.14),
-through py_compile's public API. Why not compileall: it walks the tree again, sends every file
-through a process pool one at a time and rewalks to find its output; the layer already knows its
-modules, and two workers with half of them each spend their time compiling.
+name shown in tracebacks], ...], paths relative to the layer's root, its working folder. It answers
+with one JSON line: {"sizes": {pyc: bytes}, "failed": {source: error}}. It uses only the standard
+library of the interpreter that runs it (3.9 to 3.14), through py_compile's public API. Why not
+compileall: it walks the tree again, sends every file through a process pool one at a time and
+rewalks to find its output; the layer already knows its modules, and two workers with half of them
+each spend their time compiling.
 """
 
 import json

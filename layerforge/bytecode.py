@@ -12,10 +12,9 @@ import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-from .interpreters import Interpreter
+from .interpreters import Interpreter, last_json_line, packaged_script, stderr_tail
 from .unpack import LAYER_PREFIX, LayerFile, LayerTree
 
 # Where Lambda unpacks a layer: tracebacks then point at the real files.
@@ -48,12 +47,12 @@ def compile_tree(
         return BytecodeReport(
             mode, None, 0, (), 0, 0, skipped_reason="no interpreter of the target's Python version was found"
         )
-    sources = sorted(path for path in tree.files if path.endswith(".py") and path not in tree.held)
+    sources = sorted(path for path in tree.files if path.endswith(".py"))
     tag = f"{interpreter.implementation}-{interpreter.version[0]}{interpreter.version[1]}"
     targets = {source: _pyc_for(source, mode, tag) for source in sources}
     shares = _shares(tree, sources, _SHARES)
     flags = ("-X", "no_debug_ranges") if not debug_ranges else ()
-    command = [str(interpreter.path), "-I", "-S", *flags, "-c", _worker_source()]
+    command = [str(interpreter.path), "-I", "-S", *flags, "-c", packaged_script("_compile_worker.py")]
     # One thread per running worker feeds it and drains its pipes, so no worker waits on a full pipe.
     with ThreadPoolExecutor(max_workers=max(1, min(jobs or os.cpu_count() or 1, _SHARES))) as pool:
         answers = list(pool.map(lambda share: _compile_share(command, tree, share, targets), shares))
@@ -61,10 +60,7 @@ def compile_tree(
     failed: list[str] = []
     for answer in answers:
         sizes.update(answer.get("sizes", {}))
-        failed += [
-            f"{source.removeprefix(f'{tree.root}/')}: {error}"
-            for source, error in sorted(answer.get("failed", {}).items())
-        ]
+        failed += [f"{source}: {error}" for source, error in sorted(answer.get("failed", {}).items())]
     added = _register(tree, targets, sizes)
     removed_sources = _drop_sources(tree, added) if mode == "sourceless" else 0
     return BytecodeReport(
@@ -107,18 +103,20 @@ def _shares(tree: LayerTree, sources: list[str], count: int) -> list[list[str]]:
 def _compile_share(
     command: list[str], tree: LayerTree, share: list[str], targets: dict[str, str]
 ) -> dict[str, Any]:
-    jobs = [[str(tree.root / source), str(tree.root / targets[source]), _shown(source)] for source in share]
-    worker = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Layer paths, run from the layer's root: the worker answers in the tree's own keys.
+    jobs = [[source, targets[source], _shown(source)] for source in share]
+    worker = subprocess.Popen(
+        command, cwd=tree.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out, err = worker.communicate(json.dumps(jobs).encode())
     try:
-        answer = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
+        answer = last_json_line(out.decode(errors="replace"))
     except (IndexError, ValueError):
         # A worker that died (a crash in compile, killed) compiled nothing it can vouch for: what it wrote
         # goes, and its modules keep their sources.
         for source in share:
             (tree.root / targets[source]).unlink(missing_ok=True)
-        lines = err.decode(errors="replace").strip().splitlines()
-        detail = lines[-1] if lines else f"exit status {worker.returncode}"
+        detail = stderr_tail(err.decode(errors="replace"), f"exit status {worker.returncode}")
         return {"failed": {source: f"the compiling interpreter died: {detail}" for source in share}}
     return answer if isinstance(answer, dict) else {}
 
@@ -128,15 +126,10 @@ def _shown(source: str) -> str:
     return RUNTIME_PREFIX + source.removeprefix(LAYER_PREFIX)
 
 
-def _worker_source() -> str:
-    return resources.files("layerforge").joinpath("_compile_worker.py").read_text(encoding="utf-8")
-
-
 def _register(tree: LayerTree, targets: dict[str, str], sizes: dict[str, int]) -> list[LayerFile]:
     added = []
-    root = str(tree.root) + "/"
     for source, pyc in targets.items():
-        size = sizes.get(root + pyc)
+        size = sizes.get(pyc)
         if size is None:
             continue
         origin = tree.files[source]

@@ -11,6 +11,7 @@ interpreters, and finally the interpreter running layerforge.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -19,7 +20,9 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 from .target import Target
@@ -87,6 +90,24 @@ class Interpreter:
         }
 
 
+@functools.cache
+def packaged_script(name: str) -> str:
+    """A script shipped in this package, for `python -c` in an interpreter that has no layerforge."""
+    return resources.files("layerforge").joinpath(name).read_text(encoding="utf-8")
+
+
+def last_json_line(stdout: str) -> Any:
+    """What a script run in another interpreter answered: JSON on its last line of output. Raises
+    ValueError (IndexError when it printed nothing): whatever it printed before is the packages' own."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def stderr_tail(stderr: str, default: str) -> str:
+    """The last line a failed interpreter wrote: usually the error that ended it."""
+    lines = stderr.strip().splitlines()
+    return lines[-1] if lines else default
+
+
 def probe(path: Path, *, source: str = "probe") -> Interpreter | None:
     """Run `path` once and report what it is; None when it does not run or does not answer sensibly."""
     found = _probe(path, source)
@@ -109,10 +130,9 @@ def _probe(path: Path, source: str) -> Interpreter | str:
     except OSError as error:
         return f"it could not be started: {error.strerror or error}"
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"it exited with status {done.returncode}: {last}"
+        return f"it exited with status {done.returncode}: {stderr_tail(done.stderr, 'no output')}"
     try:
-        facts = json.loads(done.stdout.strip().splitlines()[-1])
+        facts = last_json_line(done.stdout)
         major, minor = (int(part) for part in facts["version"])
         # A pyenv shim reports the real binary here: use it, so later runs skip the shim and cannot be
         # redirected to another version by a .python-version file in the working directory.

@@ -11,7 +11,6 @@ removed the missing file, the rule.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -24,13 +23,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ._verify_bootstrap import MARKER
 from .errors import InputError, VerificationError
-from .interpreters import Interpreter, install_hint, search_summary
+from .interpreters import Interpreter, install_hint, packaged_script, search_summary
 from .target import RUNTIME_PROVIDED, Target
 
 # What the smoke output keeps: enough for a traceback and the lines before it.
@@ -378,9 +376,8 @@ class BootstrapRun:
     timed_out: bool = False
 
 
-@functools.cache
 def bootstrap_source() -> str:
-    return resources.files("layerforge").joinpath("_verify_bootstrap.py").read_text(encoding="utf-8")
+    return packaged_script("_verify_bootstrap.py")
 
 
 def _environment(sandbox: Sandbox) -> dict[str, str]:
