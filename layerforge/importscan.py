@@ -123,7 +123,7 @@ def function_source(paths: Iterable[str], label: str) -> ModuleSource:
 def layer_source(paths: Iterable[str], label: str, target: Target) -> ModuleSource:
     """A layer's files: Python sees its python/ and python/lib/python3.X/site-packages/ for 3.X only."""
     paths = list(paths)
-    own_site = f"python/lib/python{target.python_dotted}/site-packages/"
+    own_site = f"{target.site_packages}/"
     names = top_level_names(paths, "python/") | top_level_names(paths, own_site)
     elsewhere: dict[str, str] = {}
     for path in paths:

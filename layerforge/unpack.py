@@ -217,11 +217,18 @@ _PIECE_BYTES = 24 * 1024 * 1024
 
 
 def _write_batches(root: Path, batches: dict[Path, list[_Planned]], *, jobs: int) -> None:
+    # RECORD is read once a wheel; each piece opens the wheel itself, as a ZipFile is not shared by threads.
+    records = {wheel: _record_of(wheel) for wheel in batches}
     pieces = [(wheel, piece) for wheel, planned in batches.items() for piece in _pieces(planned)]
     pieces.sort(key=lambda item: sum(p.info.file_size for p in item[1]), reverse=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for _ in pool.map(lambda item: _extract(item[0], item[1], root), pieces):
+        for _ in pool.map(lambda item: _extract(item[0], item[1], root, records[item[0]]), pieces):
             pass
+
+
+def _record_of(wheel: Path) -> dict[str, str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return _read_record(archive, wheel.name)
 
 
 def _pieces(planned: list[_Planned]) -> list[list[_Planned]]:
@@ -258,11 +265,10 @@ def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
                 parent = parent.parent
 
 
-def _extract(wheel: Path, planned: list[_Planned], root: Path) -> None:
+def _extract(wheel: Path, planned: list[_Planned], root: Path, record: dict[str, str]) -> None:
     # A folder checked once stays inside: unpack writes no links, and nothing else writes in staging.
     checked: set[Path] = set()
     with zipfile.ZipFile(wheel) as archive:
-        record = _read_record(archive, wheel.name)
         for item in planned:
             target = root / item.destination
             if target.parent not in checked:
