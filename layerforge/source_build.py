@@ -29,7 +29,7 @@ from packaging.version import Version
 from .cache import WheelCache, sha256_of
 from .docker_backend import DockerClient, build_image, build_wheel_in_docker, docker_from_env
 from .errors import BuildError, LockError, ResolutionError
-from .index import IndexSdist, fetch_project_files, redact_url
+from .index import IndexSdist, redact_url
 from .lock import (
     BuiltFrom,
     LocalWheel,
@@ -128,7 +128,7 @@ class SourceBuilder:
 
     def _build_for_lock(self, client: DockerClient, name: str, sdist: IndexSdist) -> LocalWheel:
         project = canonicalize_name(name)
-        if sdist.sha256 is None:  # choose_sdist refuses these; kept for the type checker
+        if sdist.sha256 is None:  # the index reader refuses these; kept for the type checker
             raise ResolutionError(f"the index gave no sha256 for {sdist.filename}")
         self.note(
             f"{project} {sdist.version} has no wheel for {self.target.label}: building it from "
@@ -234,23 +234,10 @@ class SourceBuilder:
         return (self.client_factory or docker_from_env)()
 
 
-def choose_sdist(index_url: str, requirement: Requirement, target: Target) -> IndexSdist:
-    """The sdist of the newest release that satisfies the requirement and the target's Python.
-
-    `.tar.gz` (the standard form, PEP 625) wins over a `.zip` of the same release.
-    """
-    name = canonicalize_name(requirement.name)
-    _, sdists, failure = fetch_project_files(index_url, name)
-    if failure is not None:
-        raise ResolutionError(
-            f"could not read the index's page for {name} ({failure}) to find its source distribution",
-            hint="check --index-url and the network, then rerun",
-        )
-    return pick_sdist(sdists, requirement, target)
-
-
 def pick_sdist(sdists: Sequence[IndexSdist], requirement: Requirement, target: Target) -> IndexSdist:
-    """Of the index's sdists of a project, the one choose_sdist describes."""
+    """Of the index's sdists of a project, the one of the newest release that satisfies the requirement
+    and the target's Python, not yanked. `.tar.gz` (the standard form, PEP 625) wins over a `.zip` of the
+    same release."""
     name = canonicalize_name(requirement.name)
     python = Version(target.python_dotted + ".0")
     fitting = [s for s in sdists if not s.yanked and supports_python(s.requires_python, python)]

@@ -36,7 +36,7 @@ from layerforge.errors import AuditError, BuildError, HashMismatchError, LockErr
 from layerforge.index import fetch_project_files
 from layerforge.lock import LockedPackage, lock_from_dict, pip_command, read_lock
 from layerforge.recipe import recipe_from_mapping
-from layerforge.source_build import SOURCE_DATE_EPOCH, SourceBuilder, choose_sdist
+from layerforge.source_build import SOURCE_DATE_EPOCH, SourceBuilder, pick_sdist
 from layerforge.target import ARCHES, Target
 from tests.support.docker_engine import real_engine
 from tests.support.elf import compile_shared_object
@@ -677,13 +677,14 @@ def test_the_sdist_to_build_is_the_newest_that_fits_python_and_not_yanked_tar_gz
     page.joinpath("index.html").write_text(
         "".join(f'<a href="../../f/{name}#sha256={"ab" * 32}"{attrs}>{name}</a>' for name, attrs in links)
     )
-    index = (tmp_path / "simple").as_uri()
-    assert choose_sdist(index, Requirement("srcpkg<2"), TARGET).filename == "srcpkg-1.1.tar.gz"
-    assert choose_sdist(index, Requirement("srcpkg<2"), Target("python3.12")).filename == "srcpkg-1.2.tar.gz"
+    _, sdists, failure = fetch_project_files((tmp_path / "simple").as_uri(), "srcpkg")
+    assert failure is None
+    assert pick_sdist(sdists, Requirement("srcpkg<2"), TARGET).filename == "srcpkg-1.1.tar.gz"
+    assert pick_sdist(sdists, Requirement("srcpkg<2"), Target("python3.12")).filename == "srcpkg-1.2.tar.gz"
     with pytest.raises(
         ResolutionError, match=r"has a source distribution for Python 3\.11 on the index either"
     ):
-        choose_sdist(index, Requirement("srcpkg>2"), TARGET)
+        pick_sdist(sdists, Requirement("srcpkg>2"), TARGET)
 
 
 # --------------------------------------------------------------------------------------------------
