@@ -29,6 +29,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "layerforge"
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def is_sha256(text: str) -> bool:
+    """64 lowercase hex digits, nothing else (not even the newline `$` in a regex lets through)."""
+    return len(text) == 64 and set(text) <= _HEX_DIGITS
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:

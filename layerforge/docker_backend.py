@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -33,6 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .cache import is_sha256
 from .errors import BuildError, InputError
 from .interpreters import Interpreter
 from .target import Target
@@ -610,7 +610,6 @@ def build_image(target: Target) -> str:
 
 WORK_MOUNT = "/work"
 REQUIREMENT_FILE = "requirement.txt"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def source_build_spec(
@@ -652,7 +651,7 @@ def source_build_spec(
         env["SOURCE_DATE_EPOCH"] = str(int(source_date_epoch))
     what: tuple[str, ...] = (requirement,)
     if sdist_sha256 is not None:
-        if not _SHA256.match(sdist_sha256):
+        if not is_sha256(sdist_sha256):
             raise InputError(f"not a sha256: {sdist_sha256!r}")
         what = ("--require-hashes", "-r", f"{WORK_MOUNT}/{REQUIREMENT_FILE}")
     return ContainerSpec(

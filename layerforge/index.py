@@ -28,10 +28,11 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from .cache import is_sha256
+
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 _MAX_PAGE_BYTES = 64 * 1024 * 1024
 TIMEOUT_SECONDS = 30
-_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def _sha256(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     digest = value.lower()
-    return digest if len(digest) == 64 and set(digest) <= _SHA256_HEX else None
+    return digest if is_sha256(digest) else None
 
 
 def describe_network_error(error: object, timeout: float | None = None) -> str:

@@ -30,6 +30,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from . import __version__
+from .cache import is_sha256
 from .errors import LockError, ResolutionError, TargetError
 from .fsutil import atomic_write_text
 from .index import IndexSdist, IndexWheel, fetch_project_files, fetch_project_wheels, redact_url
@@ -37,7 +38,6 @@ from .target import Target
 
 LOCK_SCHEMA_VERSION = 1
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # A Docker image reference as layerforge writes one (registry/repository:tag or @digest), nothing else.
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
 # Years after 2100 are no build date: a bound keeps a hostile number from reaching the container.
@@ -270,7 +270,7 @@ def _package_from_dict(item: object, index: int, fail: Any, machine: str) -> Loc
         if not isinstance(value, str) or not value:
             raise fail(f"{key}.{field_name}", "expected a non-empty string")
         values[field_name] = value
-    if not _SHA256.match(values["sha256"]):
+    if not is_sha256(values["sha256"]):
         raise fail(f"{key}.sha256", "expected 64 lowercase hex digits")
     wheel = values["wheel"]
     if not wheel.endswith(".whl") or "/" in wheel or "\\" in wheel or wheel.startswith("."):
@@ -313,7 +313,7 @@ def _built_from(raw: object, key: str, fail: Any) -> BuiltFrom | None:
     parts = _wheel_source_url(sdist) if isinstance(sdist, str) else None
     if parts is None or parts.username or parts.password or parts.query:
         raise fail(f"{key}.sdist", "expected an http(s) or file URL without credentials")
-    if not isinstance(digest, str) or not _SHA256.match(digest):
+    if not isinstance(digest, str) or not is_sha256(digest):
         raise fail(f"{key}.sdist_sha256", "expected 64 lowercase hex digits")
     if not isinstance(image, str) or not _IMAGE.match(image):
         raise fail(f"{key}.image", "expected a Docker image reference")
