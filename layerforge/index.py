@@ -82,12 +82,11 @@ def project_url(index_url: str, name: str) -> str:
     return index_url.rstrip("/") + "/" + canonicalize_name(name) + "/"
 
 
-def fetch_project_wheels(index_url: str, name: str) -> list[IndexWheel]:
-    """Every wheel the index lists for a project. Errors come back as an empty list: this is advice only."""
-    return fetch_project_files(index_url, name)[0]
+# Every wheel and sdist of a project's page, and why the page could not be read (None if it was).
+ProjectFiles = tuple[list[IndexWheel], list[IndexSdist], str | None]
 
 
-def fetch_project_files(index_url: str, name: str) -> tuple[list[IndexWheel], list[IndexSdist], str | None]:
+def fetch_project_files(index_url: str, name: str) -> ProjectFiles:
     """Every wheel and source distribution the index lists for a project, and why the page could not be
     read (None if it was): "HTTP 404" means the index has no such project; anything else means the index
     failed to answer."""

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from . import __version__
 from .cache import is_sha256
 from .errors import LockError, ResolutionError, TargetError
 from .fsutil import atomic_write_text
-from .index import IndexSdist, IndexWheel, fetch_project_files, fetch_project_wheels, redact_url
+from .index import IndexSdist, IndexWheel, ProjectFiles, fetch_project_files, redact_url
 from .target import Target
 
 LOCK_SCHEMA_VERSION = 1
@@ -426,7 +426,7 @@ def resolve(
     ):
         # pip keeps one core busy for a second or two; the other reads the requested projects' index
         # pages meanwhile, which explain_choices needs afterwards (most of the stack's listings).
-        prefetched = {name: listings.submit(fetch_project_wheels, index_url, name) for name in requested}
+        prefetched = {name: listings.submit(fetch_project_files, index_url, name) for name in requested}
         report_path = Path(scratch) / "report.json"
         links = Path(scratch) / "built"
         offered = _find_links(links, built)
@@ -442,16 +442,17 @@ def resolve(
             command, env=pip_environment(), capture_output=True, text=True, check=False
         )
         if completed.returncode != 0:
+            failure = _resolution_failure(completed.stderr, target, index_url, prefetched)
             listings.shutdown(cancel_futures=True)
-            raise _resolution_failure(completed.stderr, requirements, target, index_url)
+            raise failure
         report = json.loads(report_path.read_text(encoding="utf-8"))
         excluded = {canonicalize_name(n) for n in exclude}
         reported = (_package_from_report(item, requested, offered) for item in report.get("install", []))
         packages = tuple(package for package in reported if package.name not in excluded)
         for package in packages:
             if package.name not in prefetched:
-                prefetched[package.name] = listings.submit(fetch_project_wheels, index_url, package.name)
-        notes = explain_choices(packages, target, {name: f.result() for name, f in prefetched.items()})
+                prefetched[package.name] = listings.submit(fetch_project_files, index_url, package.name)
+        notes = explain_choices(packages, target, {name: f.result()[0] for name, f in prefetched.items()})
     return Lock(
         recipe_name,
         target.runtime,
@@ -547,7 +548,7 @@ def _any_sdist(requirement: Requirement, sdists: Sequence[IndexSdist]) -> bool:
 
 
 def _resolution_failure(
-    stderr: str, requirements: Sequence[str], target: Target, index_url: str
+    stderr: str, target: Target, index_url: str, prefetched: Mapping[str, Future[ProjectFiles]]
 ) -> ResolutionError:
     match = _NO_MATCH.search(stderr) or _NO_VERSION.search(stderr)
     if not match:
@@ -557,7 +558,9 @@ def _resolution_failure(
             hint="check the requirement names and versions, and that --index-url answers",
         )
     name = Requirement(match.group(1)).name
-    wheels, sdists, failure = fetch_project_files(index_url, name)
+    # A requested project's page is being read already; a dependency's is read now.
+    page = prefetched.get(canonicalize_name(name))
+    wheels, sdists, failure = page.result() if page is not None else fetch_project_files(index_url, name)
     if failure is not None and not failure.startswith("HTTP 404"):
         # pip says "no matching distribution" when the index failed to answer: do not repeat that as fact.
         return ResolutionError(
