@@ -59,7 +59,7 @@ class IndexSdist:
 @dataclass(frozen=True)
 class _Link:
     filename: str
-    url: str
+    href: str  # as the page gives it: made absolute only for the few links that are sdists
     yanked: bool
     requires_python: str | None
     sha256: str | None
@@ -101,18 +101,18 @@ def fetch_project_files(index_url: str, name: str) -> ProjectFiles:
         return [], [], describe_network_error(error)
     if "json" in content_type:
         try:
-            links = _json_links(body, page)
+            links = _json_links(body)
         except (ValueError, KeyError, TypeError, AttributeError):
             return [], [], "the project page is not valid PEP 691 JSON"
     else:
         parser = _LinkParser()
         parser.feed(body.decode("utf-8", "replace"))
-        found = (_html_link(href, yanked, requires, page) for href, yanked, requires in parser.links)
+        found = (_html_link(href, yanked, requires) for href, yanked, requires in parser.links)
         links = [link for link in found if link is not None]
     return _wheels(links), _sdists(links, name, page), None
 
 
-def _json_links(body: bytes, page: str) -> list[_Link]:
+def _json_links(body: bytes) -> list[_Link]:
     links = []
     for entry in json.loads(body)["files"]:
         filename, url = entry["filename"], entry.get("url", "")
@@ -121,13 +121,13 @@ def _json_links(body: bytes, page: str) -> list[_Link]:
         if not isinstance(filename, str) or not isinstance(url, str) or not isinstance(hashes, dict):
             continue
         try:
-            absolute = urllib.parse.urljoin(page, url)
+            urllib.parse.urlsplit(url)
         except ValueError:  # a malformed URL (an unclosed IPv6 bracket) names no file: skipped
             continue
         links.append(
             _Link(
                 filename,
-                absolute,
+                url,
                 bool(entry.get("yanked")),
                 requires if isinstance(requires, str) else None,
                 _sha256(hashes.get("sha256")),
@@ -136,16 +136,15 @@ def _json_links(body: bytes, page: str) -> list[_Link]:
     return links
 
 
-def _html_link(href: str, yanked: bool, requires: str | None, page: str) -> _Link | None:
+def _html_link(href: str, yanked: bool, requires: str | None) -> _Link | None:
     try:
         parts = urllib.parse.urlsplit(href)
-        absolute = urllib.parse.urljoin(page, href)
     except ValueError:
         return None
     algorithm, _, digest = parts.fragment.partition("=")
     return _Link(
         urllib.parse.unquote(parts.path.rsplit("/", 1)[-1]),
-        absolute,
+        href,
         yanked,
         requires,
         _sha256(digest) if algorithm == "sha256" else None,
@@ -225,14 +224,14 @@ def _sdists(links: list[_Link], name: str, page: str) -> list[IndexSdist]:
     for link in links:
         try:
             sdist_name, version = parse_sdist_filename(link.filename)
-            scheme = urllib.parse.urlsplit(link.url).scheme
+            if sdist_name != project:
+                continue
+            url = urllib.parse.urljoin(page, link.href)
         except (InvalidSdistFilename, InvalidVersion, ValueError):
             continue
-        if sdist_name != project or scheme not in allowed:
+        if urllib.parse.urlsplit(url).scheme not in allowed:
             continue
-        sdists.append(
-            IndexSdist(link.filename, link.url, version, link.sha256, link.yanked, link.requires_python)
-        )
+        sdists.append(IndexSdist(link.filename, url, version, link.sha256, link.yanked, link.requires_python))
     return sdists
 
 
