@@ -96,12 +96,14 @@ def strip_debug(
     jobs: int = 2,
     level: StripLevel = "debug",
     tool: str | None = None,
+    paths: Iterable[str] | None = None,
 ) -> StripReport:
     """Strip the ELF shared objects under `root` in `jobs` threads (strip runs as a subprocess, so the
     threads overlap). `tool` names the strip program; by default `<machine>-linux-gnu-strip` when it is
-    on PATH (a cross binutils for foreign objects), else `strip`."""
+    on PATH (a cross binutils for foreign objects), else `strip`. `paths` (relative posix paths) are the
+    files to look at, when the caller knows them: a build's tree, while bytecode is written beside."""
     settings = _Settings(tuple(skip_globs), level, tool)
-    files = list(iter_files(root))
+    files = list(iter_files(root)) if paths is None else [(rel, root / rel) for rel in sorted(paths)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         outcomes = list(pool.map(lambda item: _strip_safely(item[1], item[0], settings), files))
     return _report(outcome for outcome in outcomes if outcome is not None)
