@@ -104,12 +104,12 @@ def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
     return bytes(deflate.deflate_compress(data, level))
 
 
-_Pending = tuple[zipfile.ZipInfo, bytes, "Future[bytes] | None"]
+_Pending = tuple[zipfile.ZipInfo, bytes, "Future[bytes]"]
 
 
 def _compressed_in_order(
     items: list[tuple[str, Path]], pool: ThreadPoolExecutor
-) -> Iterator[tuple[zipfile.ZipInfo, bytes, bytes | None]]:
+) -> Iterator[tuple[zipfile.ZipInfo, bytes, bytes]]:
     """Members in order with their deflate streams, reading ahead while at most _IN_FLIGHT_BYTES wait."""
     pending: deque[_Pending] = deque()
     waiting = 0
@@ -121,16 +121,15 @@ def _compressed_in_order(
     for arcname, path in items:
         info = _zip_info(arcname, path)
         data = path.read_bytes()
+        key = None
         future = None
-        if info.compress_type == zipfile.ZIP_DEFLATED:
-            key = None
-            if len(data) >= _DEDUPE_FLOOR and sizes[len(data)] > 1:
-                key = (len(data), hashlib.sha256(data).digest())
-                future = seen.get(key)
-            if future is None:
-                future = pool.submit(deflate_member, data, COMPRESS_LEVEL)
-                if key is not None:
-                    seen[key] = future
+        if len(data) >= _DEDUPE_FLOOR and sizes[len(data)] > 1:
+            key = (len(data), hashlib.sha256(data).digest())
+            future = seen.get(key)
+        if future is None:
+            future = pool.submit(deflate_member, data, COMPRESS_LEVEL)
+            if key is not None:
+                seen[key] = future
         pending.append((info, data, future))
         waiting += len(data)
         while pending and (waiting > _IN_FLIGHT_BYTES or len(pending) > _IN_FLIGHT_MEMBERS):
@@ -140,12 +139,12 @@ def _compressed_in_order(
         yield _finish(pending.popleft())
 
 
-def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes, bytes | None]:
+def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes, bytes]:
     info, data, future = item
-    return info, data, None if future is None else future.result()
+    return info, data, future.result()
 
 
-def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, data: bytes, stream: bytes | None) -> None:
+def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, data: bytes, stream: bytes) -> None:
     """Let zipfile write the headers, CRC and sizes; hand it the deflate stream computed in the pool.
 
     zipfile has no public way to accept precompressed data. Its writer calls `_compressor.compress()`
@@ -153,7 +152,7 @@ def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, data: bytes, 
     member is compressed by zipfile itself, serially.
     """
     with archive.open(info, "w") as writer:
-        if stream is not None and hasattr(writer, "_compressor"):
+        if hasattr(writer, "_compressor"):
             writer._compressor = _Precompressed(stream)
         writer.write(data)
 
