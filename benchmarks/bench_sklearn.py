@@ -109,7 +109,7 @@ def cold_imports(layers: dict[str, Path], interpreter: str, runs: int) -> dict[s
 
 def zip_times(tree: Path, scratch: Path, runs: int) -> dict[str, float]:
     sys.path.insert(0, str(REPO))
-    from layerforge.archive import write_zip
+    from layerforge.tree.archive import write_zip
 
     ours, theirs = [], []
     for _ in range(runs):

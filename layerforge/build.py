@@ -21,29 +21,29 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .archive import ZipResult, write_zip
-from .audit import AuditReport, audit_tree
-from .bytecode import BytecodeReport, compile_tree
+from .binaries.audit import AuditReport, audit_tree
+from .binaries.elfstrip import StripLevel, StripReport, strip_debug
 from .cache import WheelCache, sha256_of
-from .docker_backend import docker_from_env
-from .download import fetch_all
-from .elfstrip import StripLevel, StripReport, strip_debug
 from .errors import LockError, SizeLimitError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
-from .interpreters import Interpreter, find_interpreter
 from .limits import LimitCheck, budget_check, direct_upload_check, unzipped_check
-from .lock import DEFAULT_INDEX_URL, Lock, read_lock
 from .recipe import Recipe, StripConfig
-from .sharing import load_proof
-from .slim import RuleMatcher, SlimReport, apply, plan
-from .source_build import DockerClientFactory, SourceBuilder
+from .resolve.download import fetch_all
+from .resolve.lock import DEFAULT_INDEX_URL, Lock, read_lock
+from .resolve.source_build import DockerClientFactory, SourceBuilder
+from .runners.docker import docker_from_env
+from .runners.interpreters import Interpreter, find_interpreter
 from .staging import make_staging_dir
 from .target import Target, host_machine
-from .toplevel import declare_top_level, modules_to_verify
-from .unpack import LayerTree, unpack_all
-from .verify import VerifyReport, not_run
-from .verify_auto import already_found, choose_verifier
+from .tree.archive import ZipResult, write_zip
+from .tree.bytecode import BytecodeReport, compile_tree
+from .tree.sharing import load_proof
+from .tree.slim import RuleMatcher, SlimReport, apply, plan
+from .tree.toplevel import declare_top_level, modules_to_verify
+from .tree.unpack import LayerTree, unpack_all
+from .verify.choose import already_found, choose_verifier
+from .verify.local import VerifyReport, not_run
 
 MANIFEST_SCHEMA_VERSION = 1
 

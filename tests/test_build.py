@@ -336,7 +336,7 @@ def test_a_module_that_does_not_compile_keeps_its_source_and_is_named(
 
 
 def test_pip_resolves_without_the_users_pip_cache(demo_index: LocalIndex, tmp_path: Path) -> None:
-    from layerforge.lock import pip_command
+    from layerforge.resolve.lock import pip_command
 
     command = pip_command(
         ["demo"], Target("python3.11", "x86_64"), demo_index.url, tmp_path / "r", tmp_path / "s"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.cache import sha256_of
-from layerforge.lock import resolve
+from layerforge.resolve.lock import resolve
 from layerforge.staging import STAGING_MARK, host_label, make_staging_dir, sweep_stale
 from layerforge.target import Target
 from tests.layers import publish_demo_stack

@@ -34,8 +34,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from layerforge.errors import InputError
-from layerforge.lock import Lock, LockedPackage, read_lock
 from layerforge.recipe import Recipe, load_recipe
+from layerforge.resolve.lock import Lock, LockedPackage, read_lock
 
 EXAMPLES = 1000
 CLI_EXAMPLES = 30

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from layerforge.interpreters import find_interpreter
+from layerforge.runners.interpreters import find_interpreter
 from layerforge.target import Target
 
 pytestmark = pytest.mark.network

@@ -26,7 +26,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from layerforge.lock import resolve
+from layerforge.resolve.lock import resolve
 from layerforge.target import Target
 from tests.support.aws import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, AwsServer
 from tests.support.faultproxy import Fault, Rule, error_body, running

@@ -9,7 +9,7 @@ import click
 from ..build import BuildOptions, BuildResult, build
 from ..cache import WheelCache, default_cache_dir
 from ..recipe import load_recipe
-from ..source_build import SourceBuilder
+from ..resolve.source_build import SourceBuilder
 from . import main
 from .options import (
     cache_option,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..cache import default_cache_dir
-from ..function import FunctionOptions, FunctionResult, package_function
+from ..function.package import FunctionOptions, FunctionResult, package_function
 from ..recipe import load_recipe
 from . import main
 from .options import (

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
-from ..lock import DEFAULT_INDEX_URL
 from ..recipe import Recipe
+from ..resolve.lock import DEFAULT_INDEX_URL
 from ..target import ARCHES, DEFAULT_ARCH, DEFAULT_RUNTIME, RUNTIMES, Target
 
 F = TypeVar("F", bound=Callable[..., Any])

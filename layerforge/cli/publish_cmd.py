@@ -16,8 +16,8 @@ import click
 from rich.markup import escape
 from rich.progress import Progress, TaskID
 
-from ..publish import PublishOptions, PublishResult, RegionResult, publish
-from ..publish_function import (
+from ..aws.publish import PublishOptions, PublishResult, RegionResult, publish
+from ..aws.publish_function import (
     MEMORY_MB,
     TIMEOUT_SECONDS,
     FunctionPublishResult,
@@ -26,15 +26,15 @@ from ..publish_function import (
     publish_function,
     refuse_function_flags,
 )
-from ..publish_plan import DEFAULT_PREFIX, KINDS, RETRY_MODES, zip_kind
-from ..s3upload import (
+from ..aws.publish_plan import DEFAULT_PREFIX, KINDS, RETRY_MODES, zip_kind
+from ..aws.s3upload import (
     DEFAULT_MULTIPART_CHUNKSIZE,
     DEFAULT_MULTIPART_THRESHOLD,
     MiB,
     UploadOutcome,
     UploadProgress,
 )
-from ..size_report import SIZE_UNITS
+from ..report.size_report import SIZE_UNITS
 from ..target import ARCHES, RUNTIMES
 from . import main
 from .output import Output, json_option, quiet_option, reporting

@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from .. import size_report as core
 from ..errors import LayerforgeError
 from ..fsutil import atomic_write_text
-from ..report_render import render_html, render_markdown, render_terminal, report_json
+from ..report import size_report as core
+from ..report.render import render_html, render_markdown, render_terminal, report_json
 from . import main
 from .output import Output, json_option, quiet_option, reporting
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from ..audit import AuditReport
+from ..binaries.audit import AuditReport
 from ..errors import LayerforgeError
 from ..recipe import load_recipe
-from ..verify import VerifyReport
-from ..verify_zip import target_for, verify_zip
+from ..verify.from_zip import target_for, verify_zip
+from ..verify.local import VerifyReport
 from . import main
 from .options import target_options
 from .output import Output, json_option, quiet_option, reporting

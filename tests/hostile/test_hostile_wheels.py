@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.errors import UnsafeArchiveError
-from layerforge.unpack import unpack_all
+from layerforge.tree.unpack import unpack_all
 from tests.support.wheelfactory import RawEntry, build_wheel, symlink
 
 

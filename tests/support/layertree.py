@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from layerforge.unpack import LayerFile, LayerTree
+from layerforge.tree.unpack import LayerFile, LayerTree
 
 
 def layer_tree(

@@ -1,0 +1,4 @@
+"""Everything that talks to AWS: S3 uploads, layer versions, function updates, remote zips, error messages.
+
+May import: the foundation only.
+"""

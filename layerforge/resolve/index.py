@@ -1,0 +1,247 @@
+"""Read a package index's project pages (PEP 691 JSON or PEP 503 HTML) to explain the resolver's choices.
+
+The resolver (pip) picks the wheels; this module only lists what an index offers, so that layerforge can
+say *why* a newer release was passed over, or which wheels exist when nothing fits, and which source
+distribution to build in the Lambda build image when no wheel fits. A page is hostile input: entries of
+the wrong type, file names of another project and URLs of other schemes are dropped, never trusted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+import urllib.response
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from ..cache import is_sha256
+
+_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+_MAX_PAGE_BYTES = 64 * 1024 * 1024
+TIMEOUT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class IndexWheel:
+    filename: str
+    version: Version
+    tags: frozenset[Tag]
+    yanked: bool
+    requires_python: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexSdist:
+    """A source distribution the index lists: where it is and the sha256 the index vouches for."""
+
+    filename: str
+    url: str  # absolute; may carry the index's credentials, so never shown or written as is
+    version: Version
+    sha256: str | None
+    yanked: bool
+    requires_python: str | None = None
+
+
+@dataclass(frozen=True)
+class _Link:
+    filename: str
+    href: str  # as the page gives it: made absolute only for the few links that are sdists
+    yanked: bool
+    requires_python: str | None
+    sha256: str | None
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, bool, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            values = dict(attrs)
+            href = values.get("href")
+            if href:
+                self.links.append((href, "data-yanked" in values, values.get("data-requires-python")))
+
+
+def project_url(index_url: str, name: str) -> str:
+    return index_url.rstrip("/") + "/" + canonicalize_name(name) + "/"
+
+
+# Every wheel and sdist of a project's page, and why the page could not be read (None if it was).
+ProjectFiles = tuple[list[IndexWheel], list[IndexSdist], str | None]
+
+
+def fetch_project_files(index_url: str, name: str) -> ProjectFiles:
+    """Every wheel and source distribution the index lists for a project, and why the page could not be
+    read (None if it was): "HTTP 404" means the index has no such project; anything else means the index
+    failed to answer."""
+    page = project_url(index_url, name)
+    try:
+        body, content_type = _fetch(page)
+    except urllib.error.HTTPError as error:
+        return [], [], f"HTTP {error.code} {error.reason}"
+    except urllib.error.URLError as error:
+        return [], [], describe_network_error(error.reason)
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        return [], [], describe_network_error(error)
+    if "json" in content_type:
+        try:
+            links = _json_links(body)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return [], [], "the project page is not valid PEP 691 JSON"
+    else:
+        parser = _LinkParser()
+        parser.feed(body.decode("utf-8", "replace"))
+        found = (_html_link(href, yanked, requires) for href, yanked, requires in parser.links)
+        links = [link for link in found if link is not None]
+    return _wheels(links), _sdists(links, name, page), None
+
+
+def _json_links(body: bytes) -> list[_Link]:
+    links = []
+    for entry in json.loads(body)["files"]:
+        filename, url = entry["filename"], entry.get("url", "")
+        requires = entry.get("requires-python")
+        hashes = entry.get("hashes") or {}
+        if not isinstance(filename, str) or not isinstance(url, str) or not isinstance(hashes, dict):
+            continue
+        try:
+            urllib.parse.urlsplit(url)
+        except ValueError:  # a malformed URL (an unclosed IPv6 bracket) names no file: skipped
+            continue
+        links.append(
+            _Link(
+                filename,
+                url,
+                bool(entry.get("yanked")),
+                requires if isinstance(requires, str) else None,
+                _sha256(hashes.get("sha256")),
+            )
+        )
+    return links
+
+
+def _html_link(href: str, yanked: bool, requires: str | None) -> _Link | None:
+    try:
+        parts = urllib.parse.urlsplit(href)
+    except ValueError:
+        return None
+    algorithm, _, digest = parts.fragment.partition("=")
+    return _Link(
+        urllib.parse.unquote(parts.path.rsplit("/", 1)[-1]),
+        href,
+        yanked,
+        requires,
+        _sha256(digest) if algorithm == "sha256" else None,
+    )
+
+
+def _sha256(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    digest = value.lower()
+    return digest if is_sha256(digest) else None
+
+
+def describe_network_error(error: object, timeout: float | None = None) -> str:
+    """Why a request failed, in words that never quote the URL (it may hold credentials)."""
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout or TIMEOUT_SECONDS:g} s (timed out)"
+    if isinstance(error, http.client.InvalidURL | ValueError):
+        return "the URL is not valid"
+    return str(error) if error else "unknown error"
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for messages, logs and files: no user, password or token, no query (presigned URLs carry
+    their signature there) and no fragment."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<a malformed URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def open_url(
+    url: str, *, timeout: float, headers: Mapping[str, str] | None = None
+) -> http.client.HTTPResponse | urllib.response.addinfourl:
+    """GET a URL. Credentials in it (`https://user:token@host/...`) become a Basic Authorization header
+    for that host only: never sent on a redirect to another host, never part of an error's text."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        opener = urllib.request.build_opener()
+    else:
+        netloc = parts.netloc.rpartition("@")[2]
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
+        passwords.add_password(
+            None,
+            f"{parts.scheme}://{netloc}/",
+            urllib.parse.unquote(parts.username or ""),
+            urllib.parse.unquote(parts.password or ""),
+            is_authenticated=True,
+        )
+        opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(passwords))
+    request = urllib.request.Request(url, headers={"User-Agent": "layerforge", **(headers or {})})  # noqa: S310
+    response: http.client.HTTPResponse | urllib.response.addinfourl = opener.open(request, timeout=timeout)
+    return response
+
+
+def _wheels(links: list[_Link]) -> list[IndexWheel]:
+    wheels = []
+    for link in links:
+        if not link.filename.endswith(".whl"):
+            continue
+        try:
+            _, version, _, tags = parse_wheel_filename(link.filename)
+        except (InvalidWheelFilename, InvalidVersion):
+            continue
+        wheels.append(IndexWheel(link.filename, version, tags, link.yanked, link.requires_python))
+    return wheels
+
+
+def _sdists(links: list[_Link], name: str, page: str) -> list[IndexSdist]:
+    """The project's own sdists at URLs of the page's scheme family: a hostile page may list anything."""
+    project = canonicalize_name(name)
+    allowed = ("file",) if urllib.parse.urlsplit(page).scheme == "file" else ("http", "https")
+    sdists = []
+    for link in links:
+        try:
+            sdist_name, version = parse_sdist_filename(link.filename)
+            if sdist_name != project:
+                continue
+            url = urllib.parse.urljoin(page, link.href)
+        except (InvalidSdistFilename, InvalidVersion, ValueError):
+            continue
+        if urllib.parse.urlsplit(url).scheme not in allowed:
+            continue
+        sdists.append(IndexSdist(link.filename, url, version, link.sha256, link.yanked, link.requires_python))
+    return sdists
+
+
+def _fetch(url: str) -> tuple[bytes, str]:
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https", "file"):
+        raise ValueError(f"unsupported index scheme {scheme!r}")
+    if scheme == "file":
+        path = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
+        with open(path.rstrip("/") + "/index.html", "rb") as handle:
+            return handle.read(_MAX_PAGE_BYTES), "text/html"
+    with open_url(url, timeout=TIMEOUT_SECONDS, headers={"Accept": _ACCEPT}) as response:
+        return response.read(_MAX_PAGE_BYTES), response.headers.get("Content-Type", "")

@@ -1,0 +1,341 @@
+"""Unpack wheels into a layer tree safely, and remember which wheel every file came from.
+
+Wheels are hostile input: an entry may try to escape the tree (`..`, absolute paths, drive letters),
+smuggle a link, repeat a name, lie about its size or its RECORD hash. Each is refused before anything
+of that wheel is written, or (for what can only be seen while reading) before the file is renamed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import re
+import stat
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from ..errors import UnsafeArchiveError
+
+LAYER_PREFIX = "python"
+MAX_TOTAL_BYTES = 4 * 1024**3
+MAX_RATIO = 200  # deflate tops out near 1032:1; real wheels stay far below 200:1 for large members
+RATIO_CHECK_FLOOR = 10 * 1024 * 1024
+MAX_NAME_BYTES = 255  # one path component: the limit of ext4, XFS, APFS and NTFS
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_DATA_DIR = re.compile(r"^[^/]+\.data/(purelib|platlib|scripts|headers|data)/(.*)$")
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    path: str  # relative posix path inside the layer, under python/
+    size: int
+    distribution: str  # canonical distribution name
+    wheel: str  # wheel file name it came from
+
+
+@dataclass
+class LayerTree:
+    """The unpacked layer on disk and the provenance of each file in it.
+
+    `held` lists files that unpack left in their wheel because slimming was expected to remove them:
+    they are in `files`, but on disk only once `write_held` wrote them (when a rail spares one).
+    """
+
+    root: Path
+    files: dict[str, LayerFile] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+    held: dict[str, tuple[Path, _Planned]] = field(default_factory=dict)
+
+    def write_held(self, paths: Iterable[str]) -> None:
+        """Write held-back files after all, each checked against its wheel's RECORD."""
+        batches: dict[Path, list[_Planned]] = {}
+        for path in paths:
+            held = self.held.pop(path, None)
+            if held is not None:
+                batches.setdefault(held[0], []).append(held[1])
+        _write_batches(self.root, batches, jobs=1)
+
+    @property
+    def python_dir(self) -> Path:
+        return self.root / LAYER_PREFIX
+
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files.values())
+
+    def origins(self) -> dict[str, str]:
+        return {path: f.wheel for path, f in self.files.items()}
+
+    def bytes_by_distribution(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for layer_file in self.files.values():
+            totals[layer_file.distribution] = totals.get(layer_file.distribution, 0) + layer_file.size
+        return totals
+
+    def files_by_distribution(self) -> dict[str, int]:
+        return dict(Counter(layer_file.distribution for layer_file in self.files.values()))
+
+    def distributions(self) -> list[str]:
+        return sorted({f.distribution for f in self.files.values()})
+
+
+@dataclass(frozen=True)
+class _Planned:
+    info: zipfile.ZipInfo
+    destination: str  # relative to the layer root
+
+
+def plan_wheel(wheel: Path) -> list[_Planned]:
+    """Check every entry of a wheel and decide where it lands; raise before writing anything."""
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UnsafeArchiveError(f"{wheel.name}: not a readable zip ({error})") from None
+    with archive:
+        infos = archive.infolist()
+    seen: set[str] = set()
+    planned: list[_Planned] = []
+    total = 0
+    for info in infos:
+        name = info.filename
+        check_entry_name(wheel.name, name)
+        if name in seen:
+            raise UnsafeArchiveError(
+                f"{wheel.name}: entry {name!r} appears twice; refusing an ambiguous wheel"
+            )
+        seen.add(name)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise UnsafeArchiveError(
+                f"{wheel.name}: entry {name!r} is a symbolic link; wheels may not carry links"
+            )
+        if info.is_dir():
+            continue
+        if mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode) != 0:
+            raise UnsafeArchiveError(f"{wheel.name}: entry {name!r} is not a regular file (mode {oct(mode)})")
+        total += info.file_size
+        if total > MAX_TOTAL_BYTES:
+            raise UnsafeArchiveError(
+                f"{wheel.name}: declares more than {MAX_TOTAL_BYTES} bytes unpacked; refused"
+            )
+        if info.file_size > RATIO_CHECK_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise UnsafeArchiveError(
+                f"{wheel.name}: entry {name!r} expands {info.compress_size} bytes to {info.file_size}: "
+                "a zip bomb, refused"
+            )
+        destination = _destination(name)
+        if destination is not None:
+            planned.append(_Planned(info, destination))
+    return planned
+
+
+def check_entry_name(wheel: str, name: str) -> None:
+    problem = None
+    if "\x00" in name:
+        problem = "holds a NUL byte"
+    elif "\\" in name:
+        problem = "uses a backslash (a Windows path)"
+    elif name.startswith("/") or _DRIVE.match(name):
+        problem = "is an absolute path"
+    elif any(part in ("..", ".") for part in name.split("/")):
+        problem = "climbs out of the tree with `..`" if ".." in name.split("/") else "has a `.` component"
+    elif "//" in name.rstrip("/"):
+        problem = "has an empty path component"
+    elif any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in name.split("/")):
+        problem = f"has a path component longer than {MAX_NAME_BYTES} bytes, which no file system holds"
+    if problem:
+        raise UnsafeArchiveError(
+            f"{wheel}: entry {name!r} {problem}; refusing to unpack this wheel",
+            hint="the wheel is malformed or hostile; do not use it",
+        )
+
+
+def _destination(name: str) -> str | None:
+    """Where an entry goes in the layer. Scripts, headers and data files have no place on /opt/python."""
+    match = _DATA_DIR.match(name)
+    if match:
+        scheme, rest = match.groups()
+        if scheme not in ("purelib", "platlib") or not rest:
+            return None
+        name = rest
+    return str(PurePosixPath(LAYER_PREFIX) / name)
+
+
+def unpack_all(
+    wheels: Sequence[Path],
+    root: Path,
+    *,
+    jobs: int = 4,
+    hold_back: Callable[[str, str], bool] | None = None,
+) -> LayerTree:
+    """Unpack wheels into `root/python`. When two wheels ship the same path, the later (by name) wins.
+
+    `hold_back(path, distribution)` names files not to write yet (those slimming will remove): they
+    are listed in the tree all the same, and stay in their wheel until `LayerTree.write_held`.
+    """
+    plans = {wheel: plan_wheel(wheel) for wheel in sorted(wheels, key=lambda w: w.name)}
+    tree = LayerTree(root)
+    owner: dict[str, Path] = {}
+    for wheel, planned in plans.items():
+        for item in planned:
+            previous = owner.get(item.destination)
+            if previous is not None:
+                tree.conflicts.append(
+                    f"{item.destination}: in {previous.name} and {wheel.name}; kept {wheel.name}'s"
+                )
+            owner[item.destination] = wheel
+    _refuse_file_folder_clashes(plans)
+    root.mkdir(parents=True, exist_ok=True)
+    batches: dict[Path, list[_Planned]] = {}
+    for wheel, planned in plans.items():
+        distribution = canonicalize_name(parse_wheel_filename(wheel.name)[0])
+        for item in planned:
+            if owner[item.destination] != wheel:
+                continue
+            tree.files[item.destination] = LayerFile(
+                item.destination, item.info.file_size, distribution, wheel.name
+            )
+            if hold_back is not None and hold_back(item.destination, distribution):
+                tree.held[item.destination] = (wheel, item)
+            else:
+                batches.setdefault(wheel, []).append(item)
+    _write_batches(root, batches, jobs=jobs)
+    return tree
+
+
+# scipy's wheel alone is half the bytes of the sklearn stack: split into pieces of about this size and
+# taken biggest first, the threads finish together instead of one inflating scipy after the rest.
+_PIECE_BYTES = 24 * 1024 * 1024
+
+
+def _write_batches(root: Path, batches: dict[Path, list[_Planned]], *, jobs: int) -> None:
+    # RECORD is read once a wheel; each piece opens the wheel itself, as a ZipFile is not shared by threads.
+    records = {wheel: _record_of(wheel) for wheel in batches}
+    pieces = [(wheel, piece) for wheel, planned in batches.items() for piece in _pieces(planned)]
+    pieces.sort(key=lambda item: sum(p.info.file_size for p in item[1]), reverse=True)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for _ in pool.map(lambda item: _extract(item[0], item[1], root, records[item[0]]), pieces):
+            pass
+
+
+def _record_of(wheel: Path) -> dict[str, str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return _read_record(archive, wheel.name)
+
+
+def _pieces(planned: list[_Planned]) -> list[list[_Planned]]:
+    pieces: list[list[_Planned]] = [[]]
+    size = 0
+    for item in planned:
+        if size >= _PIECE_BYTES:
+            pieces.append([])
+            size = 0
+        pieces[-1].append(item)
+        size += item.info.file_size
+    return [piece for piece in pieces if piece]
+
+
+def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
+    """A path that one entry writes as a file and another needs as a folder (`pkg/x` and `pkg/x/y.py`),
+    in one wheel or across two: refused before anything is written, naming both entries."""
+    files: dict[str, tuple[Path, str]] = {}
+    for wheel, planned in plans.items():
+        for item in planned:
+            files.setdefault(item.destination, (wheel, item.info.filename))
+    for wheel, planned in plans.items():
+        for item in planned:
+            parent = PurePosixPath(item.destination).parent
+            while parent.name:
+                clash = files.get(str(parent))
+                if clash is not None:
+                    other_wheel, other_name = clash
+                    raise UnsafeArchiveError(
+                        f"{wheel.name}: entry {item.info.filename!r} needs {other_name!r} to be a folder, "
+                        f"but {other_wheel.name} ships it as a file; refusing to unpack",
+                        hint="the wheels are malformed or hostile, or two of them clash: do not use them",
+                    )
+                parent = parent.parent
+
+
+def _extract(wheel: Path, planned: list[_Planned], root: Path, record: dict[str, str]) -> None:
+    # A folder checked once stays inside: unpack writes no links, and nothing else writes in staging.
+    checked: set[Path] = set()
+    with zipfile.ZipFile(wheel) as archive:
+        for item in planned:
+            target = root / item.destination
+            if target.parent not in checked:
+                _ensure_inside(root, target, wheel.name, item.info.filename)
+            try:
+                if target.parent not in checked:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    checked.add(target.parent)
+                digest = _copy_member(archive, item.info, target, wheel.name)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise UnsafeArchiveError(
+                    f"{wheel.name}: entry {item.info.filename!r} cannot be written ({reason})",
+                    hint="the wheel holds a path this file system cannot take; do not use it",
+                ) from None
+            _check_record(wheel.name, item.info.filename, digest, record)
+            executable = (item.info.external_attr >> 16) & 0o111
+            target.chmod(0o755 if executable else 0o644)
+
+
+def _ensure_inside(root: Path, target: Path, wheel: str, name: str) -> None:
+    # Names were checked already; this also catches a directory on the way that is a link.
+    try:
+        target.parent.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise UnsafeArchiveError(f"{wheel}: entry {name!r} would land outside the layer; refused") from None
+
+
+def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, wheel: str) -> str:
+    digest = hashlib.sha256()
+    written = 0
+    try:
+        with archive.open(info) as source, target.open("wb") as sink:
+            while chunk := source.read(1024 * 1024):
+                written += len(chunk)
+                if written > info.file_size:
+                    raise UnsafeArchiveError(f"{wheel}: entry {info.filename!r} is longer than it declares")
+                digest.update(chunk)
+                sink.write(chunk)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        target.unlink(missing_ok=True)
+        raise UnsafeArchiveError(f"{wheel}: entry {info.filename!r} is corrupt ({error})") from None
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def _read_record(archive: zipfile.ZipFile, wheel: str) -> dict[str, str]:
+    """RECORD's sha256 per entry; a wheel without a RECORD is refused, since nothing can be checked."""
+    names = [n for n in archive.namelist() if n.endswith(".dist-info/RECORD") and n.count("/") == 1]
+    if len(names) != 1:
+        raise UnsafeArchiveError(f"{wheel}: expected one .dist-info/RECORD, found {len(names)}")
+    text = archive.read(names[0]).decode("utf-8", "replace")
+    hashes: dict[str, str] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) >= 2 and row[1].startswith("sha256="):
+            hashes[row[0]] = row[1].removeprefix("sha256=")
+    return hashes
+
+
+def _check_record(wheel: str, name: str, digest: str, record: dict[str, str]) -> None:
+    if name.endswith(".dist-info/RECORD"):
+        return
+    expected = record.get(name)
+    if expected is None:
+        raise UnsafeArchiveError(
+            f"{wheel}: entry {name!r} is not listed in RECORD; the wheel is inconsistent"
+        )
+    if expected != digest:
+        raise UnsafeArchiveError(
+            f"{wheel}: entry {name!r} does not match its RECORD hash; the wheel was altered"
+        )

@@ -1,0 +1,292 @@
+"""The program local.py runs, by `python -I -S -B -c <this file's text>`, inside a clean interpreter.
+
+It must run on every runtime layerforge targets (3.9 and up) and import nothing but the stdlib, so it
+sticks to 3.9 syntax and never imports layerforge. Its configuration comes as one JSON object on stdin;
+its results go out as lines on stdout that start with MARKER, so whatever the imported packages print
+cannot break the parsing. Guarded by __main__ so that importing this module (a test that imports every
+module, say) runs nothing.
+"""
+
+# Imports sit inside the functions on purpose: whatever this program imports before the timed imports
+# is imported "for free" for the layer, so it loads as little as it can, as late as it can.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+# mypy honours a module-level TYPE_CHECKING of its own; importing typing here would add to the cold
+# import the check measures.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MARKER = "@@layerforge-verify@@ "
+
+# Linux capability numbers: root ignores file modes through these, so a read-only copy is only read-only
+# to root once they are gone.
+_CAP_DAC_OVERRIDE = 1
+_CAP_DAC_READ_SEARCH = 2
+_CAP_FOWNER = 3
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_TRACEBACK_LINES = 12
+
+
+def _emit(out_fd: int, payload: dict[str, Any]) -> None:
+    import json
+
+    data = (MARKER + json.dumps(payload, default=str) + "\n").encode()
+    while data:  # os.write may write less than asked on a pipe
+        data = data[os.write(out_fd, data) :]
+
+
+def _drop_root_file_powers() -> str:
+    """As root, give up the capabilities that bypass file modes, so that 0444/0555 really hold.
+
+    Done in this process (capset) rather than in a preexec_fn of the parent, which is unsafe in a
+    threaded parent; the bounding set is dropped too so that a subprocess the smoke code starts cannot
+    get them back by exec. Returns "" or why it could not be done (a container without CAP_SETPCAP).
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return ""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [
+            ("effective", ctypes.c_uint32),
+            ("permitted", ctypes.c_uint32),
+            ("inheritable", ctypes.c_uint32),
+        ]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    caps = (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _CAP_FOWNER)
+    for cap in caps:
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    header = Header(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (Data * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        return f"capget failed: errno {ctypes.get_errno()}"
+    mask = 0xFFFFFFFF
+    for cap in caps:
+        mask &= ~(1 << cap)
+    data[0].effective &= mask
+    data[0].permitted &= mask
+    data[0].inheritable &= mask
+    if libc.capset(ctypes.byref(header), data) != 0:
+        return f"capset failed: errno {ctypes.get_errno()}"
+    return ""
+
+
+def _isolate_path(layer_paths: list[str]) -> list[str]:
+    """Make sys.path the layer's entries followed by the stdlib, and prove nothing else is there.
+
+    -I -S leaves out the script folder, user site and site-packages already; a distro build or a
+    venv could still add something, so anything outside the interpreter's base prefix goes, and so does
+    any site-packages or dist-packages folder. Returns the entries removed (for the report).
+    """
+    bases = tuple({os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)})
+    kept: list[str] = []
+    removed: list[str] = []
+    for entry in sys.path:
+        real = os.path.realpath(entry) if entry else ""
+        inside = bool(real) and any(real == base or real.startswith(base + os.sep) for base in bases)
+        foreign = not inside or "site-packages" in real or "dist-packages" in real
+        (removed if foreign else kept).append(entry)
+    sys.path[:] = list(layer_paths) + kept
+    for entry in sys.path[len(layer_paths) :]:
+        assert not ("site-packages" in entry or "dist-packages" in entry), entry
+    # Only the standard finders: a .pth-installed hook (editable installs, setuptools' distutils shim)
+    # could import from anywhere. -S keeps them out; this proves it.
+    standard = {"BuiltinImporter", "FrozenImporter", "PathFinder"}
+    finders = [getattr(finder, "__name__", type(finder).__name__) for finder in sys.meta_path]
+    assert set(finders) <= standard, f"foreign import hooks on sys.meta_path: {finders}"
+    return removed
+
+
+def _probe_read_only(layer_python: str) -> bool:
+    """True when nothing can be created in the layer: what Lambda's read-only /opt guarantees."""
+    probe = os.path.join(layer_python, ".layerforge-write-probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return True
+    os.close(fd)
+    os.unlink(probe)
+    return False
+
+
+def _record_compiles(compiled: list[list[str]]) -> None:
+    """Note every module whose code is compiled from source because no valid .pyc was used.
+
+    SourceLoader.get_code calls source_to_code only after it has rejected (or not found) the cached
+    bytecode, so wrapping it counts exactly the cold-start compilations Lambda would pay for.
+    """
+    from importlib.machinery import SourceFileLoader
+
+    original = SourceFileLoader.source_to_code
+
+    def source_to_code(self: SourceFileLoader, data: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled.append([getattr(self, "name", "?"), str(path)])
+        return original(self, data, path, *args, **kwargs)
+
+    SourceFileLoader.source_to_code = source_to_code  # type: ignore[method-assign,assignment]
+
+
+def _describe(error: BaseException) -> dict[str, Any]:
+    """The error, with the missing module name or file found anywhere in its chain of causes."""
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else kind.__module__ + "." + kind.__qualname__
+    record: dict[str, Any] = {
+        "type": name,
+        "message": str(error),
+        "missing_module": None,
+        "missing_file": None,
+        "missing_library": None,
+        "denied_file": None,
+    }
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        _missing_from(current, record)
+        current = current.__cause__ or current.__context__
+    record["traceback"] = _short_traceback(error)
+    return record
+
+
+def _short_traceback(error: BaseException) -> list[str]:
+    """The traceback without this program's frames and importlib's machinery: the user's code only."""
+    import traceback
+
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(("<frozen", "<string>"))
+        and not frame.filename.endswith(os.path.join("importlib", "__init__.py"))
+    ]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(type(error), error)
+    return "".join(lines).splitlines()[-_TRACEBACK_LINES:]
+
+
+def _missing_from(error: BaseException, record: dict[str, Any]) -> None:
+    import errno
+    import re
+
+    message = str(error)
+    if isinstance(error, ModuleNotFoundError) and error.name and not record["missing_module"]:
+        record["missing_module"] = error.name
+    elif isinstance(error, ImportError) and not record["missing_module"]:
+        # `from pkg import sub` with pkg/sub.py gone: "cannot import name 'sub' from 'pkg' (...)", or
+        # "from partially initialized module 'pkg'" when pkg/__init__ does it. 3.12 adds name_from.
+        found = re.search(
+            r"cannot import name '([\w.]+)' from (?:partially initialized module )?'([\w.]+)'", message
+        )
+        if found:
+            record["missing_module"] = found.group(2) + "." + found.group(1)
+    if isinstance(error, ImportError) and not record["missing_library"]:
+        # A shared library that dlopen could not find, e.g. numpy.libs/libscipy_openblas64_-....so.
+        found = re.search(r"([\w.+-]+\.so[\w.]*): cannot open shared object file", message)
+        if found:
+            record["missing_library"] = found.group(1)
+    if isinstance(error, OSError) and error.filename:
+        filename = os.fsdecode(error.filename)
+        if error.errno in (errno.ENOENT, errno.ENOTDIR) and not record["missing_file"]:
+            record["missing_file"] = filename
+        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not record["denied_file"]:
+            record["denied_file"] = filename
+
+
+def _import_all(modules: list[str], out_fd: int) -> tuple[list[str], list[dict[str, Any]], float]:
+    import importlib
+
+    imported: list[str] = []
+    failures: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for module in modules:
+        # Said before and after each import, so that when the process hangs or crashes (a segfault in
+        # an extension) the parent knows which module did it and which ones were fine.
+        _emit(out_fd, {"importing": module})
+        try:
+            importlib.import_module(module)
+        except BaseException as error:  # SystemExit and friends too: a module must not end the check
+            if isinstance(error, KeyboardInterrupt):
+                raise
+            failure = dict(_describe(error), module=module)
+            failures.append(failure)
+            _emit(out_fd, {"failed": failure})
+        else:
+            imported.append(module)
+            _emit(out_fd, {"imported": module})
+    return imported, failures, time.perf_counter() - started
+
+
+def _read_versions(distributions: list[str]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    # Imported only after the timed imports: importlib.metadata pulls in email, zipfile, csv and more.
+    import importlib.metadata
+
+    versions: dict[str, str] = {}
+    failures: list[dict[str, Any]] = []
+    for name in distributions:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except Exception as error:
+            failures.append(dict(_describe(error), distribution=name))
+    return versions, failures
+
+
+def _run_smoke(code: str) -> dict[str, Any]:
+    import warnings
+
+    # Warnings as errors: a DeprecationWarning today is tomorrow's broken cold start.
+    warnings.simplefilter("error")
+    try:
+        exec(compile(code, "<smoke>", "exec"), {"__name__": "__smoke__"})  # noqa: S102
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return {"smoke_ok": False, "smoke_error": _describe(error)}
+    return {"smoke_ok": True}
+
+
+def main() -> None:
+    import json
+
+    # Results go to a duplicate of stdout taken now, so a package that replaces or closes sys.stdout
+    # (or prints without a newline) cannot swallow them.
+    out_fd = os.dup(1)
+    config = json.loads(sys.stdin.read())
+    result: dict[str, Any] = {"cap_drop_error": _drop_root_file_powers()}
+    result["removed_path_entries"] = _isolate_path(config["layer_paths"])
+    result["sys_path"] = list(sys.path)
+    result["flags"] = {
+        "isolated": sys.flags.isolated,
+        "no_site": sys.flags.no_site,
+        "dont_write_bytecode": sys.flags.dont_write_bytecode,
+    }
+    result["read_only"] = _probe_read_only(config["layer_paths"][-1])
+    compiled: list[list[str]] = []
+    _record_compiles(compiled)
+    if config["mode"] == "smoke":
+        result.update(_run_smoke(config["smoke"]))
+    else:
+        imported, failures, seconds = _import_all(config["modules"], out_fd)
+        result.update(imported=imported, failures=failures, cold_import_seconds=seconds)
+        versions, metadata_failures = _read_versions(config["distributions"])
+        result.update(metadata_versions=versions, metadata_failures=metadata_failures)
+    result["compiled"] = compiled
+    from contextlib import suppress
+
+    # The packages' own output first; sys.stdout may be closed or replaced, and the result has its own fd.
+    with suppress(Exception):
+        sys.stdout.flush()
+    _emit(out_fd, {"result": result})
+
+
+if __name__ == "__main__":
+    main()
