@@ -2,7 +2,7 @@
 
 Only with --docker. The loop: pip resolves on the host (always `--only-binary=:all:`); when a requirement
 has no wheel for the target, the newest release that satisfies its specifier and has an sdist on the
-index is built by `docker_backend.build_wheel_in_docker` in the SAM build image of the target's runtime and
+index is built by `container_build.build_wheel_in_docker` in the SAM build image of the target's runtime and
 architecture, pinned to that sdist's sha256, with a fixed SOURCE_DATE_EPOCH. The wheel goes into the
 content-addressed cache and pip resolves again with it offered through --find-links, until every
 requirement resolves or MAX_SOURCE_BUILDS wheels were built (a dependency of a built package may lack a
@@ -28,8 +28,9 @@ from packaging.version import Version
 
 from ..cache import WheelCache, sha256_of
 from ..errors import BuildError, LockError, ResolutionError
-from ..runners.docker import DockerClient, build_image, build_wheel_in_docker, docker_from_env
+from ..runners.docker import DockerClient, docker_from_env
 from ..target import Target
+from .container_build import build_image, build_wheel_in_docker
 from .index import IndexSdist, redact_url
 from .lock import (
     BuiltFrom,

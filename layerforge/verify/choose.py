@@ -26,10 +26,10 @@ from ..runners.docker import (
     DockerError,
     default_image,
     docker_from_env,
-    verify_in_docker,
 )
 from ..runners.interpreters import Interpreter, install_hint, search_summary
 from ..target import Target
+from .container import verify_in_docker
 from .local import VerifyReport, not_run, verify_layer
 
 VerifierKind = Literal["local", "docker", "none"]

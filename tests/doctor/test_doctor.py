@@ -1,7 +1,7 @@
 """`layerforge doctor` against real things: git repositories made here, zips with real PE and Mach-O
 headers, a moto server on 127.0.0.1 (behind the fault proxy to answer 403s), real interpreters.
 
-The only mock is FakeDockerClient (from test_docker_backend), for the engine these machines lack.
+The only mock is FakeDockerClient (from tests/verify/test_container.py), for the engine these machines lack.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from layerforge.runners.interpreters import find_interpreter
 from layerforge.target import Target
 from tests.support.aws import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, AwsServer
 from tests.support.faultproxy import Fault, FaultProxy, Rule, access_denied, running
-from tests.verify.test_docker_backend import FakeDockerClient
+from tests.verify.test_container import FakeDockerClient
 
 TARGET = Target("python3.11", "x86_64")
 BUCKET = "doctor-bucket"

@@ -2,7 +2,7 @@
 
 Real where it can be: a PEP 503 index on 127.0.0.1 serves real sdists (whose setup.py would write a
 sentinel file if anything ever ran it on the host) and real wheels, and the real pip resolves. There is
-no Docker engine on these machines, so the engine is `FakeDockerClient` from test_docker_backend.py, the
+no Docker engine on these machines, so the engine is `FakeDockerClient` from verify/test_container.py, the
 one mock: its container does what the real `pip wheel` in the SAM build image does, writing a real wheel
 tagged linux_x86_64 (with a real gcc-built ELF object) into the mounted out folder, and it records the
 container spec it was given. A test marked `docker` builds a real sdist in the real image where an engine
@@ -33,16 +33,16 @@ from layerforge.cache import WheelCache, sha256_of
 from layerforge.cli import main
 from layerforge.errors import AuditError, BuildError, HashMismatchError, LockError, ResolutionError
 from layerforge.recipe import recipe_from_mapping
+from layerforge.resolve.container_build import build_image
 from layerforge.resolve.index import fetch_project_files
 from layerforge.resolve.lock import LockedPackage, lock_from_dict, pip_command, read_lock
 from layerforge.resolve.source_build import SOURCE_DATE_EPOCH, SourceBuilder, pick_sdist
-from layerforge.runners.docker import build_image
 from layerforge.target import ARCHES, Target
 from tests.support.docker_engine import real_engine
 from tests.support.elf import compile_shared_object
 from tests.support.index import LocalIndex
 from tests.support.wheelfactory import build_wheel
-from tests.verify.test_docker_backend import FakeDockerClient
+from tests.verify.test_container import FakeDockerClient
 
 TARGET = Target("python3.11", "x86_64")
 IMAGE = "public.ecr.aws/sam/build-python3.11:latest-x86_64"

@@ -26,18 +26,12 @@ from docker.models.containers import _create_container_args
 from docker.types import ContainerConfig
 
 from layerforge.errors import InputError
-from layerforge.runners.docker import (
-    DockerError,
-    Mount,
-    build_wheel_in_docker,
-    container_spec,
-    source_build_spec,
-    split_image,
-    verify_in_docker,
-)
+from layerforge.resolve.container_build import build_wheel_in_docker, source_build_spec
+from layerforge.runners.docker import DockerError, Mount, split_image
 from layerforge.runners.interpreters import find_interpreter
 from layerforge.target import ARCHES, Target
 from layerforge.verify.choose import already_found, choose_verifier
+from layerforge.verify.container import container_spec, verify_in_docker
 from tests.support.docker_engine import real_engine
 
 HOST_ARCH = {machine: arch for arch, machine in ARCHES.items()}.get(os.uname().machine, "x86_64")
