@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from ..doctor.checks import DoctorOptions, DoctorReport, Finding, Severity, diagnose
+from ..doctor.checks import diagnose
+from ..doctor.findings import DoctorOptions, DoctorReport, Finding, Severity
 from ..target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
 from . import main
 from .options import target_options

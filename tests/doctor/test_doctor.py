@@ -19,19 +19,10 @@ from typing import Any
 import docker.errors
 import pytest
 
-from layerforge.doctor.checks import (
-    PROBE_PREFIX,
-    DoctorOptions,
-    Finding,
-    check_aws,
-    check_dist,
-    check_docker,
-    check_host,
-    check_interpreter,
-    check_line_endings,
-    check_tools,
-    line_kind,
-)
+from layerforge.doctor.aws import PROBE_PREFIX, check_aws
+from layerforge.doctor.findings import DoctorOptions, Finding
+from layerforge.doctor.host import check_docker, check_host, check_interpreter, check_tools
+from layerforge.doctor.repository import check_dist, check_line_endings, line_kind
 from layerforge.runners.docker import DockerError
 from layerforge.runners.interpreters import find_interpreter
 from layerforge.target import Target
