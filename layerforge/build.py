@@ -63,6 +63,7 @@ class BuildOptions:
         None  # True: verify in the Lambda image; False: never; None: when nothing local fits
     )
     image: str | None = None
+    build_image: str | None = None  # --build-image: sdists are built here instead of the SAM build image
     jobs: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     docker_client: DockerClientFactory | None = None  # the engine for --docker; None: docker.from_env
 
@@ -204,6 +205,7 @@ def _sources(options: BuildOptions, events: BuildEvents) -> SourceBuilder:
         options.docker is True,
         options.docker_client,
         events.note,
+        image_override=options.build_image,
     )
 
 

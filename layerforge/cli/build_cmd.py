@@ -12,6 +12,7 @@ from ..recipe import load_recipe
 from ..resolve.source_build import SourceBuilder
 from . import main
 from .options import (
+    build_image_option,
     cache_option,
     choose_target,
     docker_options,
@@ -55,6 +56,7 @@ def build_command(
     no_verify: bool,
     docker: bool | None,
     image: str | None,
+    build_image: str | None,
     refresh: bool,
     json_mode: bool,
     quiet: bool,
@@ -78,6 +80,7 @@ def build_command(
             refresh=refresh,
             docker=docker,
             image=image,
+            build_image=build_image,
             python=python,
         )
         output.info(f"building [bold]{recipe.name}[/] for {target.runtime} on {target.arch}")
@@ -97,8 +100,13 @@ def _summarise(output: Output, result: BuildResult) -> None:
     interpreter = verification.get("interpreter")
     if interpreter:
         smoke = verification.get("smoke_ok")
+        if interpreter.get("container"):
+            emulated = ", emulated" if interpreter.get("emulated") else ""
+            where = f"in {interpreter['container']} ({interpreter.get('machine')}{emulated})"
+        else:
+            where = f"with cpython {interpreter.get('version')} at {interpreter.get('path')}"
         output.info(
-            f"verified with cpython {interpreter.get('version')} at {interpreter.get('path')}: "
+            f"verified {where}: "
             f"{len(verification.get('imported', []))} modules imported, "
             f"{len(verification.get('compiled_from_source', []))} compiled from source at import, "
             f"cold import {verification.get('cold_import_seconds') or 0:.2f} s"
@@ -145,6 +153,7 @@ def _summarise(output: Output, result: BuildResult) -> None:
     help="Build a requirement that has no wheel for the target from its sdist in the SAM build image "
     "(never on the host); the built wheel goes into the cache and the lock.",
 )
+@build_image_option
 @click.option(
     "--output",
     "-o",
@@ -164,6 +173,7 @@ def lock_command(
     index_url: str,
     cache_dir: Path | None,
     docker: bool,
+    build_image: str | None,
     lock_file: Path | None,
     json_mode: bool,
     quiet: bool,
@@ -174,7 +184,12 @@ def lock_command(
         recipe = load_recipe(recipe_spec, name=name)
         target = choose_target(recipe, runtime, arch)
         sources = SourceBuilder(
-            target, index_url, WheelCache(cache_dir or default_cache_dir()), docker, note=output.info
+            target,
+            index_url,
+            WheelCache(cache_dir or default_cache_dir()),
+            docker,
+            note=output.info,
+            image_override=build_image,
         )
         lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
         destination = lock_file or out_dir / f"{recipe.name}-{target.runtime}-{target.arch}.lock.json"

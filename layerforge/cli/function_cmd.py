@@ -103,6 +103,7 @@ def package_function_command(
     no_verify: bool,
     docker: bool | None,
     image: str | None,
+    build_image: str | None,
     json_mode: bool,
     quiet: bool,
 ) -> None:
@@ -135,6 +136,7 @@ def package_function_command(
             python=python,
             docker=docker,
             image=image,
+            build_image=build_image,
         )
         output.info(f"packaging [bold]{options.function_name}[/] for {options.target.label}")
         result = with_progress(output, lambda events: package_function(options, events))

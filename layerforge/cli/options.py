@@ -30,7 +30,17 @@ def target_options(func: F) -> F:
     )(func)
 
 
+def build_image_option(func: F) -> F:
+    return click.option(
+        "--build-image",
+        default=None,
+        help="Image to build sdists in (with --docker) instead of public.ecr.aws/sam/build-python3.X; the "
+        "lock records its digest.",
+    )(func)
+
+
 def docker_options(func: F) -> F:
+    func = build_image_option(func)
     func = click.option(
         "--image", default=None, help="Image to verify in instead of public.ecr.aws/lambda/python:3.X."
     )(func)

@@ -9,6 +9,7 @@ error), a one-line summary and, unless it is ok, the fix. The command exits 1 wh
     interpreter a CPython of the target's version and machine, for the import check
     pip, uv     the resolver layerforge runs, and uv (which can install interpreters)
     docker      an engine, for targets this machine cannot run
+    emulation   QEMU in binfmt_misc, so that the other architecture's images run in that engine
     aws.py
     aws         credentials and who they are (STS GetCallerIdentity)
     s3, lambda  with --bucket: a probe object put, read back and deleted; Lambda's layer calls
@@ -25,7 +26,7 @@ from ..runners.docker import DockerClient, docker_from_env
 from ..runners.interpreters import find_interpreter
 from .aws import check_aws
 from .findings import DoctorOptions, DoctorReport
-from .host import Finder, check_docker, check_host, check_interpreter, check_tools
+from .host import Finder, check_docker, check_emulation, check_host, check_interpreter, check_tools
 from .repository import check_dist, check_line_endings
 
 
@@ -42,6 +43,7 @@ def diagnose(
     findings.append(interpreter_finding)
     findings += check_tools()
     findings.append(check_docker(target, docker_client_factory, have_local=have_local))
+    findings.append(check_emulation(target))
     findings += check_aws(options)
     findings += check_line_endings(options.repo)
     findings += check_dist(options.dist if options.dist is not None else options.repo / "dist", target)

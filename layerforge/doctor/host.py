@@ -14,9 +14,10 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import InputError
 from ..runners.docker import IMAGE_ARCHITECTURES, DockerClient, DockerError, engine_problem
+from ..runners.emulation import Emulation, emulation_for
 from ..runners.interpreters import Interpreter, install_hint
 from ..target import Target, host_machine, machine_name
-from .findings import Finding
+from .findings import Finding, Severity
 
 # pyproject pins pip>=25.1: older pip mis-applies Requires-Python with --python-version.
 MIN_PIP = Version("25.1")
@@ -189,4 +190,21 @@ def _no_docker(target: Target, problem: str, have_local: bool) -> Finding:
         "the static audit",
         "start Docker (Docker Desktop, or `sudo systemctl start docker` on Linux; check DOCKER_HOST if "
         f"the engine is elsewhere), or {install_hint(target)}",
+    )
+
+
+def check_emulation(target: Target, *, probe: Callable[[str], Emulation] = emulation_for) -> Finding:
+    """Whether the other architecture's images run here: how arm64 layers are import-checked on x86_64."""
+    other = "aarch64" if host_machine() == "x86_64" else "x86_64"
+    machine = target.machine if target.machine != host_machine() else other
+    found = probe(machine)
+    if found.available:
+        return Finding("emulation", "ok", f"{found.detail}: {machine} layers can be verified in Docker")
+    # Only a target of the other architecture needs it; for this machine's own it is a note.
+    severity: Severity = "warning" if target.machine == machine else "info"
+    return Finding(
+        "emulation",
+        severity,
+        f"{found.detail}: {machine} layers cannot be import-checked in Docker here",
+        found.fix,
     )

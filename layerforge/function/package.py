@@ -100,6 +100,7 @@ class FunctionOptions:
     python: Path | None = None
     docker: bool | None = None  # as build's: verify in the Lambda image; True also builds sdists there
     image: str | None = None
+    build_image: str | None = None
 
     @property
     def function_name(self) -> str:
@@ -399,6 +400,7 @@ def _install_requirements(
         python=options.python,
         docker=options.docker,
         image=options.image,
+        build_image=options.build_image,
     )
     return build(build_options, events)
 

@@ -40,6 +40,9 @@ LOCK_SCHEMA_VERSION = 1
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 # A Docker image reference as layerforge writes one (registry/repository:tag or @digest), nothing else.
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
+# The image's content: `repository@sha256:<hex>` as a registry names it, or `sha256:<hex>`, the engine's id
+# of an image that no registry holds (built or imported here).
+_IMAGE_DIGEST = re.compile(r"^([a-z0-9][a-z0-9._/:-]{0,200}@)?sha256:[0-9a-f]{64}$")
 # Years after 2100 are no build date: a bound keeps a hostile number from reaching the container.
 _MAX_EPOCH = 4_102_444_800
 
@@ -52,14 +55,19 @@ class BuiltFrom:
     sdist_sha256: str
     image: str
     source_date_epoch: int
+    # What `image` was when it built the wheel: a tag moves, a digest does not. Rebuilds run by digest.
+    image_digest: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        entry: dict[str, Any] = {
             "sdist": self.sdist,
             "sdist_sha256": self.sdist_sha256,
             "image": self.image,
             "source_date_epoch": self.source_date_epoch,
         }
+        if self.image_digest is not None:
+            entry["image_digest"] = self.image_digest
+        return entry
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,7 @@ class Lock:
                 "packages": sorted(
                     [p.name, p.version, p.wheel, p.sha256]
                     + ([p.built_from.sdist_sha256, p.built_from.image] if p.built_from else [])
+                    + ([p.built_from.image_digest] if p.built_from and p.built_from.image_digest else [])
                     for p in self.packages
                 ),
             },
@@ -319,7 +328,14 @@ def _built_from(raw: object, key: str, fail: Any) -> BuiltFrom | None:
         raise fail(f"{key}.image", "expected a Docker image reference")
     if type(epoch) is not int or not 0 <= epoch <= _MAX_EPOCH:
         raise fail(f"{key}.source_date_epoch", "expected a whole number of seconds since 1970")
-    return BuiltFrom(str(sdist), digest, image, epoch)
+    image_digest = raw.get("image_digest")
+    if image_digest is not None and (
+        not isinstance(image_digest, str) or not _IMAGE_DIGEST.match(image_digest)
+    ):
+        raise fail(
+            f"{key}.image_digest", "expected repository@sha256:<64 hex digits> or sha256:<64 hex digits>"
+        )
+    return BuiltFrom(str(sdist), digest, image, epoch, image_digest)
 
 
 def _check_built_wheel_name(

@@ -28,7 +28,7 @@ from packaging.version import Version
 
 from ..cache import WheelCache, sha256_of
 from ..errors import BuildError, LockError, ResolutionError
-from ..runners.docker import DockerClient, docker_from_env
+from ..runners.docker import DockerClient, docker_from_env, image_digest
 from ..target import Target
 from .container_build import build_image, build_wheel_in_docker
 from .index import IndexSdist, redact_url
@@ -70,10 +70,11 @@ class SourceBuilder:
     enabled: bool
     client_factory: DockerClientFactory | None = None
     note: Callable[[str], None] = _quiet
+    image_override: str | None = None  # --build-image
 
     @property
     def image(self) -> str:
-        return build_image(self.target)
+        return self.image_override or build_image(self.target)
 
     # ---- locking -------------------------------------------------------------------------------------
 
@@ -139,7 +140,9 @@ class SourceBuilder:
         with tempfile.TemporaryDirectory(prefix="layerforge-built-") as out:
             wheel = self._build(client, project, str(sdist.version), built_from, self.index_url, Path(out))
             sha256, path = self.cache.store(wheel)
-        return LocalWheel(path, sha256, built_from)
+        # The image is on the engine now (the build pulled it if need be): pin what it was.
+        pinned = dataclasses.replace(built_from, image_digest=image_digest(client, self.image))
+        return LocalWheel(path, sha256, pinned)
 
     def _notes(self, lock: Lock) -> list[ResolutionNote]:
         return [
@@ -223,7 +226,8 @@ class SourceBuilder:
             out,
             index_url=index,
             client=client,
-            image=built_from.image,
+            # A rebuild runs in the very image the lock pins, whatever its tag points at today.
+            image=built_from.image_digest or built_from.image,
             note=self.note,
             sdist_sha256=built_from.sdist_sha256,
             source_date_epoch=built_from.source_date_epoch,

@@ -205,6 +205,13 @@ def ensure_image(
         pass
     except docker_errors.APIError as error:
         raise DockerError(f"could not inspect the image {image}: {error}") from error
+    if image.startswith("sha256:"):
+        raise DockerError(
+            f"the image {image} is not on this Docker engine: it was built or imported on another machine, "
+            "so no registry can give it again",
+            hint="load that image here (docker save / docker load), or lock again with --docker to build "
+            "in an image this engine has",
+        )
     repository, tag = split_image(image)
     if note is not None:
         note(f"pulling {image} for {PLATFORMS[target.arch]} (once; later runs reuse it)")
@@ -216,6 +223,21 @@ def ensure_image(
             hint="check the network and the image name; `docker pull --platform "
             f"{PLATFORMS[target.arch]} {image}` shows the same error in full",
         ) from error
+
+
+def image_digest(client: DockerClient, image: str) -> str:
+    """What `image` is now, by content: `repository@sha256:...` when a registry gave it, else the engine's
+    own id `sha256:...` (an image built or imported on this machine, which no registry can give again)."""
+    docker_errors = _sdk_errors()
+    try:
+        attrs = client.images.get(image).attrs
+    except docker_errors.DockerException as error:
+        raise DockerError(f"could not inspect the image {image}: {engine_problem(error)}") from error
+    repository, _ = split_image(image)
+    for digest in attrs.get("RepoDigests") or ():
+        if str(digest).split("@", 1)[0] == repository:
+            return str(digest)
+    return str(attrs["Id"])
 
 
 def split_image(image: str) -> tuple[str, str | None]:

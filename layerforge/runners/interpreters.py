@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..target import Target
+from ..target import Target, host_machine
 
 # Long enough for a pyenv shim (a bash script that runs `pyenv exec`) on a slow disk, short enough that a
 # hung binary does not stall a build.
@@ -55,12 +55,18 @@ class Interpreter:
     # Lambda is Linux with glibc: a macOS or musl (Alpine) CPython of the right version cannot load its .so.
     platform: str = "linux"
     libc: str = "glibc"
+    # Set when the interpreter runs in a container: the image, and whether the kernel emulates its machine.
+    container: str = ""
+    emulated: bool = False
 
     @property
     def dotted(self) -> str:
         return f"{self.version[0]}.{self.version[1]}"
 
     def describe(self) -> str:
+        if self.container:
+            emulated = ", emulated" if self.emulated else ""
+            return f"{self.implementation} {self.dotted} in {self.container} ({self.machine}{emulated})"
         return f"{self.implementation} {self.dotted} on {self.machine} at {self.path} (from {self.source})"
 
     def mismatch(self, target: Target) -> str | None:
@@ -87,6 +93,7 @@ class Interpreter:
             "machine": self.machine,
             "implementation": self.implementation,
             "source": self.source,
+            **({"container": self.container, "emulated": self.emulated} if self.container else {}),
         }
 
 
@@ -323,8 +330,15 @@ def search_summary(
 
 
 def install_hint(target: Target) -> str:
+    """How to get an interpreter that can import-check a `target` layer on this machine."""
+    if target.machine != host_machine():
+        # No interpreter installed here runs the other architecture's extension modules: pyenv cannot help.
+        return (
+            f"run the check in Docker, where an {target.machine} image runs under emulation (`layerforge "
+            f"doctor` says whether this machine has it, and how to enable it), or build on an "
+            f"{target.machine} machine with CPython {target.python_dotted}"
+        )
     return (
         f"install CPython {target.python_dotted} (`pyenv install {target.python_dotted}` or "
-        f"`uv python install {target.python_dotted}`) or pass --python PATH"
-        + ("; an arm64 layer needs an aarch64 machine or Docker" if target.machine == "aarch64" else "")
+        f"`uv python install {target.python_dotted}`) or pass --python PATH, or start Docker"
     )

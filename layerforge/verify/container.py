@@ -41,7 +41,7 @@ from ..runners.docker import (
     run_container,
 )
 from ..runners.interpreters import Interpreter
-from ..target import Target
+from ..target import Target, host_machine, machine_name
 
 # local.py owns the bootstrap, the parsing of its markers and the mapping of failures back to strip rules;
 # this module reuses them rather than keeping a second copy that could drift.
@@ -305,6 +305,8 @@ def _interpreter(header: Mapping[str, Any], spec: ContainerSpec, target: Target)
         implementation=str(header["implementation"]),
         source=f"docker {spec.image} ({spec.platform})",
         free_threaded=bool(header.get("free_threaded")),
+        container=spec.image,
+        emulated=machine_name(str(header["machine"])) != host_machine(),
     )
     reason = found.mismatch(target)
     if reason:

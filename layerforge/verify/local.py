@@ -161,8 +161,8 @@ class VerifyReport:
 def not_run(target: Target, reason: str | None = None) -> VerifyReport:
     """The report for a machine with no fitting interpreter: said plainly, never passed off as a pass."""
     reason = reason or (
-        f"the import check did not run, only the static audit did: {search_summary(target)} and found "
-        f"none; {install_hint(target)}"
+        f"only the static audit ran: {search_summary(target)} and found none. To verify, "
+        f"{install_hint(target)}"
     )
     return VerifyReport(
         interpreter=None,

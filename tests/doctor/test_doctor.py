@@ -25,7 +25,7 @@ from layerforge.doctor.host import check_docker, check_host, check_interpreter, 
 from layerforge.doctor.repository import check_dist, check_line_endings, line_kind
 from layerforge.runners.docker import DockerError
 from layerforge.runners.interpreters import find_interpreter
-from layerforge.target import Target
+from layerforge.target import Target, host_machine
 from tests.support.aws import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, AwsServer
 from tests.support.faultproxy import Fault, FaultProxy, Rule, access_denied, running
 from tests.verify.test_container import FakeDockerClient
@@ -388,8 +388,14 @@ def test_interpreter_checks(tmp_path: Path) -> None:
             target, explicit=explicit, search_path="", home=tmp_path, environ={}, include_current=False
         )
 
-    missing, have = check_interpreter(Target("python3.11", "arm64"), None, hidden)
+    host_arch = "arm64" if host_machine() == "aarch64" else "x86_64"
+    foreign_arch = "x86_64" if host_arch == "arm64" else "arm64"
+    missing, have = check_interpreter(Target("python3.11", host_arch), None, hidden)
     assert missing.severity == "warning" and not have and "uv python install 3.11" in missing.fix
+    # No interpreter installed here can import the other architecture's extension modules.
+    foreign, have = check_interpreter(Target("python3.11", foreign_arch), None, hidden)
+    assert foreign.severity == "warning" and not have
+    assert "python install" not in foreign.fix and "emulation" in foreign.fix
     bad, _ = check_interpreter(TARGET, tmp_path / "no-python", find_interpreter)
     assert bad.severity == "error" and "no such file" in bad.summary
     found, have = check_interpreter(TARGET, None, find_interpreter)

@@ -46,6 +46,7 @@ from tests.verify.test_container import FakeDockerClient
 
 TARGET = Target("python3.11", "x86_64")
 IMAGE = "public.ecr.aws/sam/build-python3.11:latest-x86_64"
+IMAGE_ID = "sha256:" + hashlib.sha256(IMAGE.encode()).hexdigest()
 LINUX = "cp311-cp311-linux_x86_64"
 EXTENSION = "_speed.cpython-311-x86_64-linux-gnu.so"
 
@@ -277,6 +278,8 @@ def test_the_lock_records_the_built_wheel_its_sdist_and_the_image(world: World) 
         "sdist_sha256": world.index.sha256("srcpkg-1.1.tar.gz"),
         "image": IMAGE,
         "source_date_epoch": SOURCE_DATE_EPOCH,
+        # The engine's id of the image at build time (the fake engine derives it from the name).
+        "image_digest": IMAGE_ID,
     }
     assert pins["srcleaf"]["built_from"]["sdist"] == world.index.file_url("srcleaf-0.5.tar.gz")
     # Wheels from the index are recorded as before, without the new field.
@@ -401,7 +404,8 @@ def test_build_from_the_lock_with_an_empty_cache_rebuilds_in_the_image_and_match
     second = build(options(world, client=client, cache="empty", out="two", lock=first.lock_path))
 
     assert sorted(again.built) == ["srcleaf==0.5", "srcpkg==1.1"]
-    assert all(c.kwargs["image"] == IMAGE for c in client.containers_made)
+    # The rebuild runs in the image the lock pins by digest, not whatever the tag names today.
+    assert all(c.kwargs["image"] == IMAGE_ID for c in client.containers_made)
     assert second.manifest["sha256"] == first.manifest["sha256"]  # the same layer, byte for byte
     cache = WheelCache(world.tmp / "empty")
     assert all(cache.lookup(p.sha256, p.wheel) for p in second.lock.packages)
