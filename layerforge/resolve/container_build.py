@@ -6,9 +6,11 @@ break on Lambda. `source_build.py` decides what to build; this module describes 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
@@ -104,8 +106,19 @@ def source_build_spec(
         mounts=(Mount(str(work_dir), WORK_MOUNT, read_only=False),),
         working_dir=WORK_MOUNT,
         network_disabled=False,
+        host_network=_on_loopback(index_url),
         labels=MappingProxyType({LABEL: "build"}),
     )
+
+
+def _on_loopback(url: str) -> bool:
+    """An index served on this machine's loopback (a local mirror or proxy) is reachable only from the
+    host's network namespace; every other index goes through Docker's bridge."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _host_user() -> str:

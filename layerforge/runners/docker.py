@@ -79,6 +79,8 @@ class ContainerSpec:
     working_dir: str
     tmpfs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({CONTAINER_TMP: TMPFS_OPTIONS}))
     network_disabled: bool = True
+    # Only for an index on this machine's loopback, which a container on Docker's bridge cannot reach.
+    host_network: bool = False
     read_only: bool = True
     auto_remove: bool = True
     cap_drop: tuple[str, ...] = ("ALL",)
@@ -103,7 +105,7 @@ class ContainerSpec:
             "working_dir": self.working_dir,
             "tmpfs": dict(self.tmpfs),
             # `docker run --network none`: the container gets a loopback interface and nothing else.
-            "network_mode": "none" if self.network_disabled else "bridge",
+            "network_mode": "none" if self.network_disabled else ("host" if self.host_network else "bridge"),
             "read_only": self.read_only,
             "auto_remove": self.auto_remove,
             "cap_drop": list(self.cap_drop),

@@ -149,6 +149,7 @@ def _describe(error: BaseException) -> dict[str, Any]:
         "missing_file": None,
         "missing_library": None,
         "denied_file": None,
+        "network": None,
     }
     seen: set[int] = set()
     current: BaseException | None = error
@@ -194,6 +195,12 @@ def _missing_from(error: BaseException, record: dict[str, Any]) -> None:
         found = re.search(r"([\w.+-]+\.so[\w.]*): cannot open shared object file", message)
         if found:
             record["missing_library"] = found.group(1)
+    # socket.gaierror is an OSError without a filename; a refused or unroutable connect is one too.
+    network_errors = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED, errno.ETIMEDOUT)
+    if not record["network"] and (
+        type(error).__name__ == "gaierror" or (isinstance(error, OSError) and error.errno in network_errors)
+    ):
+        record["network"] = str(error)
     if isinstance(error, OSError) and error.filename:
         filename = os.fsdecode(error.filename)
         if error.errno in (errno.ENOENT, errno.ENOTDIR) and not record["missing_file"]:

@@ -585,7 +585,18 @@ def _failure(record: dict[str, Any], module: str, stage: str, context: FailureCo
         removed_by=rule,
         stage=stage,
         detail=opt("\n".join(record.get("traceback", []))),
-        hint=_denied(record, context),
+        hint=_denied(record, context) or _network(record),
+    )
+
+
+def _network(record: dict[str, Any]) -> str:
+    """A connection was tried at import and had no network: the container check runs with none."""
+    if not record.get("network"):
+        return ""
+    return (
+        f"it opens a network connection while it is imported ({record['network']}), and the check runs "
+        "with no network: on Lambda that connection is made at every cold start, inside the init timeout, "
+        "and fails in a VPC without a route out; make the connection when it is first needed, not at import"
     )
 
 

@@ -37,8 +37,7 @@ from layerforge.resolve.container_build import build_image
 from layerforge.resolve.index import fetch_project_files
 from layerforge.resolve.lock import LockedPackage, lock_from_dict, pip_command, read_lock
 from layerforge.resolve.source_build import SOURCE_DATE_EPOCH, SourceBuilder, pick_sdist
-from layerforge.target import ARCHES, Target
-from tests.support.docker_engine import real_engine
+from layerforge.target import Target
 from tests.support.elf import compile_shared_object
 from tests.support.index import LocalIndex
 from tests.support.wheelfactory import build_wheel
@@ -689,29 +688,3 @@ def test_the_sdist_to_build_is_the_newest_that_fits_python_and_not_yanked_tar_gz
         ResolutionError, match=r"has a source distribution for Python 3\.11 on the index either"
     ):
         pick_sdist(sdists, Requirement("srcpkg>2"), TARGET)
-
-
-# --------------------------------------------------------------------------------------------------
-# A real engine, where one answers
-
-
-@pytest.mark.docker
-def test_real_engine_builds_an_sdist_only_package_in_the_sam_image(tmp_path: Path) -> None:
-    client = real_engine()
-    if client is None:
-        pytest.skip("no Docker engine answers here, so nothing can be built in the SAM build image")
-    host_arch = {machine: arch for arch, machine in ARCHES.items()}.get(os.uname().machine, "x86_64")
-    target = Target("python3.11", host_arch)
-    cache = WheelCache(tmp_path / "cache")
-    notes: list[str] = []
-    # crcmod 1.7 is on PyPI only as an sdist, with a C extension the image's gcc compiles.
-    builder = SourceBuilder(target, "https://pypi.org/simple", cache, True, lambda: client, notes.append)
-    lock = builder.resolve("real", ["crcmod==1.7"])
-    [package] = lock.packages
-    assert package.built_from is not None and package.built_from.image == build_image(target)
-    assert package.wheel.startswith("crcmod-1.7-cp311-cp311-") and package.wheel.endswith(".whl")
-    wheel = cache.lookup(package.sha256, package.wheel)
-    assert wheel is not None
-    with zipfile.ZipFile(wheel) as archive:
-        assert any(name.endswith(f"-{target.machine}-linux-gnu.so") for name in archive.namelist())
-    assert any("never on the host" in note for note in notes)

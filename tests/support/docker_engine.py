@@ -15,3 +15,32 @@ def real_engine() -> Any:
     except Exception:
         return None
     return client
+
+
+def engine_or_skip() -> Any:
+    """The real engine; a skip where none answers, a failure where CI promised one
+    (LAYERFORGE_REQUIRE_DOCKER=1)."""
+    import os
+
+    import pytest
+
+    client = real_engine()
+    if client is None:
+        if os.environ.get("LAYERFORGE_REQUIRE_DOCKER") == "1":
+            pytest.fail("LAYERFORGE_REQUIRE_DOCKER=1, but no Docker engine answers")
+        pytest.skip("no Docker engine answers here")
+    return client
+
+
+def standin(role: str) -> str:
+    """The stand-in image for `role` (tests/support/standin_images.py), built first if it is missing."""
+    import pytest
+
+    from tests.support import standin_images
+
+    recipe = standin_images.RECIPES[role]
+    try:
+        standin_images.ensure([recipe])
+    except standin_images.SetupError as error:
+        pytest.fail(f"the {role} stand-in image could not be made: {error}")
+    return recipe.image
