@@ -338,8 +338,9 @@ def _spdx_id(reader: _Reader, path: str, text: str) -> str:
         parsed = None
     if isinstance(parsed, LicenseSymbol) and not parsed.key.startswith("LicenseRef-"):
         return str(parsed.key)
-    known = [key for key in licensing.known_symbols if not key.startswith("LicenseRef-")]
-    close = difflib.get_close_matches(text.strip(), known, n=3, cutoff=0.5)
+    known = {key.upper(): key for key in licensing.known_symbols if not key.startswith("LicenseRef-")}
+    wanted = "-".join(text.upper().split())
+    close = [known[k] for k in difflib.get_close_matches(wanted, list(known), n=3, cutoff=0.5)]
     extra = f" (did you mean {', '.join(close)}?)" if close else ""
     raise reader.fail(path, f"{text!r} is not an SPDX license id{extra}", "ids of https://spdx.org/licenses/")
 
