@@ -287,8 +287,8 @@ def enforce(
     if violations:
         raise LicensePolicyError(
             "license policy: " + "; ".join(v.message for v in violations),
-            hint="drop the distribution from the requirements, or change [policy] in the recipe "
-            "if your legal team accepts this license",
+            hint="drop the distribution from the requirements, or change the recipe's policy "
+            "(deny_licenses, allow_licenses) if your legal team accepts this license",
         )
     if unknown and strict:
         raise LicensePolicyError(

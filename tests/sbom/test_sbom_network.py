@@ -57,10 +57,10 @@ def test_the_sklearn_layer_sbom_lists_every_pin_and_the_bundled_blas_and_is_repr
         return {
             owner[c["bom-ref"]].split("@")[0]
             for c in libraries
-            if c["name"].startswith(stem) and len(c["hashes"]) == 1
+            if stem in c["name"].lower() and len(c["hashes"]) == 1
         }
 
-    assert bundled("libopenblas") & {"pkg:pypi/numpy", "pkg:pypi/scipy"}, libraries
+    assert bundled("openblas") & {"pkg:pypi/numpy", "pkg:pypi/scipy"}, libraries
     assert bundled("libgfortran") & {"pkg:pypi/numpy", "pkg:pypi/scipy"}, libraries
     print(
         f"\nsklearn SBOM: {len(document['components'])} components, {len(lock['packages'])} distributions, "
@@ -92,5 +92,5 @@ def test_pymupdf_under_a_policy_that_denies_the_agpl_exits_1_naming_it(tmp_path:
     print(f"\nPyMuPDF: exit {completed.returncode}: {completed.stderr.strip().splitlines()[-2:]}")
     assert completed.returncode == 1, completed.stderr[-3000:]
     assert "PyMuPDF" in completed.stderr and "AGPL-3.0" in completed.stderr
-    assert "deny_licenses" in completed.stderr
+    assert "deny_licenses" in completed.stderr and "policy" in completed.stderr.split("hint:")[1]
     assert not list((tmp_path / "dist").glob("*.zip"))
