@@ -2,7 +2,7 @@
 
 Each stage lives in its own module; this one only runs them in order, in a staging folder inside the
 output folder, and cleans up whatever happens. Nothing lands in the output folder but the finished zip,
-its lock and its manifest, each written atomically.
+its lock, its SBOM and its manifest, each written atomically.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ from .resolve.lock import DEFAULT_INDEX_URL, Lock, read_lock
 from .resolve.source_build import DockerClientFactory, SourceBuilder
 from .runners.docker import docker_from_env
 from .runners.interpreters import Interpreter, find_interpreter
+from .sbom import SBOM_SUFFIX
+from .sbom.document import build_document
+from .sbom.inventory import Inventory, LockedWheel, read_inventory
+from .sbom.licenses import enforce
 from .staging import make_staging_dir
 from .target import Target, host_machine
 from .tree.archive import ZipResult, write_zip
@@ -66,6 +70,7 @@ class BuildOptions:
     build_image: str | None = None  # --build-image: sdists are built here instead of the SAM build image
     jobs: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     docker_client: DockerClientFactory | None = None  # the engine for --docker; None: docker.from_env
+    strict_licenses: bool = False  # an unrecognised license fails the build instead of a warning
 
     @property
     def stem(self) -> str:
@@ -77,6 +82,7 @@ class BuildResult:
     zip_path: Path
     lock_path: Path
     manifest_path: Path
+    sbom_path: Path
     manifest: dict[str, Any]
     lock: Lock
     # The stage reports are None when an up-to-date output was reused and nothing ran.
@@ -147,6 +153,7 @@ def build_key(options: BuildOptions, lock: Lock) -> str:
         "lock_hash": lock.lock_hash,
         "verify": options.verify,
         "python": str(options.python) if options.python else None,
+        "strict_licenses": options.strict_licenses,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -160,12 +167,15 @@ def _reuse(options: BuildOptions, lock: Lock, lock_path: Path, key: str) -> Buil
         return None
     if not isinstance(manifest, dict) or manifest.get("build_key") != key or not zip_path.is_file():
         return None
+    sbom_path = options.out_dir / f"{options.stem}{SBOM_SUFFIX}"
+    if manifest.get("sbom") != sbom_path.name or not sbom_path.is_file():
+        return None
     # The zip on disk must still be the one the manifest describes, byte for byte.
     if zip_path.stat().st_size != manifest.get("zipped_bytes") or sha256_of(zip_path) != manifest.get(
         "sha256"
     ):
         return None
-    return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, None, None, None, None)
+    return BuildResult(zip_path, lock_path, manifest_path, sbom_path, manifest, lock, None, None, None, None)
 
 
 def _lock(options: BuildOptions, events: BuildEvents, interpreters: _InterpreterSearch) -> tuple[Lock, Path]:
@@ -248,6 +258,7 @@ def _build_in(
     tree, slim, bytecode = prepared.tree, prepared.slim, prepared.bytecode
     interpreter = prepared.interpreter
     unpacked_bytes = prepared.unpacked_bytes
+    inventory = _check_licenses(options, lock, tree, events)
 
     checks = _limit_checks(options, tree.total_bytes(), None)
     _enforce(checks, tree)
@@ -286,9 +297,28 @@ def _build_in(
     )
     manifest["build_key"] = key
     manifest["binaries"] = _binaries_summary(prepared.binaries)
+    sbom_path = options.out_dir / f"{options.stem}{SBOM_SUFFIX}"
+    atomic_write_text(sbom_path, build_document(inventory, name=zip_path.name, zip_sha256=result.sha256))
+    manifest["sbom"] = sbom_path.name
     manifest_path = options.out_dir / f"{options.stem}.manifest.json"
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return BuildResult(zip_path, lock_path, manifest_path, manifest, lock, audit, verify, slim, bytecode)
+    return BuildResult(
+        zip_path, lock_path, manifest_path, sbom_path, manifest, lock, audit, verify, slim, bytecode
+    )
+
+
+def _check_licenses(options: BuildOptions, lock: Lock, tree: LayerTree, events: BuildEvents) -> Inventory:
+    """What the layer ships, for its SBOM; a license the recipe's policy refuses fails the build here,
+    before the audit, verification and zip spend their time."""
+    inventory = read_inventory(
+        tree.root,
+        tree.files,
+        owners={path: f.distribution for path, f in tree.files.items()},
+        locked=[LockedWheel(p.name, p.version, p.wheel, p.sha256) for p in lock.packages],
+    )
+    for warning in enforce(inventory.licenses(), options.recipe.policy, strict=options.strict_licenses):
+        events.warn(warning)
+    return inventory
 
 
 def _prepare_tree(

@@ -75,3 +75,8 @@ class SizeLimitError(LayerforgeError):
     """A hard size limit (Lambda's or the recipe's budget) is exceeded. Exit 3."""
 
     exit_code = 3
+
+
+class LicensePolicyError(BuildError):
+    """A distribution's license is denied (or not allowed) by the recipe's policy, or unknown under
+    --strict-licenses. Exit 1."""

@@ -66,6 +66,19 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    """Which licenses may ship, as SPDX ids: any denied one fails the build, and so does any not allowed
+    (when `allow_licenses` is given)."""
+
+    deny_licenses: tuple[str, ...] = ()
+    allow_licenses: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.deny_licenses and not self.allow_licenses
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     requirements: tuple[str, ...]
@@ -77,14 +90,19 @@ class Recipe:
     strip: StripConfig = field(default_factory=StripConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
 # The registry of legal keys: one place, used both to validate and to suggest.
-_TOP_KEYS = ("name", "description", "requirements", "runtime", "arch", "exclude", "strip", "verify", "limits")
+_TOP_KEYS = (
+    *("name", "description", "requirements", "runtime", "arch", "exclude"),
+    *("strip", "verify", "limits", "policy"),
+)
 _STRIP_KEYS = ("profile", "remove", "keep", "binaries", "bytecode", "packages", "shared_libraries")
 _PACKAGE_RULE_KEYS = ("remove", "keep")
 _VERIFY_KEYS = ("imports", "skip", "smoke")
 _LIMIT_KEYS = ("unzipped_mb", "unzipped_bytes")
+_POLICY_KEYS = ("deny_licenses", "allow_licenses")
 
 
 class _Reader:
@@ -214,6 +232,7 @@ def recipe_from_mapping(raw: Mapping[str, Any], source: str, default_name: str) 
         strip=_strip_config(reader, reader.table(raw, "strip", "strip")),
         verify=_verify_config(reader, reader.table(raw, "verify", "verify")),
         limits=_limits_config(reader, reader.table(raw, "limits", "limits")),
+        policy=policy_config(raw.get("policy", {}), source),
     )
 
 
@@ -293,6 +312,37 @@ def _limits_config(reader: _Reader, raw: Mapping[str, Any]) -> LimitsConfig:
                 raise reader.fail(f"limits.{key}", f"{value!r} is larger than any layer can be", "e.g. 220")
             budget = int(value * scale)
     return LimitsConfig(unzipped_bytes=budget)
+
+
+def policy_config(raw: object, source: str, path: str = "policy") -> PolicyConfig:
+    """`[policy]` of a recipe (or of a project file): SPDX license ids, each checked against the list."""
+    reader = _Reader(source)
+    table = reader.table({"policy": raw}, "policy", path)
+    reader.check_keys(table, _POLICY_KEYS, f"{path}.")
+    lists = {}
+    for key in _POLICY_KEYS:
+        ids = reader.strings(table, key, f"{path}.{key}")
+        lists[key] = tuple(_spdx_id(reader, f"{path}.{key}[{i}]", text) for i, text in enumerate(ids))
+    return PolicyConfig(deny_licenses=lists["deny_licenses"], allow_licenses=lists["allow_licenses"])
+
+
+def _spdx_id(reader: _Reader, path: str, text: str) -> str:
+    """The SPDX license id as the SPDX list spells it (`mit` -> MIT, the deprecated `AGPL-3.0` ->
+    AGPL-3.0-only); anything else is an error with the closest ids."""
+    from license_expression import ExpressionError, LicenseSymbol, get_spdx_licensing  # noqa: PLC0415
+
+    licensing = get_spdx_licensing()  # 0.1 s: loaded only by recipes that have a policy
+    try:
+        parsed = licensing.parse(text.strip(), validate=True, strict=True)
+    except ExpressionError:
+        parsed = None
+    if isinstance(parsed, LicenseSymbol) and not parsed.key.startswith("LicenseRef-"):
+        return str(parsed.key)
+    known = {key.upper(): key for key in licensing.known_symbols if not key.startswith("LicenseRef-")}
+    wanted = "-".join(text.upper().split())
+    close = [known[k] for k in difflib.get_close_matches(wanted, list(known), n=3, cutoff=0.5)]
+    extra = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise reader.fail(path, f"{text!r} is not an SPDX license id{extra}", "ids of https://spdx.org/licenses/")
 
 
 def load_toml_recipe(path: Path) -> Recipe:

@@ -20,7 +20,7 @@ FOUNDATION = frozenset(
 )
 # Subsystem (or top-level module) -> what it may import besides itself. The foundation may import only
 # the foundation; `cli` may import everything and nothing imports it.
-STAGES = frozenset({"runners", "resolve", "binaries", "tree", "verify", "report", "aws"})
+STAGES = frozenset({"runners", "resolve", "binaries", "tree", "verify", "report", "aws", "sbom"})
 ALLOWED: dict[str, frozenset[str]] = {
     "foundation": frozenset(),
     "runners": frozenset(),
@@ -28,7 +28,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "binaries": frozenset(),
     "tree": frozenset({"binaries", "runners"}),
     "verify": frozenset({"runners", "binaries", "tree"}),
-    "aws": frozenset(),
+    "aws": frozenset({"sbom"}),  # publish uploads the SBOM beside the zip
+    "sbom": frozenset({"tree", "binaries"}),
     "report": frozenset({"tree", "aws"}),
     "build": STAGES,
     "function": STAGES | {"build"},
@@ -126,6 +127,8 @@ def test_every_folder_says_what_it_owns_and_may_import() -> None:
         ("aws/layers.py", "from ..cli.output import render_error", "nothing imports cli"),
         ("runners/docker.py", "from ..verify import container", "runners may not import verify"),
         ("tree/slim.py", "    from ..report import size_report", "tree may not import report"),
+        ("sbom/inventory.py", "from ..resolve.lock import Lock", "sbom may not import resolve"),
+        ("binaries/audit.py", "from ..sbom import SBOM_SUFFIX", "binaries may not import sbom"),
     ],
 )
 def test_a_wrong_way_import_is_caught(tmp_path: Path, file: str, line: str, why: str) -> None:

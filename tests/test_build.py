@@ -61,7 +61,9 @@ def test_build_writes_zip_lock_and_manifest_with_the_fitting_wheels(
         "demo-python3.11-x86_64.zip",
         "demo-python3.11-x86_64.lock.json",
         "demo-python3.11-x86_64.manifest.json",
+        "demo-python3.11-x86_64.cdx.json",
     }
+    assert result.manifest["sbom"] == "demo-python3.11-x86_64.cdx.json" == result.sbom_path.name
     lock = json.loads(result.lock_path.read_text())
     pins = {p["name"]: p for p in lock["packages"]}
     assert pins["fastlib"]["version"] == "1.0"

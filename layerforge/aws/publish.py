@@ -202,6 +202,7 @@ class PublishResult(RunSummary):
             "recipe": plan.build.recipe,
             "compatible_runtimes": list(plan.spec.runtimes),
             "compatible_architectures": list(plan.spec.architectures),
+            "sbom_key": plan.sbom_key,
         }
 
 
@@ -388,6 +389,29 @@ class StepRunner(Generic[P]):
 
 class _Run(StepRunner[PublishPlan]):
     """One layer publish: the shared steps, then per region publish, grant and point functions."""
+
+    def upload(self, region: str) -> tuple[str, UploadOutcome | StepFailed]:
+        """The zip, then its SBOM under the same prefix: a bucket holds both or the step failed."""
+        bucket, outcome = super().upload(region)
+        plan = self.plan
+        if isinstance(outcome, StepFailed) or plan.sbom_path is None:
+            return bucket, outcome
+        assert plan.sbom_key is not None and plan.sbom_digest is not None
+        sbom = functools.partial(
+            ensure_object,
+            self.clients.s3[region],
+            plan.sbom_path,
+            bucket=bucket,
+            key=plan.sbom_key,
+            digest=plan.sbom_digest,
+            settings=plan.transfer,
+            content_type="application/vnd.cyclonedx+json",
+        )
+        try:
+            self.guarded("upload", sbom)
+        except StepFailed as failure:
+            return bucket, failure
+        return bucket, outcome
 
     def region(self, region: str) -> RegionResult:
         draft = _Draft(region)

@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from ..errors import InputError, SizeLimitError
 from ..limits import DIRECT_UPLOAD_REQUEST_BYTES, DIRECT_UPLOAD_ZIP_BYTES
+from ..sbom import SBOM_SUFFIX
 from ..target import ARCHES, RUNTIMES
 from .layers import (
     DESCRIPTION_MAX,
@@ -91,6 +92,7 @@ class BuildInfo:
     architectures: tuple[str, ...] = ()
     license: str | None = None
     layer_name: str | None = None
+    sbom: str | None = None  # the SBOM's file name, beside the manifest
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class PublishPlan:
     record_path: Path
     transfer: TransferSettings
     warnings: tuple[str, ...] = field(default=())
+    sbom_path: Path | None = None  # uploaded beside the zip, under `sbom_key`
+    sbom_digest: ZipDigest | None = None
+    sbom_key: str | None = None
 
     def bucket_for(self, region: str) -> str | None:
         return bucket_for(self.bucket_template, region)
@@ -177,6 +182,7 @@ def load_build_manifest(path: Path, digest: ZipDigest) -> BuildInfo:
         architectures=architectures,
         license=optional_str(data, "license", path),
         layer_name=optional_str(data, "layer_name", path),
+        sbom=optional_str(data, "sbom", path),
     )
 
 
@@ -360,6 +366,8 @@ def make_plan(options: PublishOptions, default_region: str | None = None) -> Pub
     if options.direct:
         check_direct(digest, spec)
     principals = _check_principals(options)
+    sbom_path = None if options.direct else _sbom_path(options, build)
+    sbom_digest = digest_file(sbom_path) if sbom_path else None
     return PublishPlan(
         zip_path=options.zip_path,
         digest=digest,
@@ -374,4 +382,21 @@ def make_plan(options: PublishOptions, default_region: str | None = None) -> Pub
         record_path=options.record_path or sibling(options.zip_path, ".publish.json"),
         transfer=transfer,
         warnings=tuple(warnings + spec_warnings),
+        sbom_path=sbom_path,
+        sbom_digest=sbom_digest,
+        sbom_key=object_key(options.prefix, spec.name, digest.sha256_hex, SBOM_SUFFIX) if sbom_path else None,
     )
+
+
+def _sbom_path(options: PublishOptions, build: BuildInfo) -> Path | None:
+    """The SBOM the manifest names (beside it), else `<zip stem>.cdx.json` beside the zip, if there."""
+    if build.sbom and build.path is not None:
+        named = build.path.parent / build.sbom
+        if not named.is_file():
+            raise InputError(
+                f"manifest {build.path} names the SBOM {build.sbom}, which is not beside it",
+                hint="rebuild, or write it with `layerforge sbom ZIP`",
+            )
+        return named
+    beside = sibling(options.zip_path, SBOM_SUFFIX)
+    return beside if beside.is_file() else None

@@ -53,9 +53,10 @@ def digest_file(path: Path) -> ZipDigest:
     return ZipDigest(size=size, sha256_hex=sha.hexdigest())
 
 
-def object_key(prefix: str, layer_name: str, sha256_hex: str) -> str:
-    """`<prefix>/<layer name>/<sha256>.zip`: the same content always lands on the same key."""
-    parts = [part for part in (prefix.strip("/"), layer_name, f"{sha256_hex}.zip") if part]
+def object_key(prefix: str, layer_name: str, sha256_hex: str, suffix: str = ".zip") -> str:
+    """`<prefix>/<layer name>/<sha256>.zip`: the same content always lands on the same key (and the
+    zip's SBOM beside it, `<sha256>.cdx.json`)."""
+    parts = [part for part in (prefix.strip("/"), layer_name, f"{sha256_hex}{suffix}") if part]
     return "/".join(parts)
 
 
@@ -126,12 +127,13 @@ def upload_file(
     digest: ZipDigest,
     settings: TransferSettings,
     on_progress: ProgressCallback | None = None,
+    content_type: str = "application/zip",
 ) -> UploadOutcome:
     """Send the zip with SHA-256 checksums; multipart at or above the threshold."""
     multipart = digest.size >= settings.multipart_threshold
     extra_args: dict[str, Any] = {
         "ChecksumAlgorithm": "SHA256",
-        "ContentType": "application/zip",
+        "ContentType": content_type,
         "Metadata": {META_SHA256: digest.sha256_hex},
     }
     if not multipart:
@@ -169,10 +171,18 @@ def ensure_object(
     digest: ZipDigest,
     settings: TransferSettings,
     on_progress: ProgressCallback | None = None,
+    content_type: str = "application/zip",
 ) -> UploadOutcome:
-    """Upload the zip unless the object is already there with the same sha256."""
+    """Upload the zip (or its SBOM) unless the object is already there with the same sha256."""
     if find_existing(client, bucket, key, digest) is not None:
         return UploadOutcome(bucket, key, uploaded=False, uploaded_bytes=0, multipart=False)
     return upload_file(
-        client, path, bucket=bucket, key=key, digest=digest, settings=settings, on_progress=on_progress
+        client,
+        path,
+        bucket=bucket,
+        key=key,
+        digest=digest,
+        settings=settings,
+        on_progress=on_progress,
+        content_type=content_type,
     )

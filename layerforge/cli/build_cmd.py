@@ -41,6 +41,9 @@ from .progress import with_progress
 @click.option(
     "--refresh", is_flag=True, help="Resolve again even when the lock in OUT pins these requirements."
 )
+@click.option(
+    "--strict-licenses", is_flag=True, help="An unrecognised license fails the build (exit 1), not a warning."
+)
 @json_option
 @quiet_option
 def build_command(
@@ -58,10 +61,11 @@ def build_command(
     image: str | None,
     build_image: str | None,
     refresh: bool,
+    strict_licenses: bool,
     json_mode: bool,
     quiet: bool,
 ) -> None:
-    """Build a Lambda layer zip, its lock and its manifest from RECIPE.
+    """Build a Lambda layer zip, its lock, its SBOM and its manifest from RECIPE.
 
     RECIPE is a bundled recipe's name (see `layerforge recipes`), a .toml file, or a requirements.txt.
     """
@@ -82,6 +86,7 @@ def build_command(
             image=image,
             build_image=build_image,
             python=python,
+            strict_licenses=strict_licenses,
         )
         output.info(f"building [bold]{recipe.name}[/] for {target.runtime} on {target.arch}")
         result = with_progress(output, lambda events: build(options, events))
@@ -91,6 +96,7 @@ def build_command(
             payload["zip"] = str(result.zip_path)
             payload["lock"] = str(result.lock_path)
             payload["manifest"] = str(result.manifest_path)
+            payload["sbom"] = str(result.sbom_path)
             output.emit_json(payload)
 
 
@@ -137,6 +143,7 @@ def _summarise(output: Output, result: BuildResult) -> None:
         f"{verb} {result.zip_path} ({manifest['zipped_bytes']:,} bytes zipped, "
         f"{manifest['unzipped_bytes']:,} unzipped, {manifest['removed_bytes']:,} removed by slimming)\n"
         f"  sha256 {manifest['sha256']}\n  lock {result.lock_path}\n  manifest {result.manifest_path}"
+        f"\n  sbom {result.sbom_path}"
     )
 
 

@@ -17,6 +17,7 @@ COMMAND_MODULES = {
     "package-function": "layerforge.cli.function_cmd",
     "publish": "layerforge.cli.publish_cmd",
     "recipes": "layerforge.cli.recipes_cmd",
+    "sbom": "layerforge.cli.sbom_cmd",
     "size-report": "layerforge.cli.size_report_cmd",
     "verify": "layerforge.cli.verify_cmd",
 }

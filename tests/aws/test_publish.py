@@ -485,3 +485,43 @@ def test_many_regions_need_a_bucket_per_region(proxy: FaultProxy, small_zip: Pat
     result = publish(proxy, small_zip, "--region", "us-east-1", "--region", "eu-west-1")
     assert result.exit_code == 2
     assert "{region}" in words(result.stderr)
+
+
+def test_the_sbom_goes_beside_the_zip_under_the_same_prefix_and_the_record_names_its_key(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path
+) -> None:
+    from layerforge.sbom.from_zip import sbom_for_zip
+
+    sbom = small_zip.with_name(small_zip.stem + ".cdx.json")
+    sbom.write_text(sbom_for_zip(small_zip).document)
+    manifest_path = small_zip.with_name(small_zip.stem + ".manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps(manifest | {"sbom": sbom.name}))
+    make_bucket(aws_server)
+    result = publish(proxy, small_zip, "--json")
+    assert result.exit_code == 0, result.stderr
+    payload = as_json(result)
+    digest = hashlib.sha256(small_zip.read_bytes()).hexdigest()
+    assert payload["sbom_key"] == f"layerforge/{LAYER}/{digest}.cdx.json"
+    stored = aws_server.client("s3").get_object(Bucket=BUCKET, Key=payload["sbom_key"])
+    assert stored["Body"].read() == sbom.read_bytes()
+    assert stored["ContentType"] == "application/vnd.cyclonedx+json"
+    record = json.loads(small_zip.with_name(small_zip.stem + ".publish.json").read_text())
+    assert record["sbom_key"] == payload["sbom_key"]
+
+    proxy.clear()
+    assert publish(proxy, small_zip).exit_code == 0
+    assert proxy.count("PutObject") == 0, "an SBOM already there is not sent again"
+
+    sbom.unlink()
+    refused = publish(proxy, small_zip)
+    assert refused.exit_code == 2 and "names the SBOM" in words(refused.stderr)
+
+
+def test_without_an_sbom_the_record_says_none(
+    aws_server: AwsServer, proxy: FaultProxy, small_zip: Path
+) -> None:
+    make_bucket(aws_server)
+    result = publish(proxy, small_zip, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert as_json(result)["sbom_key"] is None
