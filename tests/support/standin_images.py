@@ -148,7 +148,9 @@ class Recipe:
         return f"{self.repository}:{PYTHON}-{self.arch}-{self.digest[:12]}"
 
 
-RUNTIME_PACKAGES = (PYTHON,)
+# Besides Python, the system libraries every Lambda runtime has and manylinux wheels link against
+# (Amazon Linux's glibc, libgcc, libstdc++ and zlib): scipy's and pandas' extensions need libstdc++.
+RUNTIME_PACKAGES = (PYTHON, "libstdc++6", "libgcc-s1", "zlib1g")
 BUILD_PACKAGES = (
     PYTHON,
     f"{PYTHON}-dev",  # Python.h and libpython, for C extensions
