@@ -207,13 +207,6 @@ def ensure_image(
         pass
     except docker_errors.APIError as error:
         raise DockerError(f"could not inspect the image {image}: {error}") from error
-    if image.startswith("sha256:"):
-        raise DockerError(
-            f"the image {image} is not on this Docker engine: it was built or imported on another machine, "
-            "so no registry can give it again",
-            hint="load that image here (docker save / docker load), or lock again with --docker to build "
-            "in an image this engine has",
-        )
     repository, tag = split_image(image)
     if note is not None:
         note(f"pulling {image} for {PLATFORMS[target.arch]} (once; later runs reuse it)")
