@@ -36,7 +36,7 @@ from .runners.docker import docker_from_env
 from .runners.interpreters import Interpreter, find_interpreter
 from .sbom import SBOM_SUFFIX
 from .sbom.document import build_document
-from .sbom.inventory import Inventory, LockedWheel, read_inventory
+from .sbom.inventory import Inventory, read_inventory
 from .sbom.licenses import enforce
 from .staging import make_staging_dir
 from .target import Target, host_machine
@@ -314,7 +314,7 @@ def _check_licenses(options: BuildOptions, lock: Lock, tree: LayerTree, events: 
         tree.root,
         tree.files,
         owners={path: f.distribution for path, f in tree.files.items()},
-        locked=[LockedWheel(p.name, p.version, p.wheel, p.sha256) for p in lock.packages],
+        locked=lock.packages,
     )
     for warning in enforce(inventory.licenses(), options.recipe.policy, strict=options.strict_licenses):
         events.warn(warning)

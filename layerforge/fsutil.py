@@ -1,10 +1,15 @@
-"""File-system helpers that every stage shares: atomic writes and containment checks."""
+"""File-system helpers that every stage shares: atomic writes, containment checks, names beside a zip."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+
+def sibling(zip_path: Path, suffix: str) -> Path:
+    """`dist/x.zip` -> `dist/x<suffix>`: how a build names the lock, manifest and SBOM beside its zip."""
+    return zip_path.with_name(zip_path.stem + suffix)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

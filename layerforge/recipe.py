@@ -7,6 +7,7 @@ Every error names the file, the key and what is allowed; nothing unknown is sile
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import sys
 from collections.abc import Mapping
@@ -326,12 +327,20 @@ def policy_config(raw: object, source: str, path: str = "policy") -> PolicyConfi
     return PolicyConfig(deny_licenses=lists["deny_licenses"], allow_licenses=lists["allow_licenses"])
 
 
+@functools.cache
+def spdx_licensing() -> Any:
+    """license-expression's SPDX licensing, loaded once (0.1 s) and only by what reads a license."""
+    from license_expression import get_spdx_licensing  # noqa: PLC0415
+
+    return get_spdx_licensing()
+
+
 def _spdx_id(reader: _Reader, path: str, text: str) -> str:
     """The SPDX license id as the SPDX list spells it (`mit` -> MIT, the deprecated `AGPL-3.0` ->
     AGPL-3.0-only); anything else is an error with the closest ids."""
-    from license_expression import ExpressionError, LicenseSymbol, get_spdx_licensing  # noqa: PLC0415
+    from license_expression import ExpressionError, LicenseSymbol  # noqa: PLC0415
 
-    licensing = get_spdx_licensing()  # 0.1 s: loaded only by recipes that have a policy
+    licensing = spdx_licensing()
     try:
         parsed = licensing.parse(text.strip(), validate=True, strict=True)
     except ExpressionError:

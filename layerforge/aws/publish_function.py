@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from .. import __version__
 from ..errors import InputError, PublishError, SizeLimitError
+from ..fsutil import sibling
 from ..limits import MAX_LAYERS, unzipped_check
 from .explain import Explanation, error_code
 from .layers import DESCRIPTION_MAX, request_bytes, truncate
@@ -47,7 +48,6 @@ from .publish_plan import (
     manifest_path_for,
     optional_str,
     read_manifest,
-    sibling,
 )
 from .s3upload import ProgressCallback, TransferSettings, UploadOutcome, ZipDigest, digest_file, object_key
 

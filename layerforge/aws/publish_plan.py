@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import InputError, SizeLimitError
+from ..fsutil import sibling
 from ..limits import DIRECT_UPLOAD_REQUEST_BYTES, DIRECT_UPLOAD_ZIP_BYTES
 from ..sbom import SBOM_SUFFIX
 from ..target import ARCHES, RUNTIMES
@@ -125,11 +126,6 @@ class PublishPlan:
             if match is None or match.group("region") == region:
                 chosen.append(function)
         return tuple(chosen)
-
-
-def sibling(zip_path: Path, suffix: str) -> Path:
-    """`dist/x.zip` -> `dist/x<suffix>`: the build writes its manifest this way."""
-    return zip_path.with_name(zip_path.stem + suffix)
 
 
 def manifest_path_for(options: PublishOptions) -> Path:

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import click
 
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_text, sibling
 from ..recipe import PolicyConfig, load_recipe
-from ..resolve.lock import read_lock
+from ..resolve.lock import LockedPackage, read_lock
 from ..sbom import SBOM_SUFFIX
 from ..sbom.from_zip import ZipSbom, sbom_for_zip
-from ..sbom.inventory import LockedWheel
 from ..sbom.licenses import enforce
 from . import main
 from .options import lock_option
@@ -52,7 +51,7 @@ def sbom_command(
     with reporting(output):
         policy = load_recipe(recipe_spec).policy if recipe_spec else PolicyConfig()
         result = sbom_for_zip(zip_path, locked=_locked(zip_path, lock_path))
-        destination = sbom_path or zip_path.with_name(zip_path.name.removesuffix(".zip") + SBOM_SUFFIX)
+        destination = sbom_path or sibling(zip_path, SBOM_SUFFIX)
         _describe(output, result)
         # Written whatever the policy says: the document is as true of a refused zip as of any other.
         atomic_write_text(destination, result.document)
@@ -64,12 +63,12 @@ def sbom_command(
             output.emit_json(result.summary() | {"sbom": str(destination), "warnings": warnings})
 
 
-def _locked(zip_path: Path, lock_path: Path | None) -> list[LockedWheel]:
-    beside = zip_path.with_name(zip_path.name.removesuffix(".zip") + ".lock.json")
+def _locked(zip_path: Path, lock_path: Path | None) -> tuple[LockedPackage, ...]:
+    beside = sibling(zip_path, ".lock.json")
     path = lock_path or (beside if beside.is_file() else None)
     if path is None:
-        return []
-    return [LockedWheel(p.name, p.version, p.wheel, p.sha256) for p in read_lock(path).packages]
+        return ()
+    return read_lock(path).packages
 
 
 def _describe(output: Output, result: ZipSbom) -> None:

@@ -14,7 +14,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import InputError
 from ..runners.docker import IMAGE_ARCHITECTURES, DockerClient, DockerError, engine_problem
-from ..runners.emulation import Emulation, emulation_for
+from ..runners.emulation import Emulation, emulation_for, enable_hint
 from ..runners.interpreters import Interpreter, install_hint
 from ..target import Target, host_machine, machine_name
 from .findings import Finding, Severity
@@ -167,8 +167,8 @@ def check_docker(target: Target, factory: Callable[[], DockerClient], *, have_lo
             "docker",
             "info",
             summary + f"; the {target.arch} Lambda image runs on it under emulation, more slowly",
-            "if verification fails with 'exec format error', install the emulator once: `docker run "
-            f"--privileged --rm tonistiigi/binfmt --install {IMAGE_ARCHITECTURES[target.arch]}`",
+            "if verification fails with 'exec format error', install the emulator once: "
+            + enable_hint(target.machine),
         )
     return Finding("docker", "ok", summary)
 

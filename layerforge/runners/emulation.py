@@ -11,14 +11,14 @@ DOCKER_HOST on another machine) has binfmt_misc of its own, which this machine c
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..target import host_machine
+from ..target import ARCHES, host_machine
+from .docker import IMAGE_ARCHITECTURES
 
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
-# The architectures Lambda runs, as Docker's platforms name them.
-DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,9 @@ class Emulation:
 
 
 def enable_hint(machine: str) -> str:
-    arch = DOCKER_ARCH.get(machine, machine)
+    """How to make the kernel run `machine` (x86_64 / aarch64) binaries, for containers too."""
+    lambda_arch = {m: a for a, m in ARCHES.items()}.get(machine, machine)
+    arch = IMAGE_ARCHITECTURES.get(lambda_arch, machine)
     return (
         f"on Debian or Ubuntu: `sudo apt-get install qemu-user-static binfmt-support` then "
         f"`sudo update-binfmts --enable qemu-{machine}`; anywhere with Docker: `docker run --privileged "
@@ -40,7 +42,7 @@ def enable_hint(machine: str) -> str:
     )
 
 
-def engine_is_local(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
+def engine_is_local(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     host = env.get("DOCKER_HOST", "")
     return not host or host.startswith("unix://")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -10,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import sha256_of
-from ..errors import InputError, UnsafeArchiveError
+from ..errors import InputError
+from ..resolve.lock import LockedPackage
 from ..tree.layerzip import extract_layer
-from ..tree.unpack import LAYER_PREFIX, MAX_TOTAL_BYTES
+from ..tree.unpack import LAYER_PREFIX
 from .document import build_document
-from .inventory import Inventory, LockedWheel, read_inventory
+from .inventory import Inventory, read_inventory
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ class ZipSbom:
         }
 
 
-def sbom_for_zip(zip_path: Path, *, locked: Sequence[LockedWheel] = (), kind: str = "layer") -> ZipSbom:
+def sbom_for_zip(zip_path: Path, *, locked: Sequence[LockedPackage] = (), kind: str = "layer") -> ZipSbom:
     """Unpack the zip safely (as `verify ZIP` does), read what it ships, and write nothing."""
     if not zip_path.is_file():
         raise InputError(f"{zip_path}: no such file", hint="pass the path of a layer or function zip")
     with tempfile.TemporaryDirectory(prefix="layerforge-sbom-") as scratch:
-        source = zip_path if _is_layer(zip_path) else _as_layer(zip_path, Path(scratch) / "as-layer.zip")
-        kind = kind if source == zip_path else "function"
-        tree = extract_layer(source, Path(scratch) / "layer")
+        layer = _is_layer(zip_path)
+        kind = kind if layer else "function"
+        tree = extract_layer(zip_path, Path(scratch) / "layer", prefix="" if layer else LAYER_PREFIX + "/")
         inventory = read_inventory(tree.root, tree.files, locked=locked)
         digest = sha256_of(zip_path)
         document = build_document(inventory, name=zip_path.name, zip_sha256=digest, kind=kind)
@@ -74,19 +74,3 @@ def _is_layer(zip_path: Path) -> bool:
         raise InputError(
             f"{zip_path}: not a readable zip ({error})", hint="pass a layer or function zip"
         ) from None
-
-
-def _as_layer(zip_path: Path, copy: Path) -> Path:
-    """A function zip keeps its packages at the root, where a layer has python/: read it as one.
-    The copy's entries go through the same checks as any layer zip's."""
-    with zipfile.ZipFile(zip_path) as source, zipfile.ZipFile(copy, "w") as target:
-        if sum(info.file_size for info in source.infolist()) > MAX_TOTAL_BYTES:
-            raise UnsafeArchiveError(f"{zip_path.name}: declares more than {MAX_TOTAL_BYTES} bytes unpacked")
-        for info in source.infolist():
-            if info.is_dir():
-                continue
-            renamed = zipfile.ZipInfo(f"{LAYER_PREFIX}/{info.filename}", date_time=info.date_time)
-            renamed.external_attr = info.external_attr
-            with source.open(info) as reader, target.open(renamed, "w") as writer:
-                shutil.copyfileobj(reader, writer, 1024 * 1024)
-    return copy

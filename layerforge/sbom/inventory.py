@@ -7,6 +7,7 @@ top_level.txt names pkg). Nothing is invented: a name without metadata has no ve
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -15,22 +16,12 @@ from pathlib import Path, PurePosixPath
 from packaging.utils import canonicalize_name
 
 from ..binaries.elfheaders import ElfHeaders, NotReadable, mapped_file
-from ..cache import sha256_of
+from ..resolve.lock import LockedPackage
 from ..tree.toplevel import top_level_name
 from ..tree.unpack import LAYER_PREFIX
 from .licenses import LicenseInfo, license_of
 
 _MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
-
-
-@dataclass(frozen=True)
-class LockedWheel:
-    """One pin of a lock: the wheel a distribution came from and its sha256."""
-
-    name: str
-    version: str
-    wheel: str
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -77,21 +68,25 @@ def read_inventory(
     paths: Iterable[str],
     *,
     owners: Mapping[str, str] | None = None,
-    locked: Sequence[LockedWheel] = (),
+    locked: Sequence[LockedPackage] = (),
 ) -> Inventory:
     """The inventory of the layer unpacked at `root`; `paths` are its files (`python/...`), `owners` the
     distribution of each file when known (a build's tree), `locked` the lock's pins."""
     paths = sorted(paths)
-    pins: dict[str, LockedWheel] = {canonicalize_name(pin.name): pin for pin in locked}
+    pins: dict[str, LockedPackage] = {canonicalize_name(pin.name): pin for pin in locked}
     distributions, claimed = _distributions(root, paths, pins)
     by_key = {d.key: d for d in distributions}
     owner_of_package = {name: key for key, names in claimed.items() for name in names}
     libraries = []
     for path in paths:
-        if not _is_bundled(path) or not (root / path).is_file() or not _is_elf(root / path):
+        if not _is_bundled(path) or not (root / path).is_file():
             continue
+        read = _read_library(root / path)
+        if read is None:
+            continue
+        soname, sha256 = read
         owner = (owners or {}).get(path) or _owner_by_folder(path, by_key, owner_of_package)
-        libraries.append(NativeLibrary(path, _soname(root / path), sha256_of(root / path), owner))
+        libraries.append(NativeLibrary(path, soname, sha256, owner))
     top_level = sorted(
         {name for path in paths if path.endswith(_MODULE_SUFFIXES) and (name := top_level_name(path))}
     )
@@ -108,7 +103,7 @@ def read_inventory(
 
 
 def _distributions(
-    root: Path, paths: list[str], pins: Mapping[str, LockedWheel]
+    root: Path, paths: list[str], pins: Mapping[str, LockedPackage]
 ) -> tuple[list[Distribution], dict[str, set[str]]]:
     found: list[Distribution] = []
     claimed: dict[str, set[str]] = {}
@@ -161,14 +156,13 @@ def _owner_by_folder(
     return packages.get(head)
 
 
-def _is_elf(path: Path) -> bool:
-    with path.open("rb") as stream:
-        return stream.read(4) == b"\x7fELF"
-
-
-def _soname(path: Path) -> str | None:
-    try:
-        with mapped_file(path) as data:
-            return ElfHeaders.parse(data).dynamic(data).soname
-    except (NotReadable, OSError):
-        return None
+def _read_library(path: Path) -> tuple[str | None, str] | None:
+    """(SONAME, sha256) of an ELF object, from one mapping of the file; None for anything else."""
+    with mapped_file(path) as data:
+        if bytes(data[:4]) != b"\x7fELF":
+            return None
+        try:
+            soname = ElfHeaders.parse(data).dynamic(data).soname
+        except NotReadable:
+            soname = None
+        return soname, hashlib.sha256(data).hexdigest()

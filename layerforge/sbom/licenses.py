@@ -9,12 +9,11 @@ text and marked `unknown`: a warning, or an error with --strict-licenses.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import Message
-from typing import Literal
+from typing import Literal, cast
 
 from license_expression import (
     AND,
@@ -24,11 +23,10 @@ from license_expression import (
     LicenseSymbol,
     LicenseWithExceptionSymbol,
     Licensing,
-    get_spdx_licensing,
 )
 
 from ..errors import LicensePolicyError
-from ..recipe import PolicyConfig
+from ..recipe import PolicyConfig, spdx_licensing
 
 Status = Literal["declared", "inferred", "unknown"]
 
@@ -48,9 +46,8 @@ class LicenseInfo:
         return self.expression or (f"unrecognised: {self.text!r}" if self.text else "no license metadata")
 
 
-@functools.cache
 def spdx() -> Licensing:
-    return get_spdx_licensing()
+    return cast(Licensing, spdx_licensing())
 
 
 def parse_spdx(text: str) -> str | None:

@@ -17,9 +17,10 @@ from ..errors import InputError, UnsafeArchiveError
 from .unpack import LAYER_PREFIX, MAX_TOTAL_BYTES, LayerFile, LayerTree, check_entry_name
 
 
-def extract_layer(zip_path: Path, root: Path) -> LayerTree:
+def extract_layer(zip_path: Path, root: Path, *, prefix: str = "") -> LayerTree:
     """Unpack a layer zip into `root`. Files are not attributed to distributions: the check needs only
-    the top-level modules and the dist-info names (`distribution_names`)."""
+    the top-level modules and the dist-info names (`distribution_names`). `prefix` ("python/") reads a
+    function zip, whose packages sit at its root, as the layer it would be."""
     try:
         archive = zipfile.ZipFile(zip_path)
     except FileNotFoundError:
@@ -29,20 +30,21 @@ def extract_layer(zip_path: Path, root: Path) -> LayerTree:
     with archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
         _check_entries(zip_path.name, infos)
-        if not any(info.filename.startswith(LAYER_PREFIX + "/") for info in infos):
+        if not any((prefix + info.filename).startswith(LAYER_PREFIX + "/") for info in infos):
             raise InputError(
                 f"{zip_path}: no entry under python/, so Lambda would put nothing of it on sys.path",
                 hint="a Python layer keeps its packages under python/ (see `layerforge build`)",
             )
         tree = LayerTree(root)
         for info in infos:
-            target = root / info.filename
+            name = prefix + info.filename
+            target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as source, target.open("wb") as sink:
                 while chunk := source.read(1024 * 1024):
                     sink.write(chunk)
             target.chmod(0o755 if (info.external_attr >> 16) & 0o111 else 0o644)
-            tree.files[info.filename] = LayerFile(info.filename, info.file_size, "", zip_path.name)
+            tree.files[name] = LayerFile(name, info.file_size, "", zip_path.name)
     return tree
 
 

@@ -28,14 +28,11 @@ from ..runners.docker import (
     docker_from_env,
 )
 from ..runners.interpreters import Interpreter, install_hint, search_summary
-from ..target import Target, host_machine
+from ..target import Target
 from .container import verify_in_docker
 from .local import VerifyReport, not_run, verify_layer
 
 VerifierKind = Literal["local", "docker", "none"]
-# QEMU user-mode emulation runs CPython several times slower: the sklearn stack imports in about 9 s in an
-# emulated aarch64 container on x86_64, against under 2 s natively. Timeouts stretch by this much.
-EMULATION_SLOWDOWN = 6
 
 
 class InterpreterFinder(Protocol):
@@ -92,8 +89,6 @@ class Verifier:
             )
         if self.kind == "none":
             return not_run(self.target, self.reason)
-        if self.target.machine != host_machine():
-            timeout *= EMULATION_SLOWDOWN
         try:
             return verify_in_docker(
                 layer_root,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 
@@ -32,6 +33,7 @@ def engine_or_skip() -> Any:
     return client
 
 
+@functools.cache
 def standin(role: str) -> str:
     """The stand-in image for `role` (tests/support/standin_images.py), built first if it is missing."""
     import pytest

@@ -10,13 +10,14 @@ Where no engine answers these skip, except under LAYERFORGE_REQUIRE_DOCKER=1, wh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from layerforge.build import build
+from layerforge.build import BuildOptions, build
 from layerforge.errors import VerificationError
 from layerforge.resolve.lock import read_lock
 from layerforge.target import Target, host_machine
@@ -94,10 +95,8 @@ def test_the_shared_library_load_proof_runs_in_the_container(
     assert not list((tmp_path / "wrong").glob("*.zip"))
 
 
-def _in_docker(build_options: object, image: str, **more: object) -> object:
-    import dataclasses
-
-    return dataclasses.replace(build_options, docker=True, image=image, **more)  # type: ignore[type-var]
+def _in_docker(build_options: BuildOptions, image: str, **more: object) -> BuildOptions:
+    return dataclasses.replace(build_options, docker=True, image=image, **more)  # type: ignore[arg-type]
 
 
 def test_an_arm64_layer_is_verified_by_default_in_the_emulated_standin(
@@ -116,8 +115,6 @@ def test_an_arm64_layer_is_verified_by_default_in_the_emulated_standin(
         requirements=["puredemo"],
         verify={"imports": ["puredemo"], "smoke": smoke},
     )
-    import dataclasses
-
     result = build(dataclasses.replace(chosen, image=image))  # docker=None: the default choice
     interpreter = result.manifest["verification"]["interpreter"]
     assert result.manifest["verified"] is True and result.manifest["verification"]["smoke_ok"] is True
@@ -160,8 +157,6 @@ def test_a_c_extension_sdist_is_built_in_the_build_standin_and_rebuilt_byte_for_
         requirements=["cext"],
         verify={"smoke": "import cext\nassert cext.answer() == 42\n"},
     )
-    import dataclasses
-
     first = dataclasses.replace(first, docker=True, build_image=image, image=standin("runtime-x86_64"))
     built = build(first)
     lock = read_lock(built.lock_path)
