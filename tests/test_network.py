@@ -61,6 +61,7 @@ def test_sklearn_layer_builds_verifies_and_beats_the_guides_size(
         "sklearn-python3.11-x86_64.zip",
         "sklearn-python3.11-x86_64.lock.json",
         "sklearn-python3.11-x86_64.manifest.json",
+        "sklearn-python3.11-x86_64.cdx.json",
     }
     assert manifest["verified"] is True
     verification = manifest["verification"]
