@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "layerforge"
 # The foundation: Lambda facts as data, recipes, the exception hierarchy, and small shared utilities.
 FOUNDATION = frozenset(
     {"__init__", "__version__", "target", "recipe", "errors", "events", "fsutil", "cache", "staging"}
-    | {"limits"}
+    | {"limits", "system_libraries"}
 )
 # Subsystem (or top-level module) -> what it may import besides itself. The foundation may import only
 # the foundation; `cli` may import everything and nothing imports it.

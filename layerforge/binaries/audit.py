@@ -2,7 +2,8 @@
 
 Runs on any host and never executes, imports or loads what it audits. It catches, before an upload:
 Windows or macOS binaries (the seed guide's Error 3), extension modules built for another Python (its
-Error 4) or another architecture, and objects that need a newer glibc than the runtime's Amazon Linux.
+Error 4) or another architecture, objects that need a newer glibc than the runtime's Amazon Linux, and
+objects that need a library neither the layer nor the runtime has (libGL.so.1: see `needed`).
 Each finding names the file, the wheel it came from, and what to do.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 import struct
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -27,6 +28,9 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from ..errors import AuditError
 from ..target import RUNTIMES, Target
 from .binfmt import E_MACHINES, ElfIdent, Sniffed, iter_files, sniff
+from .elfheaders import Dynamic
+from .needed import CODE as MISSING_LIBRARY
+from .needed import LinkedObject, distribution_of, missing_libraries, read_dynamic
 
 Severity = Literal["error", "warning"]
 Version = tuple[int, int]
@@ -108,19 +112,37 @@ class AuditReport:
         )
 
 
-def audit_tree(root: Path, target: Target, origins: Mapping[str, str] | None = None) -> AuditReport:
-    """Check every file under `root` against `target`. `origins` maps relative posix paths to wheel names."""
+def audit_tree(
+    root: Path,
+    target: Target,
+    origins: Mapping[str, str] | None = None,
+    *,
+    provided: Iterable[str] = (),
+) -> AuditReport:
+    """Check every file under `root` against `target`. `origins` maps relative posix paths to wheel names;
+    `provided` names libraries (SONAMEs) that another layer or the recipe's `[audit] system_libraries`
+    supplies at run time."""
     origins = origins or {}
     findings: list[Finding] = []
     machines: Counter[str] = Counter()
     max_glibc: Version | None = None
+    files: list[str] = []
+    linked: list[LinkedObject] = []
     for rel, path in iter_files(root):
+        files.append(rel)
         result = _audit_file(path, rel, target, origins.get(rel))
         findings.extend(result.findings)
         if result.elf is not None:
             machines[result.elf.machine] += 1
         if result.glibc is not None and (max_glibc is None or result.glibc > max_glibc):
             max_glibc = result.glibc
+        if result.dynamic is not None:
+            linked.append(LinkedObject(rel, origins.get(rel), result.dynamic))
+    for missing in missing_libraries(linked, files, target, provided):
+        findings.append(
+            Finding("error", MISSING_LIBRARY, missing.path, missing.origin, missing.message, missing.fix)
+        )
+    findings.sort(key=lambda finding: finding.path)  # stable: one file's findings keep their order
     return AuditReport(
         findings=tuple(findings),
         shared_objects=sum(machines.values()),
@@ -134,6 +156,7 @@ class _FileResult:
     findings: tuple[Finding, ...] = ()
     elf: ElfIdent | None = None
     glibc: Version | None = None
+    dynamic: Dynamic | None = None  # what the loader must find for it, when it is for the target
 
 
 def _audit_file(path: Path, rel: str, target: Target, origin: str | None) -> _FileResult:
@@ -163,7 +186,7 @@ def _audit_elf(path: Path, rel: str, target: Target, origin: str | None, sniffed
         unreadable = _unreadable(rel, origin, f"its ELF structure could not be read ({exc})")
         return _FileResult((*tag, unreadable), ident)
     too_new = _check_glibc(needs, rel, origin, target)
-    return _FileResult((*tag, *too_new), ident, needs.newest)
+    return _FileResult((*tag, *too_new), ident, needs.newest, read_dynamic(path))
 
 
 # --- foreign binaries -------------------------------------------------------------------------------------
@@ -413,13 +436,7 @@ def _fix_glibc(target: Target, needed: Version, origin: str | None) -> str:
 
 
 def _project(origin: str | None) -> str:
-    if origin is None:
-        return "the package that ships it"
-    try:
-        name, *_ = parse_wheel_filename(origin)
-    except InvalidWheelFilename:
-        return origin
-    return str(name)
+    return distribution_of(origin) or "the package that ships it"
 
 
 def _unreadable(rel: str, origin: str | None, why: str) -> Finding:

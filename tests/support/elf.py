@@ -6,6 +6,8 @@
 - :func:`with_machine` copies an ELF object with another ``e_machine`` (fakes an aarch64 object).
 - :func:`fake_pe` and :func:`fake_macho` write headers-only Windows and macOS binaries, enough
   for any magic-number sniffing (``.pyd``/``.dll`` and ``.dylib``/``.so``).
+- :func:`compile_linked_object` compiles a real ``.so`` whose DT_NEEDED names the libraries given
+  (each built as a stub with that SONAME and linked against), with an optional RUNPATH and SONAME.
 - :func:`required_symbol_versions` lists the versions an object needs (``GLIBC_2.34``, ...).
 """
 
@@ -29,6 +31,7 @@ __all__ = [
     "MACHINES",
     "MACHO_FAT_MAGIC",
     "MACHO_MAGIC_64",
+    "compile_linked_object",
     "compile_shared_object",
     "fake_macho",
     "fake_pe",
@@ -209,3 +212,42 @@ def required_symbol_versions(path: Path) -> set[str]:
                 for _verneed, auxiliaries in section.iter_versions():
                     names.update(aux.name for aux in auxiliaries)
     return names
+
+
+def compile_linked_object(
+    dest: Path, needs: tuple[str, ...], *, runpath: str | None = None, soname: str | None = None
+) -> Path:
+    """Compile an x86_64 ``.so`` at ``dest`` whose DT_NEEDED lists each SONAME of ``needs``.
+
+    Each needed library is a stub compiled with that SONAME in a scratch folder (not shipped), so the
+    object really asks the loader for it, as a wheel linked against libGL asks for ``libGL.so.1``.
+    ``runpath`` becomes DT_RUNPATH (``$ORIGIN/...`` as auditwheel writes it); ``soname`` DT_SONAME."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed: cannot compile a test shared object")
+    work = Path(tempfile.mkdtemp(prefix="linked-", dir=_session_dir()))
+    stubs: list[str] = []
+    for number, library in enumerate(needs):
+        stub = work / f"stub{number}.so"
+        source = work / f"stub{number}.c"
+        source.write_text(f"int layerforge_stub_{number}(void) {{ return {number}; }}\n")
+        _gcc([gcc, "-shared", "-fPIC", f"-Wl,-soname,{library}", "-o", str(stub), str(source)])
+        stubs.append(str(stub))
+    calls = "".join(f"extern int layerforge_stub_{n}(void);\n" for n in range(len(needs)))
+    body = " + ".join(f"layerforge_stub_{n}()" for n in range(len(needs))) or "0"
+    source = work / "linked.c"
+    source.write_text(f"{calls}int layerforge_linked(void) {{ return {body}; }}\n")
+    command = [gcc, "-shared", "-fPIC", "-Wl,--no-as-needed", "-o", str(dest), str(source), *stubs]
+    if runpath is not None:
+        command.append(f"-Wl,--enable-new-dtags,-rpath,{runpath}")
+    if soname is not None:
+        command.append(f"-Wl,-soname,{soname}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _gcc(command)
+    return dest
+
+
+def _gcc(command: list[str]) -> None:
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"gcc failed ({proc.returncode}): {proc.stderr}")
