@@ -360,7 +360,8 @@ def _prepare_tree(
 
 def _audit(options: BuildOptions, tree: LayerTree, events: BuildEvents) -> AuditReport:
     events.stage("audit")
-    audit = audit_tree(tree.root, options.target, tree.origins())
+    provided = options.recipe.audit.system_libraries
+    audit = audit_tree(tree.root, options.target, tree.origins(), provided=provided)
     for finding in audit.warnings:
         events.warn(finding.message)
     audit.raise_for_errors()
@@ -480,9 +481,16 @@ def _verify(
     )
     events.note(verifier.reason)
     removed = slim.rule_for_path()
+    provided = options.recipe.audit.system_libraries
     for group in others:
         alone = verifier.verify(
-            tree.root, modules=group, distributions=(), smoke=None, removed=removed, link=True
+            tree.root,
+            modules=group,
+            distributions=(),
+            smoke=None,
+            removed=removed,
+            link=True,
+            provided=provided,
         )
         alone.raise_for_failures()
     return verifier.verify(
@@ -494,6 +502,7 @@ def _verify(
         note=events.note,
         # The tree is the build's own and finished: hard links beat a copy (0.2 s against 0.8 s here).
         link=True,
+        provided=provided,
     )
 
 

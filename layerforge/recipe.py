@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,12 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    # SONAMEs that another layer ships in its lib/ (/opt/lib): the audit finds them there, not here.
+    system_libraries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     unzipped_bytes: int | None = None
 
@@ -92,18 +99,22 @@ class Recipe:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 # The registry of legal keys: one place, used both to validate and to suggest.
 _TOP_KEYS = (
     *("name", "description", "requirements", "runtime", "arch", "exclude"),
-    *("strip", "verify", "limits", "policy"),
+    *("strip", "verify", "limits", "policy", "audit"),
 )
 _STRIP_KEYS = ("profile", "remove", "keep", "binaries", "bytecode", "packages", "shared_libraries")
 _PACKAGE_RULE_KEYS = ("remove", "keep")
 _VERIFY_KEYS = ("imports", "skip", "smoke")
 _LIMIT_KEYS = ("unzipped_mb", "unzipped_bytes")
 _POLICY_KEYS = ("deny_licenses", "allow_licenses")
+_AUDIT_KEYS = ("system_libraries",)
+# A SONAME as DT_NEEDED records it: a file name ending in .so or .so.<numbers>.
+_SONAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*\.so(?:\.[0-9]+)*")
 
 
 class _Reader:
@@ -234,6 +245,7 @@ def recipe_from_mapping(raw: Mapping[str, Any], source: str, default_name: str) 
         verify=_verify_config(reader, reader.table(raw, "verify", "verify")),
         limits=_limits_config(reader, reader.table(raw, "limits", "limits")),
         policy=policy_config(raw.get("policy", {}), source),
+        audit=_audit_config(reader, reader.table(raw, "audit", "audit")),
     )
 
 
@@ -296,6 +308,19 @@ def _verify_config(reader: _Reader, raw: Mapping[str, Any]) -> VerifyConfig:
         skip=reader.strings(raw, "skip", "verify.skip"),
         smoke=reader.string(raw, "smoke", "verify.smoke"),
     )
+
+
+def _audit_config(reader: _Reader, raw: Mapping[str, Any]) -> AuditConfig:
+    reader.check_keys(raw, _AUDIT_KEYS, "audit.")
+    names = reader.strings(raw, "system_libraries", "audit.system_libraries")
+    for index, name in enumerate(names):
+        if not _SONAME.fullmatch(name):
+            raise reader.fail(
+                f"audit.system_libraries[{index}]",
+                f"{name!r} is not a library's SONAME",
+                'names as the loader asks for them, e.g. "libGL.so.1" (no folder)',
+            )
+    return AuditConfig(system_libraries=names)
 
 
 def _limits_config(reader: _Reader, raw: Mapping[str, Any]) -> LimitsConfig:

@@ -49,6 +49,8 @@ remove = ["pandas/io/clipboard/**"]
 imports = ["numpy.linalg"]
 [limits]
 unzipped_mb = 100
+[audit]
+system_libraries = ["libGL.so.1", "ld-linux-x86-64.so.2", "libdb-5.3.so"]
 """,
             )
         )
@@ -58,6 +60,7 @@ unzipped_mb = 100
     assert recipe.strip.profile == "aggressive" and recipe.strip.bytecode == "none"
     assert recipe.strip.packages["pandas"].remove == ("pandas/io/clipboard/**",)
     assert recipe.limits.unzipped_bytes == 100_000_000
+    assert recipe.audit.system_libraries == ("libGL.so.1", "ld-linux-x86-64.so.2", "libdb-5.3.so")
     with pytest.raises(AttributeError):
         recipe.name = "other"  # type: ignore[misc]
 
@@ -77,6 +80,19 @@ unzipped_mb = 100
         ('requirements = ["numpy"]\n[limits]\nunzipped_mb = -1', "limits.unzipped_mb", "220"),
         ('requirements = ["x @ https://evil.example/x.whl"]', "requirements[0]", "version specifier"),
         ("requirements = []", "requirements", "scikit-learn"),
+        ('requirements = ["a"]\n[audit]\nsystem_library = []', "audit.system_library", "did you mean"),
+        ('requirements = ["a"]\n[audit]\nsystem_libraries = "libGL.so.1"', "audit.system_libraries", "list"),
+        (
+            'requirements = ["a"]\n[audit]\nsystem_libraries = ["/usr/lib/libGL.so.1"]',
+            "audit.system_libraries[0]",
+            "libGL.so.1",
+        ),
+        (
+            'requirements = ["a"]\n[audit]\nsystem_libraries = ["libGL"]',
+            "audit.system_libraries[0]",
+            "SONAME",
+        ),
+        ('requirements = ["a"]\naudit = 3', "audit", "table"),
     ],
 )
 def test_bad_recipes_name_file_key_and_what_is_allowed(

@@ -261,6 +261,31 @@ def _run_smoke(code: str) -> dict[str, Any]:
     return {"smoke_ok": True}
 
 
+def _loaded_objects() -> dict[str, Any]:
+    """Every shared object this process has mapped (/proc/self/maps), and where the interpreter's own
+    files live, so the parent can tell the layer's, the interpreter's and the host's apart.
+
+    A library loaded by ctypes or dlopen shows here although no DT_NEEDED names it. Empty where there
+    is no /proc (not Linux)."""
+    paths: set[str] = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="surrogateescape") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                path = fields[5].strip() if len(fields) == 6 else ""
+                if path.endswith(" (deleted)"):
+                    path = path[: -len(" (deleted)")]
+                if path.startswith("/") and ".so" in os.path.basename(path):
+                    paths.add(path)
+    except OSError:
+        pass
+    return {
+        "paths": sorted(paths),
+        "stdlib": os.path.dirname(os.__file__),
+        "executable": os.path.realpath(sys.executable),
+    }
+
+
 def main() -> None:
     import json
 
@@ -287,6 +312,7 @@ def main() -> None:
         versions, metadata_failures = _read_versions(config["distributions"])
         result.update(metadata_versions=versions, metadata_failures=metadata_failures)
     result["compiled"] = compiled
+    result["loaded_objects"] = _loaded_objects()
     from contextlib import suppress
 
     # The packages' own output first; sys.stdout may be closed or replaced, and the result has its own fd.

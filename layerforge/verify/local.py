@@ -11,6 +11,7 @@ removed the missing file, the rule.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ..errors import InputError, VerificationError
 from ..runners.interpreters import Interpreter, install_hint, packaged_script, search_summary
 from ..target import RUNTIME_PROVIDED, Target
 from ._bootstrap import MARKER
+from .loaded import HostLibrary, host_libraries
 
 # What the smoke output keeps: enough for a traceback and the lines before it.
 _OUTPUT_LIMIT = 8000
@@ -48,7 +50,7 @@ class ModuleFailure:
     error: str  # "ModuleNotFoundError: No module named 'pandas._testing'"
     missing_path: str | None  # layer-relative posix path of what was missing, when known ("python/x/")
     removed_by: str | None  # the strip rule that removed it, when known
-    stage: str = "import"  # import | metadata | smoke | setup
+    stage: str = "import"  # import | metadata | smoke | setup | library
     detail: str = ""  # the end of the traceback
     hint: str = ""  # what else is known, when no strip rule explains it
 
@@ -59,6 +61,7 @@ class ModuleFailure:
             "metadata": f"importlib.metadata.version({self.module!r}) failed",
             "smoke": "the smoke code failed",
             "setup": "the check could not start",
+            "library": f"{self.module} was loaded from this machine ({self.detail})",
         }[self.stage]
         return f"{what}: {self.error}{self._because()}"
 
@@ -189,6 +192,7 @@ def verify_layer(
     removed: Mapping[str, str] | None = None,
     timeout: float = 300,
     link: bool = False,
+    provided: Iterable[str] = (),
 ) -> VerifyReport:
     """Import `modules`, read the version of each of `distributions` and run `smoke` against the layer.
 
@@ -197,6 +201,8 @@ def verify_layer(
     whole check, both processes together. `link` hard-links the layer's files into the read-only
     sandbox instead of copying them: faster where /dev/shm cannot take the copy, but it makes them
     read-only in `layer_root` too (see read_only_copy): for a build's own finished tree only.
+    A library the check loads from this machine that the target's runtime lacks is a failure
+    (`loaded.py`), unless `provided` names it (another layer's lib/, `[audit] system_libraries`).
     """
     if interpreter is None:
         return not_run(target)
@@ -226,7 +232,7 @@ def verify_layer(
             imports = _run(interpreter, sandbox, dict(config, mode="imports"), deadline)
             smoke_run = smoking.result() if smoking is not None else None
         context = FailureContext(sandbox.layer, roots, removed)
-        return build_report(
+        report = build_report(
             interpreter,
             imports=imports,
             smoke=smoke_run,
@@ -234,6 +240,15 @@ def verify_layer(
             modules=list(modules),
             copy_seconds=copy_seconds,
         )
+        runs = [run.result.get("loaded_objects") for run in (imports, smoke_run) if run and run.result]
+        host = host_libraries(runs, layer=sandbox.layer, target=target, provided=provided)
+    return dataclasses.replace(report, failures=report.failures + tuple(map(_from_host, host)))
+
+
+def _from_host(library: HostLibrary) -> ModuleFailure:
+    return ModuleFailure(
+        library.name, library.message, None, None, stage="library", detail=library.path, hint=library.fix
+    )
 
 
 def check_inputs(layer_root: Path, modules: Sequence[str]) -> None:

@@ -233,8 +233,11 @@ def compile_linked_object(
         source.write_text(f"int layerforge_stub_{number}(void) {{ return {number}; }}\n")
         _gcc([gcc, "-shared", "-fPIC", f"-Wl,-soname,{library}", "-o", str(stub), str(source)])
         stubs.append(str(stub))
-    calls = "".join(f"extern int layerforge_stub_{n}(void);\n" for n in range(len(needs)))
-    body = " + ".join(f"layerforge_stub_{n}()" for n in range(len(needs))) or "0"
+    # Weak references: the object loads against any library of that name, as long as one is found.
+    calls = "".join(
+        f"extern int layerforge_stub_{n}(void) __attribute__((weak));\n" for n in range(len(needs))
+    )
+    body = " + ".join(f"(layerforge_stub_{n} ? layerforge_stub_{n}() : 0)" for n in range(len(needs))) or "0"
     source = work / "linked.c"
     source.write_text(f"{calls}int layerforge_linked(void) {{ return {body}; }}\n")
     command = [gcc, "-shared", "-fPIC", "-Wl,--no-as-needed", "-o", str(dest), str(source), *stubs]
