@@ -259,19 +259,21 @@ def _build_in(
     interpreter = prepared.interpreter
     unpacked_bytes = prepared.unpacked_bytes
     inventory = _check_licenses(options, lock, tree, events)
+    # Before the size check: a layer whose binaries cannot load on Lambda (opencv-python's libGL) needs
+    # another package, which no slimming for size would give.
+    audit = _audit(options, tree, events)
 
     checks = _limit_checks(options, tree.total_bytes(), None)
     _enforce(checks, tree)
 
-    # The tree is final: zip it in the background while the audit reads it and the verifier (a subprocess)
-    # imports it. The zip is written inside staging and moved into the output folder only once both passed.
+    # The tree is final: zip it in the background while the verifier (a subprocess) imports it. The zip
+    # is written inside staging and moved into the output folder only once the layer passed.
     cancelled = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as background:
         zipping = background.submit(
             write_zip, tree.root, staging / "layer.zip", jobs=options.jobs, progress=_unless(cancelled)
         )
         try:
-            audit = _audit(options, tree, events)
             events.stage("verify")
             verify = _verify(options, tree, slim, interpreter, events)
             if not verify.ran:

@@ -231,3 +231,40 @@ def test_the_html_size_report_of_the_sklearn_layer_renders_its_chart_in_chromium
         check=False,
     )
     assert taken.returncode == 0 and shot.stat().st_size > 30_000
+
+
+def _opencv_for_python312(tmp_path: Path, recipe: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "opencv.toml").write_text(recipe)
+    out = ("--runtime", "python3.12", "--out", str(tmp_path / "dist"), "--json")
+    return layerforge("build", str(tmp_path / "opencv.toml"), *out, cache=tmp_path / "cache", cwd=tmp_path)
+
+
+def test_opencv_python_for_python312_is_refused_naming_libgl_the_object_and_the_headless_wheel(
+    tmp_path: Path,
+) -> None:
+    # Its bundled Qt needs libGL and X11, which Lambda's runtimes lack: it would die at import there.
+    completed = _opencv_for_python312(tmp_path, 'name = "opencv"\nrequirements = ["opencv-python"]\n')
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    message = json.loads(completed.stdout)["error"]
+    named = re.search(r"libGL\.so\.1 is needed by (python/\S+) \(from opencv-python\)", message)
+    assert named, message[-3000:]
+    assert "use opencv-python-headless instead of opencv-python" in message
+    assert "Traceback" not in completed.stderr
+    assert not list((tmp_path / "dist").glob("*.zip"))
+
+
+def test_opencv_python_headless_for_python312_builds_verifies_and_encodes(tmp_path: Path) -> None:
+    completed = _opencv_for_python312(
+        tmp_path,
+        'name = "opencv"\nrequirements = ["opencv-python-headless"]\n'
+        "[verify]\nsmoke = '''\n"
+        "import cv2\nimport numpy as np\n"
+        "ok, png = cv2.imencode('.png', np.zeros((8, 8, 3), dtype=np.uint8))\n"
+        "assert ok and png[1:4].tobytes() == b'PNG'\n"
+        "'''\n",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    manifest = json.loads(completed.stdout)
+    assert manifest["verified"] is True
+    assert manifest["verification"]["smoke_ok"] is True
+    assert not [f for f in manifest["audit"]["findings"] if f["code"] == "system-library"]

@@ -28,6 +28,14 @@ from .output import Output, json_option, quiet_option, reporting
     default=None,
     help="Interpreter of the target's Python version to verify with.",
 )
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="OTHER.zip",
+    help="Another layer the function has (repeatable): the libraries in its lib/ count as found.",
+)
 @json_option
 @quiet_option
 def verify_command(
@@ -36,6 +44,7 @@ def verify_command(
     arch: str | None,
     recipe_spec: str | None,
     python: Path | None,
+    layers: tuple[Path, ...],
     json_mode: bool,
     quiet: bool,
 ) -> None:
@@ -44,7 +53,7 @@ def verify_command(
     with reporting(output):
         target = target_for(zip_path, runtime, arch)
         recipe = load_recipe(recipe_spec) if recipe_spec else None
-        result = verify_zip(zip_path, target, recipe=recipe, python=python)
+        result = verify_zip(zip_path, target, recipe=recipe, python=python, layers=layers)
         audit, report = result.audit, result.verify
         output.info(
             f"audit of {zip_path} for {target.runtime} on {target.arch}: {audit.shared_objects} shared "

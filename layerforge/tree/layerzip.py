@@ -17,10 +17,11 @@ from ..errors import InputError, UnsafeArchiveError
 from .unpack import LAYER_PREFIX, MAX_TOTAL_BYTES, LayerFile, LayerTree, check_entry_name
 
 
-def extract_layer(zip_path: Path, root: Path, *, prefix: str = "") -> LayerTree:
+def extract_layer(zip_path: Path, root: Path, *, prefix: str = "", python: bool = True) -> LayerTree:
     """Unpack a layer zip into `root`. Files are not attributed to distributions: the check needs only
     the top-level modules and the dist-info names (`distribution_names`). `prefix` ("python/") reads a
-    function zip, whose packages sit at its root, as the layer it would be."""
+    function zip, whose packages sit at its root, as the layer it would be. `python=False` accepts a
+    layer without python/ (one that ships only native libraries in lib/)."""
     try:
         archive = zipfile.ZipFile(zip_path)
     except FileNotFoundError:
@@ -30,7 +31,7 @@ def extract_layer(zip_path: Path, root: Path, *, prefix: str = "") -> LayerTree:
     with archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
         _check_entries(zip_path.name, infos)
-        if not any((prefix + info.filename).startswith(LAYER_PREFIX + "/") for info in infos):
+        if python and not any((prefix + info.filename).startswith(LAYER_PREFIX + "/") for info in infos):
             raise InputError(
                 f"{zip_path}: no entry under python/, so Lambda would put nothing of it on sys.path",
                 hint="a Python layer keeps its packages under python/ (see `layerforge build`)",
@@ -72,3 +73,32 @@ def distribution_names(tree: LayerTree) -> list[str]:
             if headers.get("Name"):
                 names.add(canonicalize_name(headers["Name"]))
     return sorted(names)
+
+
+def owners(tree: LayerTree) -> dict[str, str]:
+    """Layer path -> the distribution that ships it, as far as the layer's dist-info folders tell: their
+    RECORD and top_level.txt, and auditwheel's `<distribution>.libs` folder beside them."""
+    by_top: dict[tuple[str, str], str] = {}
+    for path in sorted(tree.files):
+        if not path.endswith(".dist-info/METADATA"):
+            continue
+        folder = path.rsplit("/", 1)[0]
+        base = folder.rsplit("/", 1)[0]
+        name = HeaderParser().parsestr((tree.root / path).read_text("utf-8", "replace")).get("Name")
+        if not name:
+            continue
+        tops = {f"{canonicalize_name(name).replace('-', '_')}.libs"}
+        for listing in ("top_level.txt", "RECORD"):
+            listed = tree.root / folder / listing
+            if listed.is_file():
+                lines = listed.read_text("utf-8", "replace").splitlines()
+                tops.update(line.split(",", 1)[0].split("/", 1)[0] for line in lines if line.strip())
+        for top in tops:
+            by_top.setdefault((base, top.removesuffix(".py")), str(name))
+    found: dict[str, str] = {}
+    for path in tree.files:
+        for (base, top), name in by_top.items():
+            if path.startswith(f"{base}/{top}/") or path.startswith(f"{base}/{top}."):
+                found[path] = name
+                break
+    return found

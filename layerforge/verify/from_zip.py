@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..binaries.audit import AuditReport, audit_tree
+from ..binaries.needed import library_names
 from ..recipe import Recipe
 from ..runners.interpreters import find_interpreter
 from ..target import DEFAULT_ARCH, DEFAULT_RUNTIME, Target
-from ..tree.layerzip import distribution_names, extract_layer
+from ..tree.layerzip import distribution_names, extract_layer, owners
 from ..tree.sharing import load_proof, missing_copies
 from ..tree.toplevel import modules_to_verify
 from .local import VerifyReport, verify_layer
@@ -57,11 +59,25 @@ def target_for(zip_path: Path, runtime: str | None, arch: str | None) -> Target:
 
 
 def verify_zip(
-    zip_path: Path, target: Target, *, recipe: Recipe | None = None, python: Path | None = None
+    zip_path: Path,
+    target: Target,
+    *,
+    recipe: Recipe | None = None,
+    python: Path | None = None,
+    layers: Sequence[Path] = (),
 ) -> ZipVerification:
+    """Audit and import-check a layer zip. `layers` are the other layers the function will have: the
+    libraries in their lib/ (/opt/lib on Lambda) count as found, as do the recipe's
+    `[audit] system_libraries`."""
     with tempfile.TemporaryDirectory(prefix="layerforge-verify-zip-") as scratch:
+        provided = set(recipe.audit.system_libraries if recipe else ())
+        for number, other in enumerate(layers):
+            other_tree = extract_layer(other, Path(scratch) / f"other-{number}", python=False)
+            provided |= library_names(other_tree.root)
         tree = extract_layer(zip_path, Path(scratch) / "layer")
-        audit = audit_tree(tree.root, target, tree.origins())
+        # A zip from elsewhere names no wheels: its dist-info says which distribution ships what.
+        origins = {**tree.origins(), **owners(tree)}
+        audit = audit_tree(tree.root, target, origins, provided=provided)
         config = recipe.verify if recipe else None
         # What the recipe shares must be loaded first, as in `build`: those modules open the check.
         shared = missing_copies(tree, recipe.strip.shared_libraries) if recipe else ()
@@ -69,7 +85,9 @@ def verify_zip(
         modules = tuple(ordered)
         interpreter = find_interpreter(target, explicit=python)
         for group in others:
-            alone = verify_layer(tree.root, target, modules=group, distributions=(), interpreter=interpreter)
+            alone = verify_layer(
+                tree.root, target, modules=group, distributions=(), interpreter=interpreter, provided=provided
+            )
             alone.raise_for_failures()
         report = verify_layer(
             tree.root,
@@ -78,5 +96,6 @@ def verify_zip(
             distributions=distribution_names(tree),
             smoke=config.smoke if config else None,
             interpreter=interpreter,
+            provided=provided,
         )
     return ZipVerification(zip_path, target, audit, report, modules)
