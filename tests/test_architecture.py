@@ -30,7 +30,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "verify": frozenset({"runners", "binaries", "tree"}),
     "aws": frozenset({"sbom"}),  # publish uploads the SBOM beside the zip
     "sbom": frozenset({"resolve", "tree", "binaries"}),
-    "report": frozenset({"tree", "aws"}),
+    "report": frozenset({"tree", "aws", "binaries"}),  # binaries: the system-library findings
     "build": STAGES,
     "function": STAGES | {"build"},
     "doctor": STAGES | {"build", "function"},

@@ -9,11 +9,14 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from ..errors import LayerforgeError
+from ..errors import AuditError, LayerforgeError
 from ..fsutil import atomic_write_text
 from ..report import size_report as core
+from ..report.libraries import LibraryCheck, check_libraries, recorded_target
 from ..report.render import render_html, render_markdown, render_terminal, report_json
+from ..target import DEFAULT_ARCH, Target
 from . import main
+from .options import target_options
 from .output import Output, json_option, quiet_option, reporting
 
 
@@ -61,6 +64,7 @@ from .output import Output, json_option, quiet_option, reporting
     metavar="FILE",
     help="Write a self-contained HTML page with a chart of where the bytes go.",
 )
+@target_options
 @json_option
 @quiet_option
 def size_report(
@@ -74,6 +78,8 @@ def size_report(
     strict: bool,
     markdown: bool,
     html_path: Path | None,
+    runtime: str | None,
+    arch: str | None,
     json_mode: bool,
     quiet: bool,
 ) -> None:
@@ -81,7 +87,8 @@ def size_report(
 
     PATH is a layer or function zip, a folder, or a build manifest (*.manifest.json, which adds what
     slimming removed). Several PATHs are one function with its layers. Exits 3 when a limit is exceeded:
-    Lambda's 262,144,000 bytes unzipped, 5 layers, or the team budget (--max-unzipped).
+    Lambda's 262,144,000 bytes unzipped, 5 layers, or the team budget (--max-unzipped); else 1 when an
+    object needs a library that neither the zips nor the runtime (--runtime, or the manifests') have.
     """
     if json_mode and markdown:
         raise click.UsageError("--json and --markdown both print on stdout: choose one")
@@ -93,8 +100,9 @@ def size_report(
         sources = _measure(paths, layer_arns, top=top, endpoint_url=endpoint_url)
         baseline = _measure(compare_paths, (), top=top, endpoint_url=endpoint_url)
         report = core.build_report(sources, top=top, max_unzipped=budget, baseline=baseline)
-        error = core.over_budget_error(report, strict=strict)
-        _emit(report, error, output, markdown=markdown, html_path=html_path)
+        libraries = check_libraries(paths, _target(paths, runtime, arch), remote=layer_arns)
+        error = core.over_budget_error(report, strict=strict) or _missing_libraries(libraries)
+        _emit(report, error, output, markdown=markdown, html_path=html_path, libraries=libraries)
     if error is not None:
         # Not raised through `reporting`: with --json the report already carries the error, and
         # stdout must hold exactly one JSON object.
@@ -110,6 +118,25 @@ def _measure(
     return sources
 
 
+def _target(paths: Sequence[Path], runtime: str | None, arch: str | None) -> Target | None:
+    recorded = recorded_target(paths)
+    if runtime is None and recorded is None:
+        return None
+    chosen_runtime = runtime or (recorded.runtime if recorded else None)
+    return Target(str(chosen_runtime), arch or (recorded.arch if recorded else DEFAULT_ARCH))
+
+
+def _missing_libraries(libraries: LibraryCheck) -> AuditError | None:
+    if not libraries.findings:
+        return None
+    listing = "\n".join(f"  - {finding.describe()}" for finding in libraries.findings)
+    return AuditError(
+        f"{len(libraries.findings)} librar{'y' if len(libraries.findings) == 1 else 'ies'} that Lambda will "
+        f"not find:\n{listing}",
+        hint="each fails at import on Lambda; apply the fix shown for each",
+    )
+
+
 def _emit(
     report: core.SizeReport,
     error: LayerforgeError | None,
@@ -117,9 +144,14 @@ def _emit(
     *,
     markdown: bool,
     html_path: Path | None,
+    libraries: LibraryCheck,
 ) -> None:
     if not output.quiet:
         render_terminal(report, output.console)
+    if libraries.reason:
+        output.info(escape(libraries.reason))
+    for label in libraries.not_checked:
+        output.info(escape(f"system libraries of {label} not checked: only its central directory is read"))
     for line in report.exceeded:
         if not line.check.hard and error is None:
             subject = f" ({line.subject})" if line.subject else ""
@@ -133,4 +165,4 @@ def _emit(
         sys.stdout.write(render_markdown(report))
         sys.stdout.flush()
     if output.json_mode:
-        output.emit_json(report_json(report, error=error))
+        output.emit_json({**report_json(report, error=error), "system_libraries": libraries.as_dict()})
