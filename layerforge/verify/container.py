@@ -9,6 +9,10 @@ The Lambda images' entrypoint is the Runtime Interface Emulator, which would wai
 replaces it with the image's own python (`/var/lang/bin/python3.X`), which runs a small driver: the driver
 starts the bootstrap twice (imports, then smoke code) exactly as local.py does on a host, each in a fresh
 isolated interpreter, and prints each run's output as one marked JSON line.
+
+The bootstrap lists the shared objects it loaded here too, but nothing loaded from the image is refused:
+the image is the runtime, so a library it has is one Lambda has (`loaded.py` runs for a local
+interpreter, on a host that is not the runtime).
 """
 
 from __future__ import annotations
