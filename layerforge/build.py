@@ -27,7 +27,15 @@ from .cache import WheelCache, sha256_of
 from .errors import LockError, SizeLimitError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
-from .limits import LimitCheck, budget_check, direct_upload_check, unzipped_check
+from .limits import (
+    LimitCheck,
+    budget_check,
+    direct_upload_check,
+    memory_advice,
+    over_default_memory,
+    recommended_memory_mb,
+    unzipped_check,
+)
 from .recipe import Recipe, StripConfig
 from .resolve.download import fetch_all
 from .resolve.lock import DEFAULT_INDEX_URL, Lock, read_lock
@@ -48,6 +56,7 @@ from .tree.toplevel import declare_top_level, modules_to_verify
 from .tree.unpack import LayerTree, unpack_all
 from .verify.choose import already_found, choose_verifier
 from .verify.local import VerifyReport, not_run
+from .verify.optional import optional_policy
 
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -480,12 +489,13 @@ def _verify(
     )
     events.note(verifier.reason)
     removed = slim.rule_for_path()
+    optional = optional_policy(tree, options.target, mandatory=recipe.imports, removed=removed)
     for group in others:
         alone = verifier.verify(
             tree.root, modules=group, distributions=(), smoke=None, removed=removed, link=True
         )
-        alone.raise_for_failures()
-    return verifier.verify(
+        alone.skipping_optional(optional).raise_for_failures()
+    report = verifier.verify(
         tree.root,
         modules=wanted,
         distributions=tree.distributions(),
@@ -494,6 +504,20 @@ def _verify(
         note=events.note,
         # The tree is the build's own and finished: hard links beat a copy (0.2 s against 0.8 s here).
         link=True,
+    ).skipping_optional(optional)
+    for skipped in report.optional_modules:
+        events.warn(skipped.message)
+    _warn_memory(report, events)
+    return report
+
+
+def _warn_memory(report: VerifyReport, events: BuildEvents) -> None:
+    peak = report.peak_rss_bytes
+    if peak is None or not over_default_memory(peak):
+        return
+    events.warn(
+        f"{memory_advice(peak)}: a function left at the default is killed during init, with a message "
+        f"that does not name the layer; set its memory to at least {recommended_memory_mb(peak)} MB"
     )
 
 

@@ -8,6 +8,7 @@ import click
 
 from ..build import BuildOptions, BuildResult, build
 from ..cache import WheelCache, default_cache_dir
+from ..limits import memory_advice
 from ..recipe import load_recipe
 from ..resolve.source_build import SourceBuilder
 from . import main
@@ -114,10 +115,13 @@ def _summarise(output: Output, result: BuildResult) -> None:
         output.info(
             f"verified {where}: "
             f"{len(verification.get('imported', []))} modules imported, "
+            f"{len(verification.get('optional_modules') or [])} optional skipped, "
             f"{len(verification.get('compiled_from_source', []))} compiled from source at import, "
             f"cold import {verification.get('cold_import_seconds') or 0:.2f} s"
             + ("" if smoke is None else ", smoke code passed")
         )
+        if verification.get("peak_rss_bytes") is not None:
+            output.info(f"memory: {memory_advice(verification['peak_rss_bytes'])}")
     elif verification.get("not_run_reason"):
         output.warn(f"imports NOT verified: {verification['not_run_reason']}")
     audit = manifest["audit"]

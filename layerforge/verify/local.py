@@ -11,6 +11,7 @@ removed the missing file, the rule.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -27,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, VerificationError
+from ..limits import recommended_memory_mb
 from ..runners.interpreters import Interpreter, install_hint, packaged_script, search_summary
 from ..target import RUNTIME_PROVIDED, Target
 from ._bootstrap import MARKER
+from .optional import OptionalModule, OptionalPolicy
 
 # What the smoke output keeps: enough for a traceback and the lines before it.
 _OUTPUT_LIMIT = 8000
@@ -51,6 +54,7 @@ class ModuleFailure:
     stage: str = "import"  # import | metadata | smoke | setup
     detail: str = ""  # the end of the traceback
     hint: str = ""  # what else is known, when no strip rule explains it
+    not_found: str | None = None  # the module whose absence made the import fail, when one did
 
     @property
     def message(self) -> str:
@@ -95,6 +99,55 @@ class ModuleFailure:
 
 
 @dataclass(frozen=True)
+class MemoryUse:
+    """Peak resident memory of the two checking processes, each measured from inside (VmHWM).
+
+    Each figure counts the interpreter itself (`baseline_rss_bytes` is that alone, before the layer is
+    touched), every module imported and the resident pages of its shared libraries, and what the smoke
+    code allocated; not Lambda's runtime client, nor any process the smoke code started.
+    """
+
+    baseline_rss_bytes: int | None
+    imports_peak_rss_bytes: int | None
+    smoke_peak_rss_bytes: int | None
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        figures = [f for f in (self.imports_peak_rss_bytes, self.smoke_peak_rss_bytes) if f is not None]
+        return max(figures) if figures else None
+
+    @property
+    def recommended_memory_mb(self) -> int | None:
+        peak = self.peak_rss_bytes
+        return recommended_memory_mb(peak) if peak is not None else None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "baseline_rss_bytes": self.baseline_rss_bytes,
+            "imports_peak_rss_bytes": self.imports_peak_rss_bytes,
+            "smoke_peak_rss_bytes": self.smoke_peak_rss_bytes,
+            "recommended_memory_mb": self.recommended_memory_mb,
+        }
+
+
+def _memory(imports: dict[str, Any], smoke: BootstrapRun | None) -> MemoryUse | None:
+    """What the bootstrap processes said of their memory; None when neither could say."""
+
+    def figure(result: dict[str, Any] | None, key: str) -> int | None:
+        value = ((result or {}).get("memory") or {}).get(key)
+        # Parsed from a process that ran the layer's code: a number or nothing.
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    smoke_result = smoke.result if smoke is not None else None
+    use = MemoryUse(
+        baseline_rss_bytes=figure(imports, "baseline_rss_bytes"),
+        imports_peak_rss_bytes=figure(imports, "peak_rss_bytes"),
+        smoke_peak_rss_bytes=figure(smoke_result, "peak_rss_bytes"),
+    )
+    return use if use.peak_rss_bytes is not None else None
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     """What the clean interpreter saw. `interpreter` None: nothing ran, only the static audit did."""
 
@@ -112,6 +165,8 @@ class VerifyReport:
     layer_read_only: bool | None = None  # was the copy really read-only to the check (root included)?
     copy_seconds: float | None = None  # the cost of the read-only copy
     not_run_reason: str = ""
+    optional_modules: tuple[OptionalModule, ...] = ()  # failed, but only for want of an optional dependency
+    memory: MemoryUse | None = None
 
     @property
     def ran(self) -> bool:
@@ -131,6 +186,28 @@ class VerifyReport:
     def problems(self) -> tuple[ModuleFailure, ...]:
         smoke = (self.smoke_failure,) if self.smoke_failure else ()
         return self.failures + self.metadata_problems + smoke
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        return self.memory.peak_rss_bytes if self.memory else None
+
+    def skipping_optional(self, policy: OptionalPolicy) -> VerifyReport:
+        """This report with the failures that `policy` finds optional moved to `optional_modules`."""
+        kept: list[ModuleFailure] = []
+        skipped: list[OptionalModule] = []
+        for failure in self.failures:
+            found = (
+                policy.classify(failure.module, failure.not_found, failure.removed_by, failure.error)
+                if failure.stage == "import"
+                else None
+            )
+            if found is None:
+                kept.append(failure)
+            else:
+                skipped.append(found)
+        return dataclasses.replace(
+            self, failures=tuple(kept), optional_modules=self.optional_modules + tuple(skipped)
+        )
 
     def raise_for_failures(self) -> None:
         if self.ok:
@@ -155,6 +232,9 @@ class VerifyReport:
             "cold_import_seconds": self.cold_import_seconds,
             "layer_read_only": self.layer_read_only,
             "copy_seconds": self.copy_seconds,
+            "optional_modules": [module.as_dict() for module in self.optional_modules],
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "memory": self.memory.as_dict() if self.memory else None,
         }
 
 
@@ -527,6 +607,7 @@ def build_report(
         smoke_failure=smoke_failure,
         layer_read_only=result.get("read_only"),
         copy_seconds=copy_seconds,
+        memory=_memory(result, smoke),
     )
 
 
@@ -586,6 +667,7 @@ def _failure(record: dict[str, Any], module: str, stage: str, context: FailureCo
         stage=stage,
         detail=opt("\n".join(record.get("traceback", []))),
         hint=_denied(record, context) or _network(record),
+        not_found=record["not_found"] if isinstance(record.get("not_found"), str) else None,
     )
 
 
