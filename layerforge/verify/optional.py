@@ -35,6 +35,7 @@ from ..tree.unpack import LayerTree
 
 # A METADATA file is hostile input: what is read of it is bounded.
 _METADATA_MAX_BYTES = 4 * 1024 * 1024
+_EXTRA = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
 _MARKER_ERRORS = (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName)
 
 
@@ -166,7 +167,9 @@ def _metadata(tree: LayerTree, path: str) -> _Metadata:
 
 
 def _needs(metadata: _Metadata, environment: dict[str, str]) -> Needs:
-    extras = [canonicalize_name(extra) for extra in metadata.extras]
+    # Provides-Extra should list every extra, but a marker is what pip reads: take both.
+    named = [*metadata.extras, *(found for line in metadata.requires for found in _EXTRA.findall(line))]
+    extras = sorted({canonicalize_name(extra) for extra in named})
     required: set[str] = set()
     by_extra: dict[str, set[str]] = {}
     for line in metadata.requires:

@@ -1,0 +1,144 @@
+"""Optional top-level modules: real wheels, resolved by pip from a local index, built and imported.
+
+Each distribution below ships a second top-level module that cannot import. Whether that fails the build
+depends on what the distribution requires, on what the layer provides and on the recipe, as
+layerforge/verify/optional.py says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from layerforge.build import BuildOptions, BuildResult, build
+from layerforge.errors import VerificationError
+from layerforge.events import SilentEvents
+from layerforge.recipe import recipe_from_mapping
+from layerforge.target import Target
+from tests.support.index import LocalIndex
+
+
+class Recorded(SilentEvents):
+    """BuildEvents that keep what a build warned about."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def _dist(index: LocalIndex, name: str, plugin: str, requires: list[str]) -> None:
+    """`name` (imports fine) and `name_plugin`, whose code is `plugin`."""
+    index.add_wheel(
+        name,
+        "1.0",
+        files={f"{name}/__init__.py": "VALUE = 1\n", f"{name}_plugin/__init__.py": plugin},
+        requires=requires,
+    )
+
+
+@pytest.fixture()
+def index(local_index: LocalIndex) -> LocalIndex:
+    _dist(local_index, "optx", "import somemissing\n", ['somemissing; extra == "x"'])
+    _dist(local_index, "plainx", "import somemissing\n", [])
+    _dist(local_index, "reqx", "import somemissing\n", ["somemissing"])
+    # A module of a platform that is not the target: required on Windows only, so optional on Lambda.
+    _dist(local_index, "winx", "import somemissing\n", ['somemissing; sys_platform == "win32"'])
+    _dist(local_index, "ownx", "import ownx.gone\n", [])
+    # The helper is a top-level module of its own, which a recipe rule below removes.
+    local_index.add_wheel(
+        "helperx",
+        "1.0",
+        files={"helperx/__init__.py": "import helperx_core\n", "helperx_core/__init__.py": "CORE = 1\n"},
+    )
+    # Only so that pip can resolve reqx; the recipe then leaves it out of the layer.
+    local_index.add_wheel("somemissing", "1.0", files={"somemissing_impl/__init__.py": ""})
+    return local_index
+
+
+def _build(
+    index: LocalIndex, tmp_path: Path, events: Recorded | None = None, **recipe: object
+) -> BuildResult:
+    raw = {"name": "opt", **recipe}
+    options = BuildOptions(
+        recipe=recipe_from_mapping(raw, "opt.toml", "opt"),
+        target=Target("python3.11", "x86_64"),
+        out_dir=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        index_url=index.url,
+    )
+    return build(options, events)
+
+
+def test_a_module_whose_missing_import_only_an_extra_brings_is_skipped_with_a_warning_naming_it(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    events = Recorded()
+    result = _build(index, tmp_path, events, requirements=["optx"])
+    verification = result.manifest["verification"]
+    assert result.manifest["verified"] is True
+    assert verification["imported"] == ["optx"]
+    (skipped,) = verification["optional_modules"]
+    assert skipped["module"] == "optx_plugin"
+    assert skipped["distributions"] == ["optx"]
+    assert skipped["missing"] == "somemissing"
+    assert skipped["extras"] == ["x"]
+    assert "No module named 'somemissing'" in skipped["error"]
+    (warning,) = [w for w in events.warnings if "optx_plugin" in w]
+    assert "only with the extra [x]" in warning and "optx[x]" in warning
+
+
+def test_a_module_whose_missing_import_its_distribution_does_not_name_is_skipped_too(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    events = Recorded()
+    result = _build(index, tmp_path, events, requirements=["plainx", "winx"])
+    skipped = {s["module"]: s for s in result.manifest["verification"]["optional_modules"]}
+    assert set(skipped) == {"plainx_plugin", "winx_plugin"}
+    assert skipped["plainx_plugin"]["extras"] == skipped["winx_plugin"]["extras"] == []
+    assert any("plainx does not require it" in warning for warning in events.warnings)
+    assert set(result.manifest["verification"]["imported"]) == {"plainx", "winx"}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "failing", "why"),
+    [
+        # The distribution requires it (the recipe left it out, as one leaves out boto3).
+        (
+            {"requirements": ["reqx"], "exclude": ["somemissing"]},
+            "reqx_plugin",
+            "No module named 'somemissing'",
+        ),
+        # The recipe asks for the module by name: what it asks for is never optional.
+        (
+            {"requirements": ["optx"], "verify": {"imports": ["optx_plugin"]}},
+            "optx_plugin",
+            "No module named 'somemissing'",
+        ),
+        # What is missing is a module of a distribution that is in the layer: the layer is broken.
+        ({"requirements": ["ownx"]}, "ownx_plugin", "No module named 'ownx.gone'"),
+        # The layer had it until a strip rule removed it.
+        (
+            {"requirements": ["helperx"], "strip": {"remove": ["helperx_core/**"]}},
+            "helperx",
+            "recipe:remove:helperx_core/**",
+        ),
+    ],
+    ids=["required", "recipe-import", "installed-dist", "strip-rule"],
+)
+def test_a_module_that_fails_for_any_other_reason_still_fails_the_build(
+    index: LocalIndex, tmp_path: Path, recipe: dict[str, object], failing: str, why: str
+) -> None:
+    with pytest.raises(VerificationError) as caught:
+        _build(index, tmp_path, **recipe)
+    message = str(caught.value)
+    assert f"import {failing} failed" in message and why in message
+    assert not list((tmp_path / "out").glob("*.zip"))
+
+
+def test_smoke_code_that_imports_an_optional_module_still_fails(index: LocalIndex, tmp_path: Path) -> None:
+    with pytest.raises(VerificationError) as caught:
+        _build(index, tmp_path, requirements=["optx"], verify={"smoke": "import optx_plugin\n"})
+    assert "the smoke code failed" in str(caught.value)
