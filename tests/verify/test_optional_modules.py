@@ -13,20 +13,10 @@ import pytest
 
 from layerforge.build import BuildOptions, BuildResult, build
 from layerforge.errors import VerificationError
-from layerforge.events import SilentEvents
 from layerforge.recipe import recipe_from_mapping
 from layerforge.target import Target
+from tests.support.events import Recorded
 from tests.support.index import LocalIndex
-
-
-class Recorded(SilentEvents):
-    """BuildEvents that keep what a build warned about."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 def _dist(index: LocalIndex, name: str, plugin: str, requires: list[str]) -> None:
