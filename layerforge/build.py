@@ -33,7 +33,6 @@ from .limits import (
     direct_upload_check,
     memory_advice,
     over_default_memory,
-    recommended_memory_mb,
     unzipped_check,
 )
 from .recipe import Recipe, StripConfig
@@ -517,7 +516,7 @@ def _warn_memory(report: VerifyReport, events: BuildEvents) -> None:
         return
     events.warn(
         f"{memory_advice(peak)}: a function left at the default is killed during init, with a message "
-        f"that does not name the layer; set its memory to at least {recommended_memory_mb(peak)} MB"
+        "that does not name the layer"
     )
 
 
