@@ -15,8 +15,11 @@ from layerforge.build import BuildOptions, BuildResult, build
 from layerforge.errors import VerificationError
 from layerforge.recipe import recipe_from_mapping
 from layerforge.target import Target
+from layerforge.verify.from_zip import verify_zip
+from layerforge.verify.optional import OptionalPolicy, optional_policy
 from tests.support.events import Recorded
 from tests.support.index import LocalIndex
+from tests.support.layertree import layer_tree
 
 
 def _dist(index: LocalIndex, name: str, plugin: str, requires: list[str]) -> None:
@@ -78,6 +81,9 @@ def test_a_module_whose_missing_import_only_an_extra_brings_is_skipped_with_a_wa
     assert "No module named 'somemissing'" in skipped["error"]
     (warning,) = [w for w in events.warnings if "optx_plugin" in w]
     assert "only with the extra [x]" in warning and "optx[x]" in warning
+    # `verify ZIP` knows no wheel: the top_level.txt the build declared says whose module it is.
+    again = verify_zip(result.zip_path, Target("python3.11", "x86_64"))
+    assert again.ok and [m.module for m in again.verify.optional_modules] == ["optx_plugin"]
 
 
 def test_a_module_whose_missing_import_its_distribution_does_not_name_is_skipped_too(
@@ -132,3 +138,43 @@ def test_smoke_code_that_imports_an_optional_module_still_fails(index: LocalInde
     with pytest.raises(VerificationError) as caught:
         _build(index, tmp_path, requirements=["optx"], verify={"smoke": "import optx_plugin\n"})
     assert "the smoke code failed" in str(caught.value)
+
+
+def _policy(
+    tmp_path: Path, metadata: str, dist_info: dict[str, str] | None = None, owner: str = "x"
+) -> OptionalPolicy:
+    files = {
+        "python/x/__init__.py": "",
+        "python/x_plugin/__init__.py": "import somemissing\n",
+        "python/x-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: x\nVersion: 1.0\n{metadata}",
+        **{f"python/x-1.0.dist-info/{name}": text for name, text in (dist_info or {}).items()},
+    }
+    tree = layer_tree(tmp_path / "layer", files, distribution=lambda _path: owner)
+    return optional_policy(tree, Target("python3.11", "x86_64"))
+
+
+def test_metadata_that_cannot_be_read_makes_nothing_optional(tmp_path: Path) -> None:
+    readable = _policy(tmp_path / "a", "Requires-Dist: somemissing; extra == 'x'\n")
+    assert readable.classify("x_plugin", "somemissing", None) is not None
+    broken = _policy(tmp_path / "b", "Requires-Dist: somemissing; extra == 'x'\nRequires-Dist: ((\n")
+    assert broken.classify("x_plugin", "somemissing", None) is None
+
+
+def test_a_required_distribution_missing_from_the_layer_may_be_what_provides_the_module(
+    tmp_path: Path,
+) -> None:
+    # `import yaml` comes from PyYAML: a name that matches no requirement proves nothing while a
+    # distribution the module's owner requires is not in the layer.
+    policy = _policy(tmp_path, "Requires-Dist: PyYAML\n")
+    assert policy.classify("x_plugin", "yaml", None) is None
+
+
+@pytest.mark.parametrize("declared", ["top_level.txt", "RECORD"])
+def test_a_layer_from_elsewhere_says_whose_module_it_is_in_its_dist_info(
+    tmp_path: Path, declared: str
+) -> None:
+    text = "x\nx_plugin\n" if declared == "top_level.txt" else "x/__init__.py,,\nx_plugin/__init__.py,,\n"
+    policy = _policy(tmp_path, "", {declared: text}, owner="")
+    found = policy.classify("x_plugin", "somemissing", None)
+    assert found is not None and found.distributions == ("x",) and found.extras == ()
+    assert _policy(tmp_path / "bare", "", owner="").classify("x_plugin", "somemissing", None) is None
