@@ -122,6 +122,8 @@ def _summarise(output: Output, result: BuildResult) -> None:
         )
         if verification.get("peak_rss_bytes") is not None:
             output.info(f"memory: {memory_advice(verification['peak_rss_bytes'])}")
+        elif (verification.get("memory") or {}).get("emulated"):
+            output.info("memory: not advised: measured under emulation, which counts the emulator's own")
     elif verification.get("not_run_reason"):
         output.warn(f"imports NOT verified: {verification['not_run_reason']}")
     audit = manifest["audit"]

@@ -124,6 +124,10 @@ def test_an_arm64_layer_is_verified_by_default_in_the_emulated_standin(
     interpreter = result.manifest["verification"]["interpreter"]
     assert result.manifest["verified"] is True and result.manifest["verification"]["smoke_ok"] is True
     assert interpreter["machine"] == machine and interpreter["emulated"] is True
+    # QEMU's own memory is in the emulated figures: kept, but no advice is drawn from them.
+    verification = result.manifest["verification"]
+    assert verification["memory"]["emulated"] is True and verification["memory"]["smoke_peak_rss_bytes"] > 0
+    assert verification["peak_rss_bytes"] is None and verification["memory"]["recommended_memory_mb"] is None
     assert interpreter["container"] == image
 
 
