@@ -4,6 +4,7 @@ clean interpreter for verification."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -220,13 +221,15 @@ def test_the_recipe_key_leaves_runtime_provided_dists_out_and_verifies_against_t
 
     lock = read_lock(result.lock_path)
     assert {p.name for p in lock.left_out} == PROVIDED and set(lock.exclude) == PROVIDED
+    # What is left out is pinned but not part of what the lock hash identifies: the layer's contents.
+    assert dataclasses.replace(lock, left_out=()).lock_hash == lock.lock_hash
 
 
 def test_without_the_runtimes_copies_the_excluded_layer_fails_verification(
     sdk_index: LocalIndex, tmp_path: Path
 ) -> None:
-    """The stand-ins are what satisfies the imports: a layer that leaves boto3 out by a plain `exclude`
-    of a distribution the runtime does not provide (sdkextra) has nothing beside it and fails."""
+    """Only what the runtime provides stands in: a distribution the recipe excludes that the runtime does
+    not provide is absent when the layer is checked too, so an import of it fails."""
     from layerforge.errors import VerificationError
 
     with pytest.raises(VerificationError) as raised:
