@@ -195,6 +195,13 @@ def _lock(options: BuildOptions, events: BuildEvents, interpreters: _Interpreter
                 f"{options.lock_path} pins wheels for {lock.runtime}-{lock.arch}, not {options.target.label}",
                 hint=f"build with --runtime {lock.runtime} --arch {lock.arch}, or re-lock for this target",
             )
+        pinned = sorted({p.name for p in lock.packages} & set(recipe.excluded(options.target)))
+        if pinned:
+            raise LockError(
+                f"{options.lock_path} pins {', '.join(pinned)}, which this build leaves out",
+                hint="lock again with the same exclusions (`layerforge lock RECIPE`, with "
+                "--exclude-runtime-provided if the build has it), or build without --lock",
+            )
         events.note(f"building exactly the lock {options.lock_path} ({len(lock.packages)} packages)")
     else:
         events.stage("resolve")
@@ -492,6 +499,11 @@ def _verify(
     # What the runtime provides and the layer leaves out, after the layer on sys.path as on Lambda (a
     # local interpreter only: a container has the image's own).
     runtime_paths = [provided.python_dir] if provided is not None else []
+    if provided is not None and verifier.kind == "local":
+        events.note(
+            f"{', '.join(provided.distributions())} are left out for the {options.target.runtime} runtime to "
+            "provide: the check imports the lock's pins of them after the layer, where Lambda has its own"
+        )
     for group in others:
         alone = verifier.verify(
             tree.root,

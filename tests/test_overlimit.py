@@ -18,7 +18,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from layerforge.build import BuildOptions, BuildResult, build
-from layerforge.errors import SizeLimitError
+from layerforge.errors import LockError, SizeLimitError, VerificationError
 from layerforge.recipe import recipe_from_mapping
 from layerforge.resolve.lock import read_lock
 from layerforge.target import Target
@@ -95,7 +95,14 @@ def sdk_index(local_index: LocalIndex, tmp_path: Path) -> LocalIndex:
     return local_index
 
 
-def options(index: LocalIndex, tmp_path: Path, out: str, smoke: str = SMOKE, **recipe: Any) -> BuildOptions:
+def options(
+    index: LocalIndex,
+    tmp_path: Path,
+    out: str,
+    smoke: str = SMOKE,
+    lock: Path | None = None,
+    **recipe: Any,
+) -> BuildOptions:
     raw = {"name": "app", "requirements": ["awsapp"], "verify": {"smoke": smoke}, **recipe}
     return BuildOptions(
         recipe=recipe_from_mapping(raw, "app.toml", "app"),
@@ -103,6 +110,7 @@ def options(index: LocalIndex, tmp_path: Path, out: str, smoke: str = SMOKE, **r
         out_dir=tmp_path / out,
         cache_dir=tmp_path / "cache",
         index_url=index.url,
+        lock_path=lock,
     )
 
 
@@ -230,8 +238,6 @@ def test_without_the_runtimes_copies_the_excluded_layer_fails_verification(
 ) -> None:
     """Only what the runtime provides stands in: a distribution the recipe excludes that the runtime does
     not provide is absent when the layer is checked too, so an import of it fails."""
-    from layerforge.errors import VerificationError
-
     with pytest.raises(VerificationError) as raised:
         build(options(sdk_index, tmp_path, "out", exclude=["sdkextra"], verify={"imports": ["sdkextra"]}))
     assert "sdkextra" in str(raised.value)
@@ -269,3 +275,11 @@ def test_the_flag_turns_exit_3_into_a_verified_layer(sdk_index: LocalIndex, tmp_
     manifest = json.loads(fitted.stdout)
     assert manifest["unzipped_bytes"] <= budget and manifest["verified"] is True
     assert {d["name"] for d in manifest["runtime_provided"]["excluded"]} == PROVIDED
+
+
+def test_a_lock_that_pins_what_the_build_leaves_out_is_refused(sdk_index: LocalIndex, tmp_path: Path) -> None:
+    pinned = build(options(sdk_index, tmp_path, "pinned")).lock_path
+    with pytest.raises(LockError) as raised:
+        build(options(sdk_index, tmp_path, "out", lock=pinned, exclude_runtime_provided=True))
+    assert raised.value.exit_code == 2
+    assert "boto3" in str(raised.value) and "--exclude-runtime-provided" in str(raised.value)

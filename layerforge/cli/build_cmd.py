@@ -136,6 +136,12 @@ def _summarise(output: Output, result: BuildResult) -> None:
             f"binaries: {binaries['stripped']} shared objects stripped, "
             f"{binaries['bytes_saved']:,} bytes saved{skipped}"
         )
+    provided = manifest.get("runtime_provided")
+    if provided:
+        names = ", ".join(d["name"] for d in provided["excluded"])
+        output.info(
+            f"left out, {provided['provided_by']} provides them: {names} (their versions are its own)"
+        )
     for check in manifest["limits"]:
         state = "[red]over[/]" if check["exceeded"] else "ok"
         output.info(

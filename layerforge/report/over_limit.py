@@ -77,7 +77,7 @@ class WaysOut:
                 f"the aggressive strip profile, about {estimate.total_bytes:,} bytes "
                 f"({' and '.join(parts)}; an estimate from a dry run of its rules over this layer, "
                 f"before its smaller bytecode){self._closes(estimate.total_bytes)} "
-                '(`[strip] profile = "aggressive"`)'
+                '(`strip.profile = "aggressive"` in the recipe)'
             )
         if self.biggest:
             listed = ", ".join(f"{name} {size:,}" for name, size in self.biggest)
