@@ -129,9 +129,9 @@ def way(message: str, start: str) -> str:
     return lines[0]
 
 
-def over_budget(index: LocalIndex, tmp_path: Path, budget: int, **recipe: Any) -> str:
+def over_budget(index: LocalIndex, tmp_path: Path, budget: int, smoke: str = SMOKE, **recipe: Any) -> str:
     with pytest.raises(SizeLimitError) as raised:
-        build(options(index, tmp_path, "over", limits={"unzipped_bytes": budget}, **recipe))
+        build(options(index, tmp_path, "over", smoke, limits={"unzipped_bytes": budget}, **recipe))
     assert raised.value.exit_code == 3
     assert not list((tmp_path / "over").glob("*.zip"))
     return str(raised.value)
@@ -283,3 +283,17 @@ def test_a_lock_that_pins_what_the_build_leaves_out_is_refused(sdk_index: LocalI
         build(options(sdk_index, tmp_path, "out", lock=pinned, exclude_runtime_provided=True))
     assert raised.value.exit_code == 2
     assert "boto3" in str(raised.value) and "--exclude-runtime-provided" in str(raised.value)
+
+
+def test_ways_already_taken_are_not_offered_again(sdk_index: LocalIndex, tmp_path: Path) -> None:
+    message = over_budget(
+        sdk_index,
+        tmp_path,
+        1000,
+        SMOKE_OUTSIDE,
+        strip={"profile": "aggressive"},
+        exclude_runtime_provided=True,
+    )
+    ways = [line for line in message.splitlines() if line.startswith("  - ")]
+    assert len(ways) == 1 and ways[0].startswith("  - the biggest distributions: "), message
+    assert "boto3" not in message
