@@ -144,6 +144,32 @@ def test_python312_takes_numpy_2_3_or_newer_from_a_manylinux_2_28_wheel(tmp_path
     assert "cpython 3.12" in stderr  # the output names the interpreter that verified it
 
 
+def test_awswrangler_over_the_limit_names_boto3_and_fits_without_what_the_runtime_provides(
+    tmp_path: Path,
+) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("awswrangler\n")
+    args = (
+        str(requirements),
+        "--name",
+        "awswrangler",
+        "--runtime",
+        "python3.12",
+        "--out",
+        str(tmp_path / "d"),
+    )
+    over = layerforge("build", *args, cache=tmp_path / "cache", cwd=tmp_path)
+    assert over.returncode == 3, over.stderr[-3000:]
+    provided = next(line for line in over.stderr.splitlines() if "runtime provides" in line)
+    assert re.search(r"boto3 [\d,]+", provided) and re.search(r"botocore [\d,]+", provided), provided
+    manifest, _ = build_json(*args, "--exclude-runtime-provided", cache=tmp_path / "cache", cwd=tmp_path)
+    assert manifest["verified"] is True
+    assert manifest["unzipped_bytes"] <= 262_144_000
+    excluded = {d["name"] for d in manifest["runtime_provided"]["excluded"]}
+    assert {"boto3", "botocore"} <= excluded
+    assert not excluded & {p["name"] for p in manifest["packages"]}
+
+
 def test_numpy_arm64_layer_holds_only_aarch64_shared_objects(tmp_path: Path) -> None:
     manifest, stderr = build_json(
         "numpy", "--arch", "arm64", "--out", str(tmp_path / "dist"), cache=tmp_path / "cache", cwd=tmp_path

@@ -83,8 +83,9 @@ def _drop_root_file_powers() -> str:
     return ""
 
 
-def _isolate_path(layer_paths: list[str]) -> list[str]:
-    """Make sys.path the layer's entries followed by the stdlib, and prove nothing else is there.
+def _isolate_path(layer_paths: list[str], runtime_paths: list[str]) -> list[str]:
+    """Make sys.path the layer's entries, then the runtime's stand-ins (what Lambda's runtime provides,
+    after /opt), then the stdlib, and prove nothing else is there.
 
     -I -S leaves out the script folder, user site and site-packages already; a distro build or a
     venv could still add something, so anything outside the interpreter's base prefix goes, and so does
@@ -98,8 +99,9 @@ def _isolate_path(layer_paths: list[str]) -> list[str]:
         inside = bool(real) and any(real == base or real.startswith(base + os.sep) for base in bases)
         foreign = not inside or "site-packages" in real or "dist-packages" in real
         (removed if foreign else kept).append(entry)
-    sys.path[:] = list(layer_paths) + kept
-    for entry in sys.path[len(layer_paths) :]:
+    chosen = list(layer_paths) + list(runtime_paths)
+    sys.path[:] = chosen + kept
+    for entry in sys.path[len(chosen) :]:
         assert not ("site-packages" in entry or "dist-packages" in entry), entry
     # Only the standard finders: a .pth-installed hook (editable installs, setuptools' distutils shim)
     # could import from anywhere. -S keeps them out; this proves it.
@@ -303,7 +305,7 @@ def main() -> None:
     out_fd = os.dup(1)
     config = json.loads(sys.stdin.read())
     result: dict[str, Any] = {"cap_drop_error": _drop_root_file_powers()}
-    result["removed_path_entries"] = _isolate_path(config["layer_paths"])
+    result["removed_path_entries"] = _isolate_path(config["layer_paths"], config.get("runtime_paths", []))
     result["sys_path"] = list(sys.path)
     result["flags"] = {
         "isolated": sys.flags.isolated,

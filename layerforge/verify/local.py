@@ -279,6 +279,7 @@ def verify_layer(
     removed: Mapping[str, str] | None = None,
     timeout: float = 300,
     link: bool = False,
+    runtime_paths: Sequence[Path] = (),
 ) -> VerifyReport:
     """Import `modules`, read the version of each of `distributions` and run `smoke` against the layer.
 
@@ -287,6 +288,8 @@ def verify_layer(
     whole check, both processes together. `link` hard-links the layer's files into the read-only
     sandbox instead of copying them: faster where /dev/shm cannot take the copy, but it makes them
     read-only in `layer_root` too (see read_only_copy): for a build's own finished tree only.
+    `runtime_paths` stand in for the runtime's own site folders (boto3 and its kin): they come after the
+    layer on sys.path, as on Lambda, so a layer's own copy still wins.
     """
     if interpreter is None:
         return not_run(target)
@@ -302,6 +305,8 @@ def verify_layer(
         roots = layer_roots(sandbox.layer, target)
         config = {
             "layer_paths": [str(sandbox.layer / root) for root in roots],
+            # Absolute: the check runs in a folder of its own.
+            "runtime_paths": [str(path.resolve()) for path in runtime_paths],
             "modules": list(modules),
             "distributions": list(distributions),
         }
