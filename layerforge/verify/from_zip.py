@@ -17,6 +17,7 @@ from ..tree.layerzip import distribution_names, extract_layer, owners
 from ..tree.sharing import load_proof, missing_copies
 from ..tree.toplevel import modules_to_verify
 from .local import VerifyReport, verify_layer
+from .optional import optional_policy
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,17 @@ def verify_zip(
         ordered, others = load_proof(tree, shared).order(modules_to_verify(tree, config))
         modules = tuple(ordered)
         interpreter = find_interpreter(target, explicit=python)
+        optional = optional_policy(tree, target, mandatory=config.imports if config else ())
         for group in others:
             alone = verify_layer(
-                tree.root, target, modules=group, distributions=(), interpreter=interpreter, provided=provided
+                tree.root,
+                target,
+                modules=group,
+                distributions=(),
+                interpreter=interpreter,
+                system_libraries=provided,
             )
-            alone.raise_for_failures()
+            alone.skipping_optional(optional).raise_for_failures()
         report = verify_layer(
             tree.root,
             target,
@@ -96,6 +103,6 @@ def verify_zip(
             distributions=distribution_names(tree),
             smoke=config.smoke if config else None,
             interpreter=interpreter,
-            provided=provided,
-        )
+            system_libraries=provided,
+        ).skipping_optional(optional)
     return ZipVerification(zip_path, target, audit, report, modules)

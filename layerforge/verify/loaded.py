@@ -49,13 +49,16 @@ def host_libraries(
     layer: Path,
     target: Target,
     provided: Iterable[str] = (),
+    runtime_paths: Iterable[str] = (),
 ) -> tuple[HostLibrary, ...]:
     """One entry per library loaded from the host that Lambda's runtime does not have.
 
     `records` are the bootstrap runs' `loaded_objects` (None for a run that died first); `layer` is the
-    read-only copy the runs saw; `provided` names libraries another layer or the recipe supplies."""
+    read-only copy the runs saw; `provided` names libraries another layer or the recipe supplies;
+    `runtime_paths` are folders that stand in for the runtime's own packages (theirs, like the
+    interpreter's)."""
     paths: set[str] = set()
-    own_roots: set[str] = set()
+    own_roots: set[str] = set(runtime_paths)
     executables: set[str] = set()
     for record in records:
         if record:

@@ -68,7 +68,7 @@ def test_a_ctypes_load_of_a_host_library_at_import_fails_naming_it(
         distributions=[],
         interpreter=interpreter,
         timeout=120,
-        provided=["libhostonly.so.1"],
+        system_libraries=["libhostonly.so.1"],
     )
     assert provided.ok
 
