@@ -28,7 +28,7 @@ Sources (names are SONAMEs, what DT_NEEDED records and the loader matches):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from packaging.utils import canonicalize_name
@@ -194,24 +194,29 @@ def is_glibc_own(name: str) -> bool:
 
 
 def missing_library(
-    library: str, needed_by: str, distribution: str | None, target: Target
+    libraries: Sequence[str], needed_by: str, distribution: str | None, target: Target
 ) -> tuple[str, str]:
-    """(message, fix) for a library that `needed_by` needs and that Lambda will not find.
+    """(message, fix) for the libraries that `needed_by` needs and that Lambda will not find.
 
     One wording for the static audit, the dynamic check and `verify ZIP`, so a user who meets it in one
     place recognises it in another."""
+    first, many = libraries[0], len(libraries) > 1
+    names = ", ".join(libraries[:-1]) + f" and {libraries[-1]}" if many else first
     from_distribution = f" (from {distribution})" if distribution else ""
+    them = "them" if many else "it"
     message = (
-        f"{library} is needed by {needed_by}{from_distribution}, but neither the layer nor the "
-        f"{target.runtime} runtime ({target.facts.os}, {target.arch}) has it: on Lambda the import fails "
-        f'with "{library}: cannot open shared object file"'
+        f"{names} {'are' if many else 'is'} needed by {needed_by}{from_distribution}, but neither the layer "
+        f"nor the {target.runtime} runtime ({target.facts.os}, {target.arch}) has {them}: "
+        f'on Lambda the import fails with "{first}: cannot open shared object file"'
     )
     replacement = KNOWN_REPLACEMENTS.get(canonicalize_name(distribution)) if distribution else None
     ship = (
-        f"ship {library} (and what it needs) in a layer's lib/ folder ({LAYER_MOUNT}/{LAYER_LIBRARY_FOLDER} "
-        f"is on Lambda's LD_LIBRARY_PATH) and declare it in the recipe under [audit] system_libraries, "
-        f"or pass that layer to `layerforge verify ZIP --layer OTHER.zip`"
+        f"ship {'them' if many else first} (and what {'they need' if many else 'it needs'}) in a layer's "
+        f"lib/ folder ({LAYER_MOUNT}/{LAYER_LIBRARY_FOLDER} is on Lambda's LD_LIBRARY_PATH) and declare "
+        f"{them} in the recipe under [audit] system_libraries, or pass that layer to "
+        f"`layerforge verify ZIP --layer OTHER.zip`"
     )
     if replacement:
-        return message, f"use {replacement} instead of {distribution}: it does not need {library}; or {ship}"
+        does_not = "does not need them" if many else f"does not need {first}"
+        return message, f"use {replacement} instead of {distribution}: it {does_not}; or {ship}"
     return message, ship

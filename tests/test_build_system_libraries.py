@@ -77,6 +77,9 @@ def test_declared_as_another_layers_it_builds_and_verify_zip_counts_that_layer(
     [finding] = json.loads(alone.stdout)["audit"]["findings"]
     assert finding["code"] == "system-library" and finding["path"] == EXTENSION
     assert finding["message"].startswith(f"libmadeup.so.3 is needed by {EXTENSION} (from madeup)")
+    said = run(str(result.zip_path), cwd=tmp_path)
+    assert said.returncode == 1
+    assert "declare it in the recipe under [audit] system_libraries" in said.stderr  # text, not markup
 
     # With the layer that ships the library in its lib/ (/opt/lib on Lambda), it passes.
     library = compile_linked_object(tmp_path / "libmadeup.so.3.0", (), soname="libmadeup.so.3")

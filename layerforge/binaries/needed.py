@@ -37,7 +37,9 @@ class LinkedObject:
 
 @dataclass(frozen=True)
 class MissingLibrary:
-    library: str
+    """The libraries one object needs that the loader on the target will not find."""
+
+    libraries: tuple[str, ...]
     path: str
     origin: str | None
     message: str
@@ -56,7 +58,7 @@ def read_dynamic(path: Path) -> Dynamic | None:
 def missing_libraries(
     objects: Iterable[LinkedObject], files: Iterable[str], target: Target, provided: Iterable[str] = ()
 ) -> tuple[MissingLibrary, ...]:
-    """Each (object, library) the loader would not find on `target`, in path order.
+    """Each object with the libraries the loader would not find for it on `target`, in path order.
 
     `files` are every layer-relative path of the layer (a library is found by file name in a folder);
     `provided` are SONAMEs available from elsewhere (other layers, the recipe's declaration)."""
@@ -67,14 +69,16 @@ def missing_libraries(
     found: list[MissingLibrary] = []
     for obj in objects:
         folders = (*_search_folders(obj), LAYER_LIBRARY_FOLDER)
-        for library in dict.fromkeys(obj.dynamic.needed):
-            if "/" in library or library in available:
-                continue
-            if any(posixpath.join(folder, library) in present for folder in folders):
-                continue
-            distribution = distribution_of(obj.origin)
-            message, fix = missing_library(library, obj.path, distribution, target)
-            found.append(MissingLibrary(library, obj.path, obj.origin, message, fix))
+        missing = tuple(
+            library
+            for library in dict.fromkeys(obj.dynamic.needed)
+            if "/" not in library
+            and library not in available
+            and not any(posixpath.join(folder, library) in present for folder in folders)
+        )
+        if missing:
+            message, fix = missing_library(missing, obj.path, distribution_of(obj.origin), target)
+            found.append(MissingLibrary(missing, obj.path, obj.origin, message, fix))
     return tuple(found)
 
 

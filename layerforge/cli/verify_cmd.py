@@ -62,7 +62,7 @@ def verify_command(
             f"objects, {len(audit.errors)} errors, {len(audit.warnings)} warnings"
         )
         for finding in audit.warnings:
-            output.warn(finding.message)
+            output.warn(escape(finding.message))
         if report.interpreter is not None:
             output.info(
                 f"imported {len(report.imported)} modules with {report.interpreter.describe()}; "
@@ -79,7 +79,7 @@ def verify_command(
         if json_mode:
             output.emit_json(result.as_dict())  # one object, failure or not: it carries "ok"
         if problem is not None:
-            output.error(str(problem))
+            output.error(escape(str(problem)))
             raise SystemExit(problem.exit_code)
         output.info("[green]ok[/]" + ("" if report.ran else " (static audit only)"))
 

@@ -84,7 +84,7 @@ def host_libraries(
         name = names[path]
         if name in brought and name not in needers:
             continue
-        message, fix = missing_library(name, needers.get(name, _DLOPEN), None, target)
+        message, fix = missing_library((name,), needers.get(name, _DLOPEN), None, target)
         failures.append(HostLibrary(name, path, message, fix))
     return tuple(failures)
 

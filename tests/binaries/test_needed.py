@@ -108,3 +108,14 @@ def test_opencv_python_is_told_to_use_the_headless_wheel(tmp_path: Path) -> None
     [finding] = report.errors
     assert "libGL.so.1 is needed by python/cv2/cv2.abi3.so (from opencv-python)" in finding.message
     assert finding.fix.startswith("use opencv-python-headless instead of opencv-python")
+
+
+def test_one_finding_per_object_names_all_it_misses(tmp_path: Path) -> None:
+    root = _layer(tmp_path, ("libGL.so.1", "libz.so.1", "libX11.so.6", "libxcb.so.1"))
+    [finding] = audit_tree(root, PY311, {EXTENSION: WHEEL}).errors
+    assert finding.message.startswith(
+        f"libGL.so.1, libX11.so.6 and libxcb.so.1 are needed by {EXTENSION} (from pkg), but neither the "
+        "layer nor the python3.11 runtime (Amazon Linux 2, x86_64) has them: on Lambda the import fails "
+        'with "libGL.so.1: cannot open shared object file"'
+    )
+    assert finding.fix.startswith("ship them (and what they need) in a layer's lib/ folder")
