@@ -68,6 +68,7 @@ class BuildOptions:
     )
     image: str | None = None
     build_image: str | None = None  # --build-image: sdists are built here instead of the SAM build image
+    host_builds: bool = True  # a pure-Python sdist may be built on this machine (--no-host-builds: never)
     jobs: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     docker_client: DockerClientFactory | None = None  # the engine for --docker; None: docker.from_env
     strict_licenses: bool = False  # an unrecognised license fails the build instead of a warning
@@ -216,6 +217,7 @@ def _sources(options: BuildOptions, events: BuildEvents) -> SourceBuilder:
         options.docker_client,
         events.note,
         image_override=options.build_image,
+        host_builds=options.host_builds,
     )
 
 

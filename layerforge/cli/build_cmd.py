@@ -60,6 +60,7 @@ def build_command(
     docker: bool | None,
     image: str | None,
     build_image: str | None,
+    no_host_builds: bool,
     refresh: bool,
     strict_licenses: bool,
     json_mode: bool,
@@ -85,6 +86,7 @@ def build_command(
             docker=docker,
             image=image,
             build_image=build_image,
+            host_builds=not no_host_builds,
             python=python,
             strict_licenses=strict_licenses,
         )
@@ -181,6 +183,7 @@ def lock_command(
     cache_dir: Path | None,
     docker: bool,
     build_image: str | None,
+    no_host_builds: bool,
     lock_file: Path | None,
     json_mode: bool,
     quiet: bool,
@@ -197,6 +200,7 @@ def lock_command(
             docker,
             note=output.info,
             image_override=build_image,
+            host_builds=not no_host_builds,
         )
         lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
         destination = lock_file or out_dir / f"{recipe.name}-{target.runtime}-{target.arch}.lock.json"
