@@ -178,7 +178,8 @@ class SourceBuilder:
         with tempfile.TemporaryDirectory(prefix="layerforge-built-") as out:
             wheel = self._build(client, name, version, built_from, self.index_url, Path(out))
             sha256, path = self.cache.store(wheel)
-        return LocalWheel(path, sha256, built_from)
+        # The lock records it by file URL, which a relative --cache-dir cannot give.
+        return LocalWheel(path.absolute(), sha256, built_from)
 
     def _notes(self, lock: Lock) -> list[ResolutionNote]:
         return [
