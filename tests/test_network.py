@@ -110,16 +110,15 @@ def test_rebuild_from_the_lock_with_an_empty_cache_is_byte_identical(
 ) -> None:
     manifest, _stderr, work = sklearn_build
     lock = work / "dist" / "sklearn-python3.11-x86_64.lock.json"
+    assert rebuild_from_lock("sklearn", lock, tmp_path)["sha256"] == manifest["sha256"]
+
+
+def rebuild_from_lock(recipe: str, lock: Path, work: Path, *args: str) -> dict[str, object]:
+    """The build of exactly `lock`, into work/again, with an empty wheel cache: nothing reused."""
     again, _ = build_json(
-        "sklearn",
-        "--lock",
-        str(lock),
-        "--out",
-        str(tmp_path / "dist"),
-        cache=tmp_path / "empty-cache",
-        cwd=tmp_path,
+        recipe, *args, "--lock", str(lock), "--out", str(work / "again"), cache=work / "empty-cache", cwd=work
     )
-    assert again["sha256"] == manifest["sha256"]
+    return again
 
 
 SDIST_ONLY_RECIPE = """name = "sdistonly"
@@ -159,16 +158,7 @@ def test_imutils_and_pandasql_have_only_sdists_and_build_on_the_host_without_doc
     assert "python/imutils/convenience.py" in names or "python/imutils/convenience.pyc" in names
 
     # From the lock with an empty cache: both built again here, byte for byte the same layer.
-    again, _ = build_json(
-        str(recipe),
-        "--no-docker",
-        "--lock",
-        str(lock_path),
-        "--out",
-        str(tmp_path / "again"),
-        cache=tmp_path / "empty-cache",
-        cwd=tmp_path,
-    )
+    again = rebuild_from_lock(str(recipe), lock_path, tmp_path, "--no-docker")
     assert again["sha256"] == manifest["sha256"]
 
 
