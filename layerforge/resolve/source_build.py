@@ -248,6 +248,11 @@ class SourceBuilder:
             f"{package.wheel} is not in the wheel cache: building {package.name} {package.version} again "
             f"from {built_from.sdist.rsplit('/', 1)[-1]} {built_from.where}"
         )
+        if built_from.image is not None and built_from.image_digest is None:
+            self.note(
+                f"the lock pins no digest of {built_from.image} (it was written before layerforge recorded "
+                "one): building in what the tag names today; the wheel must still match the lock's sha256"
+            )
         with tempfile.TemporaryDirectory(prefix="layerforge-rebuilt-") as out:
             wheel = self._build(client, package.name, package.version, built_from, index, Path(out))
             sha256 = sha256_of(wheel)

@@ -445,6 +445,22 @@ def test_build_from_the_lock_with_an_empty_cache_rebuilds_in_the_image_and_match
     assert not world.sentinel.exists()
 
 
+def test_a_lock_written_before_image_digests_rebuilds_by_tag_and_says_so(world: World) -> None:
+    first = build(options(world, client=engine(BuildContainer(world.index, native(world.tmp)))))
+    raw = json.loads(first.lock_path.read_text())
+    for package in raw["packages"]:
+        package.get("built_from", {}).pop("image_digest", None)
+    raw.pop("lock_hash")
+    notes: list[str] = []
+    client = engine(BuildContainer(world.index, native(world.tmp)))
+    cache = WheelCache(world.tmp / "empty")
+    builder = SourceBuilder(TARGET, world.index.url, cache, True, lambda: client, notes.append)
+    builder.provide(lock_from_dict(raw, "old.lock.json"))
+    assert [c.kwargs["image"] for c in client.containers_made] == [IMAGE, IMAGE]
+    assert sum("pins no digest of " + IMAGE in note for note in notes) == 2
+    assert all(cache.lookup(p.sha256, p.wheel) for p in first.lock.packages if p.built_from)
+
+
 def test_a_rebuild_with_another_hash_fails_saying_the_build_is_not_reproducible(world: World) -> None:
     first = build(options(world, client=engine(BuildContainer(world.index, native(world.tmp)))))
     drifting = BuildContainer(world.index, native(world.tmp), variant="  # built at another time")

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import threading
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,33 @@ def test_index_credentials_are_nowhere_docker_inspect_shows_of_the_build_contain
     config = next(m for m in attrs["Mounts"] if m["Destination"] == "/layerforge-config")
     assert config["RW"] is False
     assert "s3cret-token" not in built.lock_path.read_text()
+
+
+def test_a_rebuild_from_the_lock_runs_the_pinned_image_after_its_tag_moved(
+    client: Any, local_index: LocalIndex, tmp_path: Path
+) -> None:
+    """A tag moves (`latest-x86_64` gets a new build every week): the lock's digest is what runs again."""
+    if NATIVE_ARCH != "x86_64":
+        pytest.skip("the build stand-in is made for x86_64")
+    builder = client.images.get(standin("build-x86_64"))
+    moved_to = client.images.get(standin("runtime-x86_64"))  # no compiler, no pip: a build there fails
+    repository, tag = "layerforge-test/moving-build", f"t{uuid.uuid4().hex[:12]}"
+    moving = f"{repository}:{tag}"
+    c_extension_sdist(tmp_path / "sdists", "cext", "1.0", answer=5)
+    local_index.add_file(tmp_path / "sdists" / "cext-1.0.tar.gz")
+    chosen = options(local_index, tmp_path, name="cext", requirements=["cext"])
+    chosen = dataclasses.replace(chosen, docker=True, build_image=moving, verify=False)
+    builder.tag(repository, tag)
+    try:
+        built = build(chosen)
+        [package] = read_lock(built.lock_path).packages
+        assert package.built_from is not None and package.built_from.image_digest == builder.id
+        moved_to.tag(repository, tag, force=True)
+        assert client.images.get(moving).id == moved_to.id
+        again = dataclasses.replace(
+            chosen, cache_dir=tmp_path / "empty", out_dir=tmp_path / "again", lock_path=built.lock_path
+        )
+        rebuilt = build(again)
+    finally:
+        client.images.remove(moving, noprune=True)
+    assert rebuilt.manifest["sha256"] == built.manifest["sha256"]
