@@ -2,9 +2,9 @@
 
 Resolution is pip's (`install --dry-run --report`), run isolated from the host: no host packages, no
 pip configuration, no environment variables of pip's, every platform tag the runtime accepts passed, and
-always `--only-binary=:all:`: pip on the host never builds anything. A requirement with no wheel for the
-target is built in the Lambda build image by `source_build.py`, which hands the built wheels back here
-(`built=`) in a folder of their own for pip to take.
+always `--only-binary=:all:`: the resolution never builds anything. A requirement with no wheel for the
+target is built by `source_build.py` (in the Lambda build image, or here when the result is pure
+Python), which hands the built wheels back here (`built=`) in a folder of their own for pip to take.
 """
 
 from __future__ import annotations
@@ -398,7 +398,7 @@ def pip_command(
     scratch: Path,
     find_links: Path | None = None,
 ) -> list[str]:
-    """pip's resolution on the host. `--only-binary=:all:` always: an sdist is never built here.
+    """pip's resolution on the host. `--only-binary=:all:` always: an sdist is never built by it.
 
     `find_links` is a folder holding only wheels layerforge built in the build image; they are tagged
     `linux_<arch>`, so that platform is accepted too, and `resolve` refuses any other such wheel.
