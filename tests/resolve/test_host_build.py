@@ -175,19 +175,33 @@ def test_a_c_extension_sdist_is_compiled_here_but_refused_and_gets_the_docker_me
     assert not list((tmp_path / "out").glob("*.lock.json"))
 
 
-def test_no_host_builds_refuses_before_fetching_the_sdist(pure_index: LocalIndex, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["lock", "build", "package-function"])
+def test_no_host_builds_refuses_before_fetching_the_sdist(
+    pure_index: LocalIndex, tmp_path: Path, command: str
+) -> None:
     recipe = tmp_path / "pure.toml"
     recipe.write_text('name = "pure"\nrequirements = ["app"]\n')
-    args = ["lock", str(recipe), "--index-url", pure_index.url, "--cache-dir", str(tmp_path / "c")]
-    completed = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out"), "--no-host-builds"])
+    function = tmp_path / "fn"
+    function.mkdir()
+    (function / "handler.py").write_text("import purepkg\n\n\ndef handler(event, context):\n    return 1\n")
+    (function / "requirements.txt").write_text("app\n")
+    what = {
+        "lock": [str(recipe)],
+        "build": [str(recipe), "--no-verify"],
+        "package-function": [str(function), "--handler", "handler.handler", "--no-verify"],
+    }[command]
+    args = [command, *what, "--index-url", pure_index.url, "--cache-dir", str(tmp_path / "c")]
+    args += ["--out", str(tmp_path / "out")]
+    completed = CliRunner().invoke(main, [*args, "--no-host-builds"])
     assert completed.exit_code == 1, completed.output
     assert "rerun with --docker to build purepkg" in " ".join(completed.output.split())
     assert sdists_fetched(pure_index) == []
     # The same from the environment, for CI that must never run an sdist's code on its runner.
     refused = CliRunner().invoke(main, args, env={"LAYERFORGE_NO_HOST_BUILDS": "1"})
     assert refused.exit_code == 1 and sdists_fetched(pure_index) == []
-    allowed = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
+    allowed = CliRunner().invoke(main, args)
     assert allowed.exit_code == 0, allowed.output
+    assert sdists_fetched(pure_index) == ["purepkg-1.0.tar.gz"]
 
 
 def test_a_lock_with_a_host_build_not_in_the_cache_is_refused_with_no_host_builds(
