@@ -123,6 +123,28 @@ def test_the_host_build_is_isolated_from_the_host_and_stamped(
     assert seen["umask"] == 0o022
 
 
+def test_build_requirements_come_from_the_index_as_wheels_only(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    """Only the one pinned sdist's backend runs here: a build requirement that has no wheel is not built."""
+    helper_ran = tmp_path / "SENTINEL-a-build-requirement-was-built-here"
+    pure_python_sdist(local_index.wheel_dir, "purepkg", "1.0", PURE, build_requires=["buildhelper"])
+    pure_python_sdist(
+        local_index.wheel_dir, "buildhelper", "1.0", {"buildhelper/__init__.py": ""}, sentinel=helper_ran
+    )
+    with pytest.raises(BuildError) as raised:
+        build(options(local_index, tmp_path, "purepkg", verify=False))
+    assert "purepkg-1.0.tar.gz did not build a pure-Python wheel on this machine" in raised.value.message
+    assert "buildhelper" in raised.value.message  # pip's own words: no wheel of it to install
+    assert not helper_ran.exists()
+
+    # Given as a wheel on the index, the build requirement is installed and the build goes through.
+    local_index.add_wheel("buildhelper", "1.0")
+    result = build(options(local_index, tmp_path, "purepkg", verify=False, out_dir=tmp_path / "two"))
+    assert [p.name for p in result.lock.packages] == ["purepkg"]
+    assert not helper_ran.exists()
+
+
 def test_build_from_the_lock_with_an_empty_cache_rebuilds_on_the_host_and_gets_the_same_bytes(
     pure_index: LocalIndex, tmp_path: Path
 ) -> None:

@@ -109,6 +109,8 @@ def get_requires_for_build_wheel(config_settings=None):
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     name, version = CONFIG["name"], CONFIG["version"]
+    if CONFIG["sentinel"]:
+        open(CONFIG["sentinel"], "a").write("built %s %s\n" % (name, version))
     stamp = time.gmtime(max(int(os.environ.get("SOURCE_DATE_EPOCH", time.time())), 315532800))[:6]
     files = {path: text.encode() for path, text in CONFIG["files"].items()}
     if CONFIG["stamp_now"]:
@@ -136,9 +138,16 @@ def pure_python_sdist(
     requires: Sequence[str] = (),
     stamp_now: bool = False,
     record_env: bool = False,
+    build_requires: Sequence[str] = (),
+    sentinel: Path | None = None,
 ) -> Path:
-    """`<name>-<version>.tar.gz` in directory, of pure Python: its wheel holds `files`, as they are."""
+    """`<name>-<version>.tar.gz` in directory, of pure Python: its wheel holds `files`, as they are.
+
+    `build_requires` go into pyproject.toml's build-system table (pip installs them before the build);
+    `sentinel` is a file the build appends to, so a test can tell whether the build ran.
+    """
     config = {
+        "sentinel": str(sentinel) if sentinel else None,
         "name": name,
         "version": version,
         "files": dict(files),
@@ -151,15 +160,19 @@ def pure_python_sdist(
         name,
         version,
         {"backend.py": _PURE_BACKEND + _WRITE_WHEEL, "config.json": json.dumps(config)},
+        build_requires,
     )
 
 
-def _sdist(directory: Path, name: str, version: str, sources: Mapping[str, str]) -> Path:
+def _sdist(
+    directory: Path, name: str, version: str, sources: Mapping[str, str], build_requires: Sequence[str] = ()
+) -> Path:
     root = f"{name}-{version}"
     members = {
         f"{root}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
         f"{root}/pyproject.toml": (
-            '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+            f'[build-system]\nrequires = {json.dumps(list(build_requires))}\nbuild-backend = "backend"\n'
+            'backend-path = ["."]\n'
         ),
         **{f"{root}/{path}": text for path, text in sources.items()},
     }
