@@ -1,0 +1,252 @@
+"""`build --project`: every cell of a project on this machine, in parallel worker processes.
+
+Cells share one wheel cache (a wheel that two cells need is downloaded once; the cache's per-entry file
+locks serialise the two), and each resolves once for its (recipe, runtime, arch). Workers are processes:
+the CPU-bound stages (unpack, bytecode, deflate, verify) hold the GIL or are processes themselves, so
+cells side by side fill the cores where one build leaves gaps (pip's resolution, downloads, start-ups).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..build import BuildOptions, build
+from ..errors import LayerforgeError
+from ..recipe import Recipe
+from ..resolve.lock import DEFAULT_INDEX_URL
+from ..target import Target
+from .config import Cell, Project
+
+# What one cell's build may hold in memory at its peak (the sklearn stack: about 200 MB in its largest
+# process, its bytecode workers beside it), with room to spare.
+CELL_MEMORY_BYTES = 1024**3
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """Everything a worker process needs to build one cell (picklable: no callables, no clients)."""
+
+    cell: str
+    recipe: Recipe
+    target: Target
+    out_dir: Path
+    cache_dir: Path
+    index_url: str = DEFAULT_INDEX_URL
+    lock_path: Path | None = None
+    verify: bool = True
+    python: Path | None = None
+    docker: bool | None = None
+    refresh: bool = False
+    jobs: int = 2
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    cell: str
+    exit_code: int  # 0 built or reused; otherwise the error's exit code
+    seconds: float
+    reused: bool = False
+    manifest: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per build stage, for profiling
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        manifest = self.manifest
+        return {
+            "cell": self.cell,
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+            "zip": manifest.get("zip"),
+            "sha256": manifest.get("sha256"),
+            "zipped_bytes": manifest.get("zipped_bytes"),
+            "unzipped_bytes": manifest.get("unzipped_bytes"),
+            "verified": manifest.get("verified"),
+            "error": self.error,
+            "warnings": list(self.warnings),
+            "stages": {name: round(seconds, 3) for name, seconds in self.stages.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ProjectBuildSettings:
+    out_dir: Path
+    cache_dir: Path
+    index_url: str = DEFAULT_INDEX_URL
+    verify: bool = True
+    python: Path | None = None
+    docker: bool | None = None
+    refresh: bool = False
+    workers: int | None = None  # None: as many as cores and memory allow
+
+
+class _StageClock:
+    """Build events that keep the warnings and time each stage (in the worker; sent back whole)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.stages: dict[str, float] = {}
+        self._current: tuple[str, float] | None = None
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        self._close()
+        self._current = (name, time.perf_counter())
+
+    def _close(self) -> None:
+        if self._current is not None:
+            name, start = self._current
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
+            self._current = None
+
+    def advance(self, amount: int) -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        return None
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def build_cell(job: CellJob) -> CellOutcome:
+    """One cell's build; a failure is returned, never raised, so that the other cells go on."""
+    clock = _StageClock()
+    start = time.perf_counter()
+    options = BuildOptions(
+        recipe=job.recipe,
+        target=job.target,
+        out_dir=job.out_dir,
+        cache_dir=job.cache_dir,
+        index_url=job.index_url,
+        lock_path=job.lock_path,
+        verify=job.verify,
+        python=job.python,
+        docker=job.docker,
+        refresh=job.refresh,
+        jobs=job.jobs,
+    )
+    try:
+        result = build(options, clock)
+    except LayerforgeError as error:
+        clock._close()
+        return CellOutcome(
+            job.cell,
+            error.exit_code,
+            time.perf_counter() - start,
+            error=str(error),
+            warnings=tuple(clock.warnings),
+            stages=clock.stages,
+        )
+    except Exception as error:  # a bug in one cell must not hide the other cells' results
+        return CellOutcome(
+            job.cell, 1, time.perf_counter() - start, error=f"internal error: {type(error).__name__}: {error}"
+        )
+    clock._close()
+    return CellOutcome(
+        job.cell,
+        0,
+        time.perf_counter() - start,
+        reused=result.reused,
+        manifest=result.manifest,
+        warnings=tuple(clock.warnings),
+        stages=clock.stages,
+    )
+
+
+def plan_workers(cells: int, requested: int | None = None) -> int:
+    """As many workers as cells, cores and available memory allow (or as asked)."""
+    if requested is not None:
+        return max(1, min(requested, cells))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cells, cores, _available_memory() // CELL_MEMORY_BYTES))
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return CELL_MEMORY_BYTES * 64  # not Linux: cores alone decide
+
+
+def jobs_for(
+    project: Project, cells: Sequence[Cell], settings: ProjectBuildSettings, workers: int
+) -> list[CellJob]:
+    cores = os.cpu_count() or 1
+    inner = max(1, cores // workers)
+    jobs = []
+    for cell in cells:
+        lock = project.lock_for(cell)
+        jobs.append(
+            CellJob(
+                cell=cell.name,
+                recipe=cell.layer.recipe,
+                target=cell.target,
+                out_dir=settings.out_dir,
+                cache_dir=settings.cache_dir,
+                index_url=settings.index_url,
+                lock_path=lock if lock is not None and lock.is_file() else None,
+                verify=settings.verify,
+                python=settings.python,
+                docker=settings.docker,
+                refresh=settings.refresh,
+                jobs=inner,
+            )
+        )
+    return jobs
+
+
+def build_cells(
+    project: Project,
+    cells: Sequence[Cell],
+    settings: ProjectBuildSettings,
+    on_done: Callable[[CellOutcome], None] | None = None,
+) -> list[CellOutcome]:
+    """Every cell, in project order in the result; `on_done` hears of each as it finishes."""
+    workers = plan_workers(len(cells), settings.workers)
+    jobs = jobs_for(project, cells, settings, workers)
+    if workers == 1:
+        outcomes = []
+        for job in jobs:
+            outcomes.append(build_cell(job))
+            if on_done:
+                on_done(outcomes[-1])
+        return outcomes
+    # spawn, not fork: the parent may hold threads (progress, a resolver's interpreter search).
+    context = multiprocessing.get_context("spawn")
+    done: dict[str, CellOutcome] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: dict[Future[CellOutcome], CellJob] = {pool.submit(build_cell, job): job for job in jobs}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as error:  # the worker itself died (killed, out of memory)
+                    outcome = CellOutcome(job.cell, 1, 0.0, error=f"the worker building it died: {error}")
+                done[job.cell] = outcome
+                if on_done:
+                    on_done(outcome)
+    return [done[job.cell] for job in jobs]
+
+
+def worst_exit_code(outcomes: Sequence[CellOutcome]) -> int:
+    """One exit code for the whole run: the highest of the cells' (1 failure, 2 bad input, 3 over a limit)."""
+    return max((outcome.exit_code for outcome in outcomes), default=0)
