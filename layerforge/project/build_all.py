@@ -21,10 +21,8 @@ from typing import Any
 from ..build import BuildOptions, build
 from ..cache import WheelCache
 from ..errors import LayerforgeError, LockError
-from ..recipe import Recipe
 from ..resolve.lock import DEFAULT_INDEX_URL, read_lock
 from ..resolve.source_build import SourceBuilder
-from ..target import Target
 from .config import Cell, Project
 
 # Resolutions at once: each is one pip process that mostly waits on the index (9-11 s of wall time
@@ -37,20 +35,10 @@ CELL_MEMORY_BYTES = 1024**3
 
 @dataclass(frozen=True)
 class CellJob:
-    """Everything a worker process needs to build one cell (picklable: no callables, no clients)."""
+    """One cell's build for a worker process (picklable: no callables, no clients)."""
 
     cell: str
-    recipe: Recipe
-    target: Target
-    out_dir: Path
-    cache_dir: Path
-    index_url: str = DEFAULT_INDEX_URL
-    lock_path: Path | None = None
-    verify: bool = True
-    python: Path | None = None
-    docker: bool | None = None
-    refresh: bool = False
-    jobs: int = 2
+    options: BuildOptions
 
 
 @dataclass(frozen=True)
@@ -108,10 +96,10 @@ class _StageClock:
         self._current: tuple[str, float] | None = None
 
     def stage(self, name: str, total: int | None = None) -> None:
-        self._close()
+        self.close()
         self._current = (name, time.perf_counter())
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._current is not None:
             name, start = self._current
             self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
@@ -127,30 +115,14 @@ class _StageClock:
         self.warnings.append(message)
 
 
-def _options(job: CellJob) -> BuildOptions:
-    return BuildOptions(
-        recipe=job.recipe,
-        target=job.target,
-        out_dir=job.out_dir,
-        cache_dir=job.cache_dir,
-        index_url=job.index_url,
-        lock_path=job.lock_path,
-        verify=job.verify,
-        python=job.python,
-        docker=job.docker,
-        refresh=job.refresh,
-        jobs=job.jobs,
-    )
-
-
 def build_cell(job: CellJob) -> CellOutcome:
     """One cell's build; a failure is returned, never raised, so that the other cells go on."""
     clock = _StageClock()
     start = time.perf_counter()
     try:
-        result = build(_options(job), clock)
+        result = build(job.options, clock)
     except LayerforgeError as error:
-        clock._close()
+        clock.close()
         return CellOutcome(
             job.cell,
             error.exit_code,
@@ -163,7 +135,7 @@ def build_cell(job: CellJob) -> CellOutcome:
         return CellOutcome(
             job.cell, 1, time.perf_counter() - start, error=f"internal error: {type(error).__name__}: {error}"
         )
-    clock._close()
+    clock.close()
     return CellOutcome(
         job.cell,
         0,
@@ -204,18 +176,20 @@ def jobs_for(
         lock = project.lock_for(cell)
         jobs.append(
             CellJob(
-                cell=cell.name,
-                recipe=cell.layer.recipe,
-                target=cell.target,
-                out_dir=settings.out_dir,
-                cache_dir=settings.cache_dir,
-                index_url=settings.index_url,
-                lock_path=lock if lock is not None and lock.is_file() else None,
-                verify=settings.verify,
-                python=settings.python,
-                docker=settings.docker,
-                refresh=settings.refresh,
-                jobs=inner,
+                cell.name,
+                BuildOptions(
+                    recipe=cell.layer.recipe,
+                    target=cell.target,
+                    out_dir=settings.out_dir,
+                    cache_dir=settings.cache_dir,
+                    index_url=settings.index_url,
+                    lock_path=lock if lock is not None and lock.is_file() else None,
+                    verify=settings.verify,
+                    python=settings.python,
+                    docker=settings.docker,
+                    refresh=settings.refresh,
+                    jobs=inner,
+                ),
             )
         )
     return jobs
@@ -224,21 +198,23 @@ def jobs_for(
 def resolve_cell(job: CellJob) -> CellOutcome | None:
     """Write the cell's lock where its build looks for it, unless a lock that answers is there already or
     a committed one is to be built; a failure to resolve is the cell's outcome (its build is not tried)."""
-    options = _options(job)
-    if job.lock_path is not None:
+    options = job.options
+    if options.lock_path is not None:
         return None
     destination = options.out_dir / f"{options.stem}.lock.json"
-    recipe, start = job.recipe, time.perf_counter()
-    if not job.refresh and destination.is_file():
+    recipe, start = options.recipe, time.perf_counter()
+    if not options.refresh and destination.is_file():
         try:
             current = read_lock(destination)
         except LockError:
             current = None
         if current is not None and current.answers(
-            recipe.requirements, recipe.exclude, job.target, job.index_url
+            recipe.requirements, recipe.exclude, options.target, options.index_url
         ):
             return None
-    sources = SourceBuilder(job.target, job.index_url, WheelCache(job.cache_dir), job.docker is True)
+    sources = SourceBuilder(
+        options.target, options.index_url, WheelCache(options.cache_dir), options.docker is True
+    )
     try:
         lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
         options.out_dir.mkdir(parents=True, exist_ok=True)
@@ -266,7 +242,11 @@ def build_cells(
                 done[job.cell] = failed
                 if on_done:
                     on_done(failed)
-    jobs = [dataclasses.replace(job, refresh=False) for job in jobs if job.cell not in done]
+    jobs = [
+        CellJob(job.cell, dataclasses.replace(job.options, refresh=False))
+        for job in jobs
+        if job.cell not in done
+    ]
     if workers == 1:
         for job in jobs:
             done[job.cell] = build_cell(job)
