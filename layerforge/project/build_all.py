@@ -13,7 +13,14 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,41 +240,44 @@ def build_cells(
     """Every cell, in project order in the result; `on_done` hears of each as it finishes."""
     workers = plan_workers(len(cells), settings.workers)
     jobs = jobs_for(project, cells, settings, workers)
-    # First every resolution at once (they wait on the index, not the cores), then the builds, which
-    # find their locks written and go straight to the wheels.
     done: dict[str, CellOutcome] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(RESOLVERS, len(jobs)))) as resolvers:
-        for job, failed in zip(jobs, resolvers.map(resolve_cell, jobs), strict=True):
-            if failed is not None:
-                done[job.cell] = failed
-                if on_done:
-                    on_done(failed)
-    jobs = [
-        CellJob(job.cell, dataclasses.replace(job.options, refresh=False))
-        for job in jobs
-        if job.cell not in done
-    ]
-    if workers == 1:
-        for job in jobs:
-            done[job.cell] = build_cell(job)
-            if on_done:
-                on_done(done[job.cell])
-        return [done[cell.name] for cell in cells]
-    # spawn, not fork: the parent may hold threads (progress, a resolver's interpreter search).
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: dict[Future[CellOutcome], CellJob] = {pool.submit(build_cell, job): job for job in jobs}
+
+    def finish(outcome: CellOutcome) -> None:
+        done[outcome.cell] = outcome
+        if on_done:
+            on_done(outcome)
+
+    # Every resolution starts at once (they wait on the index more than they use a core); each cell's
+    # build starts as soon as its lock is written, so builds fill the cores while other cells resolve.
+    # spawn, not fork: the parent holds threads (the resolutions, their index readers).
+    builders: Executor = (
+        ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        if workers > 1
+        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cell")
+    )
+    resolvers = ThreadPoolExecutor(
+        max_workers=max(1, min(RESOLVERS, len(jobs))), thread_name_prefix="resolve"
+    )
+    with builders, resolvers:
+        pending: dict[Future[CellOutcome | None], tuple[str, CellJob]] = {
+            resolvers.submit(resolve_cell, job): ("resolve", job) for job in jobs
+        }
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                job = pending.pop(future)
+                step, job = pending.pop(future)
                 try:
                     outcome = future.result()
-                except Exception as error:  # the worker itself died (killed, out of memory)
-                    outcome = CellOutcome(job.cell, 1, 0.0, error=f"the worker building it died: {error}")
-                done[job.cell] = outcome
-                if on_done:
-                    on_done(outcome)
+                except Exception as error:  # a bug, or the worker process itself died (killed, out of memory)
+                    outcome = CellOutcome(
+                        job.cell, 1, 0.0, error=f"{step} failed: {type(error).__name__}: {error}"
+                    )
+                if outcome is not None:
+                    finish(outcome)
+                    continue
+                # Resolved: the build finds the lock written and goes straight to the wheels.
+                built = CellJob(job.cell, dataclasses.replace(job.options, refresh=False))
+                pending[builders.submit(build_cell, built)] = ("build", built)
     return [done[cell.name] for cell in cells]
 
 
