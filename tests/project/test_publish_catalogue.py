@@ -193,3 +193,44 @@ def test_a_hostile_record_is_refused_naming_the_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["catalogue", str(path), "--out", str(tmp_path / "c")])
     assert result.exit_code == 2 and str(path) in result.stderr and "not a layer version ARN" in result.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_publish_project_dist_reads_layerforge_toml_here_and_takes_region_from_the_command_line(
+    aws_server: AwsServer, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the example workflow runs in each region's job: `publish --project dist --region R`."""
+    monkeypatch.chdir(project)
+    argv = ["publish", "--project", "dist", "--region", "eu-west-1", "--cells", "web-*"]
+    argv += [
+        "--endpoint-url",
+        aws_server.endpoint_url,
+        "--lambda-endpoint-url",
+        aws_server.endpoint_url,
+        "--json",
+    ]
+    result = CliRunner().invoke(main, argv, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["published"] == 2
+    assert {r["region"] for c in report["cells"] for r in c["regions"]} == {"eu-west-1"}
+    assert [arn.split(":")[3] for arn in layer_versions(aws_server)] == ["eu-west-1", "eu-west-1"]
+
+
+def test_publish_upload_only_of_one_zip_writes_a_record_terraform_can_use(
+    aws_server: AwsServer, project: Path
+) -> None:
+    zip_path = project / "dist" / "ml-python3.11-x86_64.zip"
+    argv = ["publish", str(zip_path), "--bucket", "layers-{region}", "--region", "us-east-1", "--upload-only"]
+    argv += [
+        "--endpoint-url",
+        aws_server.endpoint_url,
+        "--lambda-endpoint-url",
+        aws_server.endpoint_url,
+        "--json",
+    ]
+    result = CliRunner().invoke(main, argv, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["upload_only"] is True and payload["uploaded"] is True
+    assert payload["regions"][0]["layer_version_arn"] is None and payload["regions"][0]["status"] == "ok"
+    assert layer_versions(aws_server) == []
