@@ -10,8 +10,9 @@ One pair is:
     wheel cache of its own and an empty output folder (what four separate runs on a clean machine pay);
   - project: `layerforge build --project` with one empty wheel cache and an empty output folder.
 The two take turns going first from pair to pair, so a slow spell of the machine falls on both alike.
-Prints the medians and the ratio (project / singles), with the machine's load average at each step, and
-the project build's per-cell stage times (where the time goes); writes everything to OUT/results.json.
+Prints the medians and the ratio (project / singles), the CPU time (user + system) each side's processes
+used (the work done, whatever else the machine runs), the load average before each pair, and writes
+everything, with the project build's per-cell stage times (where the time goes), to OUT/results.json.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,10 +49,19 @@ def layerforge(*args: str) -> list[str]:
     return [sys.executable, "-m", "layerforge", *args]
 
 
+CPU = {"seconds": 0.0}  # CPU time (user + system) of every process the commands ran, summed
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(command: list[str], cwd: Path) -> tuple[float, str]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    CPU["seconds"] += children_cpu() - cpu
     if done.returncode != 0:
         sys.exit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return elapsed, done.stdout
@@ -103,6 +114,7 @@ def main() -> None:
         entry: dict[str, object] = {"order": list(order), "load_before": os.getloadavg()[0]}
         for which in order:
             print(f"pair {pair + 1}: {which} ...", file=sys.stderr)
+            CPU["seconds"] = 0.0
             if which == "singles":
                 entry["singles_s"] = singles(out / "singles", options.index_url)
             else:
@@ -110,6 +122,7 @@ def main() -> None:
                 entry["project_s"] = seconds
                 entry["cells"] = report["cells"]
             entry[f"load_after_{which}"] = os.getloadavg()[0]
+            entry[f"{which}_cpu_s"] = CPU["seconds"]
         entry["ratio"] = float(entry["project_s"]) / float(entry["singles_s"])  # type: ignore[arg-type]
         print(
             f"pair {pair + 1}: singles {entry['singles_s']:.2f} s, project {entry['project_s']:.2f} s, "
@@ -133,15 +146,16 @@ def main() -> None:
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"measured: 4 cells ({', '.join(results['cells'])}) from {options.index_url}")  # type: ignore[arg-type]
-    print("| pair | first | singles (s) | project (s) | ratio | load avg before |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| pair | first | singles (s) | project (s) | ratio | CPU singles (s) | CPU project (s) | load |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for index, p in enumerate(pairs, 1):
         print(
             f"| {index} | {p['order'][0]} | {p['singles_s']:.2f} | {p['project_s']:.2f} | "  # type: ignore[index]
-            f"{p['ratio']:.3f} | {p['load_before']:.2f} |"
+            f"{p['ratio']:.3f} | {p['singles_cpu_s']:.1f} | {p['project_cpu_s']:.1f} | "
+            f"{p['load_before']:.2f} |"
         )
     ratio = project_median / single_median
-    print(f"| median | | {single_median:.2f} | {project_median:.2f} | **{ratio:.3f}** | |")
+    print(f"| median | | {single_median:.2f} | {project_median:.2f} | **{ratio:.3f}** | | | |")
     print(f"median of the pair ratios: {statistics.median(ratios):.3f}; results in {out / 'results.json'}")
 
 
