@@ -57,7 +57,11 @@ def select(cells: Sequence[Cell], patterns: Sequence[str]) -> tuple[Cell, ...]:
 def changed_since(project: Project, cells: Sequence[Cell], ref: str) -> tuple[Cell, ...]:
     root = _git(project.path.parent, "rev-parse", "--show-toplevel").strip()
     top = Path(root).resolve()
-    _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if not _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False):
+        raise InputError(
+            f"--changed-since {ref}: no such commit in {top}",
+            hint="name a commit, branch or tag (in GitHub Actions, check out with fetch-depth: 0)",
+        )
     changed = {
         top / line
         for line in _git(top, "diff", "--name-only", ref, "--").splitlines()
@@ -99,13 +103,15 @@ def _lock_version(path: Path) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def _git(where: Path, *args: str) -> str:
+def _git(where: Path, *args: str, check: bool = True) -> str:
     try:
         done = subprocess.run(
             ["git", "-C", str(where), *args], capture_output=True, text=True, check=False, timeout=60
         )
     except FileNotFoundError:
         raise InputError("--changed-since needs git, which is not on PATH", hint="install git") from None
+    if done.returncode != 0 and not check:
+        return ""
     if done.returncode != 0:
         message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         raise InputError(

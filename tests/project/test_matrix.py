@@ -181,4 +181,4 @@ def test_changed_since_counts_new_cells_changed_locks_and_another_layerforge(rep
 
 def test_changed_since_an_unknown_ref_exits_2(repo: Path) -> None:
     result = matrix(repo, "--changed-since", "no-such-ref")
-    assert result.exit_code == 2 and "--changed-since" in result.stderr
+    assert result.exit_code == 2 and "--changed-since no-such-ref: no such commit" in result.stderr
