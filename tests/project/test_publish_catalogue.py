@@ -13,6 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from layerforge.cli import main
+from layerforge.errors import InputError
+from layerforge.project.config import load_project
+from layerforge.project.publish_cells import find_built_cells
 from tests.aws.test_publish import make_bucket, make_zip, write_manifest
 from tests.support.aws import AwsServer
 
@@ -234,3 +237,39 @@ def test_publish_upload_only_of_one_zip_writes_a_record_terraform_can_use(
     assert payload["upload_only"] is True and payload["uploaded"] is True
     assert payload["regions"][0]["layer_version_arn"] is None and payload["regions"][0]["status"] == "ok"
     assert layer_versions(aws_server) == []
+
+
+def test_matrix_artifacts_are_found_one_folder_per_cell_and_hostile_manifests_are_passed_over(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    for layer in ("ml", "web"):
+        (root / f"{layer}.toml").write_text(f'name = "{layer}"\nrequirements = ["{layer}-pkg"]\n')
+    (root / "layerforge.toml").write_text(PROJECT)
+    project = load_project(root / "layerforge.toml")
+    artifacts = tmp_path / "artifacts"
+    for cell in CELLS[:3]:
+        built_cell(artifacts / f"layer-{cell}", cell)
+    built_cell(artifacts / "layer-other", "other-python3.11-x86_64")
+    # A manifest that names a zip outside its folder, and one whose zip is a link elsewhere: not cells.
+    evil = artifacts / "layer-evil"
+    evil.mkdir()
+    (evil / "web-python3.12-x86_64.manifest.json").write_text(
+        json.dumps({"kind": "layer", "zip": "../x.zip"})
+    )
+    outside = built_cell(tmp_path / "elsewhere", "web-python3.12-x86_64")
+    linked = artifacts / "layer-link"
+    linked.mkdir()
+    (linked / "web-python3.12-x86_64.zip").symlink_to(outside)
+    shutil.copy(outside.with_name("web-python3.12-x86_64.manifest.json"), linked)
+
+    found = find_built_cells(project, project.cells, [artifacts])
+    assert [b.cell.name for b in found.cells] == list(CELLS[:3])
+    assert found.missing == ("web-python3.12-x86_64",)
+    assert [Path(p).name for p in found.foreign] == ["other-python3.11-x86_64.zip"]
+
+    # The same cell built twice, differently, is refused rather than published at random.
+    built_cell(tmp_path / "again", CELLS[0], b"X = 3\n")
+    with pytest.raises(InputError, match="built twice"):
+        find_built_cells(project, project.cells, [artifacts, tmp_path / "again"])
