@@ -70,10 +70,14 @@ def project(tmp_path: Path, aws_server: AwsServer) -> Path:
     return root
 
 
+def run_publish(aws: AwsServer, *args: str) -> Result:
+    """`layerforge publish ARGS --json` against the test server."""
+    argv = ["publish", *args, "--endpoint-url", aws.endpoint_url, "--lambda-endpoint-url", aws.endpoint_url]
+    return CliRunner().invoke(main, [*argv, "--json"], catch_exceptions=False)
+
+
 def publish(aws: AwsServer, root: Path, *args: str) -> Result:
-    argv = ["publish", "--project", str(root / "layerforge.toml"), *args]
-    argv += ["--endpoint-url", aws.endpoint_url, "--lambda-endpoint-url", aws.endpoint_url, "--json"]
-    return CliRunner().invoke(main, argv, catch_exceptions=False)
+    return run_publish(aws, "--project", str(root / "layerforge.toml"), *args)
 
 
 def catalogue(*paths: Path, out: Path) -> dict[str, Any]:
@@ -203,15 +207,7 @@ def test_publish_project_dist_reads_layerforge_toml_here_and_takes_region_from_t
 ) -> None:
     """What the example workflow runs in each region's job: `publish --project dist --region R`."""
     monkeypatch.chdir(project)
-    argv = ["publish", "--project", "dist", "--region", "eu-west-1", "--cells", "web-*"]
-    argv += [
-        "--endpoint-url",
-        aws_server.endpoint_url,
-        "--lambda-endpoint-url",
-        aws_server.endpoint_url,
-        "--json",
-    ]
-    result = CliRunner().invoke(main, argv, catch_exceptions=False)
+    result = run_publish(aws_server, "--project", "dist", "--region", "eu-west-1", "--cells", "web-*")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["published"] == 2
@@ -223,15 +219,8 @@ def test_publish_upload_only_of_one_zip_writes_a_record_terraform_can_use(
     aws_server: AwsServer, project: Path
 ) -> None:
     zip_path = project / "dist" / "ml-python3.11-x86_64.zip"
-    argv = ["publish", str(zip_path), "--bucket", "layers-{region}", "--region", "us-east-1", "--upload-only"]
-    argv += [
-        "--endpoint-url",
-        aws_server.endpoint_url,
-        "--lambda-endpoint-url",
-        aws_server.endpoint_url,
-        "--json",
-    ]
-    result = CliRunner().invoke(main, argv, catch_exceptions=False)
+    args = ("--bucket", "layers-{region}", "--region", "us-east-1", "--upload-only")
+    result = run_publish(aws_server, str(zip_path), *args)
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["upload_only"] is True and payload["uploaded"] is True
