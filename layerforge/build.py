@@ -24,11 +24,19 @@ from . import __version__
 from .binaries.audit import AuditReport, audit_tree
 from .binaries.elfstrip import StripLevel, StripReport, strip_debug
 from .cache import WheelCache, sha256_of
-from .errors import LockError, SizeLimitError
+from .errors import LockError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
-from .limits import LimitCheck, budget_check, direct_upload_check, unzipped_check
+from .limits import (
+    LimitCheck,
+    budget_check,
+    direct_upload_check,
+    memory_advice,
+    over_default_memory,
+    unzipped_check,
+)
 from .recipe import Recipe, StripConfig
+from .report.over_limit import size_limit_error
 from .resolve.download import fetch_all
 from .resolve.lock import DEFAULT_INDEX_URL, Lock, read_lock
 from .resolve.source_build import DockerClientFactory, SourceBuilder
@@ -48,6 +56,7 @@ from .tree.toplevel import declare_top_level, modules_to_verify
 from .tree.unpack import LayerTree, unpack_all
 from .verify.choose import already_found, choose_verifier
 from .verify.local import VerifyReport, not_run
+from .verify.optional import optional_policy
 
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -194,11 +203,19 @@ def _lock(options: BuildOptions, events: BuildEvents, interpreters: _Interpreter
                 f"{options.lock_path} pins wheels for {lock.runtime}-{lock.arch}, not {options.target.label}",
                 hint=f"build with --runtime {lock.runtime} --arch {lock.arch}, or re-lock for this target",
             )
+        pinned = sorted({p.name for p in lock.packages} & set(recipe.excluded(options.target)))
+        if pinned:
+            raise LockError(
+                f"{options.lock_path} pins {', '.join(pinned)}, which this build leaves out",
+                hint="lock again with the same exclusions (`layerforge lock RECIPE`, with "
+                "--exclude-runtime-provided if the build has it), or build without --lock",
+            )
         events.note(f"building exactly the lock {options.lock_path} ({len(lock.packages)} packages)")
     else:
         events.stage("resolve")
         interpreters.start()
-        lock = _sources(options, events).resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
+        excluded = recipe.excluded(options.target)
+        lock = _sources(options, events).resolve(recipe.name, recipe.requirements, exclude=excluded)
         for note in lock.notes:
             events.note(note.reason)
     if options.lock_path is None or options.lock_path.resolve() != destination.resolve():
@@ -229,7 +246,11 @@ def _current_lock(path: Path, options: BuildOptions) -> Lock | None:
         return None
     recipe = options.recipe
     return (
-        lock if lock.answers(recipe.requirements, recipe.exclude, options.target, options.index_url) else None
+        lock
+        if lock.answers(
+            recipe.requirements, recipe.excluded(options.target), options.target, options.index_url
+        )
+        else None
     )
 
 
@@ -261,7 +282,8 @@ def _build_in(
     inventory = _check_licenses(options, lock, tree, events)
 
     checks = _limit_checks(options, tree.total_bytes(), None)
-    _enforce(checks, tree)
+    _enforce(checks, tree, options)
+    provided = _runtime_stand_ins(staging, options, lock)
 
     # The tree is final: zip it in the background while the audit reads it and the verifier (a subprocess)
     # imports it. The zip is written inside staging and moved into the output folder only once both passed.
@@ -273,7 +295,7 @@ def _build_in(
         try:
             audit = _audit(options, tree, events)
             events.stage("verify")
-            verify = _verify(options, tree, slim, interpreter, events)
+            verify = _verify(options, tree, slim, interpreter, events, provided)
             if not verify.ran:
                 events.warn(verify.not_run_reason)
             verify.raise_for_failures()
@@ -297,6 +319,7 @@ def _build_in(
     )
     manifest["build_key"] = key
     manifest["binaries"] = _binaries_summary(prepared.binaries)
+    manifest["runtime_provided"] = _runtime_provided_summary(options, lock, provided, verify)
     sbom_path = options.out_dir / f"{options.stem}{SBOM_SUFFIX}"
     atomic_write_text(sbom_path, build_document(inventory, name=zip_path.name, zip_sha256=result.sha256))
     manifest["sbom"] = sbom_path.name
@@ -460,6 +483,7 @@ def _verify(
     slim: SlimReport,
     interpreter: Interpreter | None,
     events: BuildEvents,
+    provided: LayerTree | None = None,
 ) -> VerifyReport:
     if not options.verify:
         return not_run(options.target, "verification was turned off (--no-verify)")
@@ -480,12 +504,27 @@ def _verify(
     )
     events.note(verifier.reason)
     removed = slim.rule_for_path()
+    optional = optional_policy(tree, options.target, mandatory=recipe.imports, removed=removed)
+    # What the runtime provides and the layer leaves out, after the layer on sys.path as on Lambda (a
+    # local interpreter only: a container has the image's own).
+    runtime_paths = [provided.python_dir] if provided is not None else []
+    if provided is not None and verifier.kind == "local":
+        events.note(
+            f"{', '.join(provided.distributions())} are left out for the {options.target.runtime} runtime to "
+            "provide: the check imports the lock's pins of them after the layer, where Lambda has its own"
+        )
     for group in others:
         alone = verifier.verify(
-            tree.root, modules=group, distributions=(), smoke=None, removed=removed, link=True
+            tree.root,
+            modules=group,
+            distributions=(),
+            smoke=None,
+            removed=removed,
+            link=True,
+            runtime_paths=runtime_paths,
         )
-        alone.raise_for_failures()
-    return verifier.verify(
+        alone.skipping_optional(optional).raise_for_failures()
+    report = verifier.verify(
         tree.root,
         modules=wanted,
         distributions=tree.distributions(),
@@ -494,6 +533,21 @@ def _verify(
         note=events.note,
         # The tree is the build's own and finished: hard links beat a copy (0.2 s against 0.8 s here).
         link=True,
+        runtime_paths=runtime_paths,
+    ).skipping_optional(optional)
+    for skipped in report.optional_modules:
+        events.warn(skipped.message)
+    _warn_memory(report, events)
+    return report
+
+
+def _warn_memory(report: VerifyReport, events: BuildEvents) -> None:
+    peak = report.peak_rss_bytes
+    if peak is None or not over_default_memory(peak):
+        return
+    events.warn(
+        f"{memory_advice(peak)}: a function left at the default is killed during init, with a message "
+        "that does not name the layer"
     )
 
 
@@ -506,18 +560,38 @@ def _limit_checks(options: BuildOptions, unzipped: int, zipped: int | None) -> l
     return checks
 
 
-def _enforce(checks: list[LimitCheck], tree: LayerTree) -> None:
+def _enforce(checks: list[LimitCheck], tree: LayerTree, options: BuildOptions) -> None:
     exceeded = [c for c in checks if c.hard and c.exceeded]
-    if not exceeded:
-        return
-    biggest = sorted(tree.bytes_by_distribution().items(), key=lambda item: item[1], reverse=True)[:3]
-    check = exceeded[0]
-    raise SizeLimitError(
-        f"the layer is {check.actual:,} bytes unzipped, over {check.description}: {check.limit:,} bytes "
-        f"(by {-check.headroom:,}); biggest: " + ", ".join(f"{name} {size:,}" for name, size in biggest),
-        hint="slim harder (strip profile 'aggressive', recipe remove rules), split into two layers, "
-        "or move to a container image",
-    )
+    if exceeded:
+        raise size_limit_error(exceeded[0], tree, options.recipe, options.target)
+
+
+def _runtime_stand_ins(staging: Path, options: BuildOptions, lock: Lock) -> LayerTree | None:
+    """The distributions the layer leaves out because the runtime provides them, unpacked beside the
+    layer for verification only: pinned by the lock, they stand in for the runtime's own copies."""
+    wanted = [p for p in lock.left_out if p.name in options.target.runtime_provided]
+    if not wanted or not options.verify:
+        return None
+    fetched = fetch_all(wanted, WheelCache(options.cache_dir), jobs=4)
+    return unpack_all([f.path for f in fetched], staging / "runtime", jobs=options.jobs)
+
+
+def _runtime_provided_summary(
+    options: BuildOptions, lock: Lock, provided: LayerTree | None, verify: VerifyReport
+) -> dict[str, Any] | None:
+    """For the manifest: what was left out because the runtime provides it, and how the check saw it."""
+    left_out = [p for p in lock.left_out if p.name in options.target.runtime_provided]
+    if not left_out:
+        return None
+    stood_in = provided is not None and verify.interpreter is not None and not verify.interpreter.container
+    return {
+        "excluded": [{"name": p.name, "version": p.version} for p in left_out],
+        "provided_by": f"the {options.target.runtime} runtime",
+        "note": "left out of the layer because the runtime provides them: their versions then come from "
+        "the runtime, on AWS's schedule",
+        # The lock's pins, after the layer on the check's sys.path; a container check has the image's own.
+        "verified_with": ([f"{p.name} {p.version}" for p in left_out] if stood_in else []),
+    }
 
 
 def _manifest(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 # A function and all its layers, unzipped.
 LAMBDA_UNZIPPED_BYTES = 262_144_000
@@ -71,3 +73,37 @@ def direct_upload_check(zipped: int) -> LimitCheck:
 
 def layer_count_check(count: int) -> LimitCheck:
     return LimitCheck("layer_count", "layers on one function", MAX_LAYERS, count, hard=True)
+
+
+# Lambda's memory setting, in MB as the console and the API count them (1 MB = 2**20 bytes), in 1 MB steps.
+LAMBDA_MEMORY_MB = (128, 10_240)
+LAMBDA_DEFAULT_MEMORY_MB = LAMBDA_MEMORY_MB[0]
+MB = 2**20
+# The headroom rule, in one place. The measured peak is a bare interpreter importing the layer (and
+# running the smoke code); on Lambda the runtime interface client, the handler's own modules and the data
+# of each request come on top, and native pools (OpenBLAS buffers, one per thread) grow with the cores
+# Lambda gives larger settings. Half again the measured peak covers that with room left over, and
+# 64 MB steps keep the advice a round figure that overshoots by less than one step.
+MEMORY_HEADROOM_FACTOR = Fraction(3, 2)
+MEMORY_STEP_MB = 64
+
+
+def recommended_memory_mb(peak_rss_bytes: int) -> int:
+    """The smallest Lambda memory setting that leaves headroom over a measured peak resident memory."""
+    steps = math.ceil(peak_rss_bytes * MEMORY_HEADROOM_FACTOR / (MEMORY_STEP_MB * MB))
+    stepped = steps * MEMORY_STEP_MB
+    return max(LAMBDA_MEMORY_MB[0], min(stepped, LAMBDA_MEMORY_MB[1]))
+
+
+def over_default_memory(peak_rss_bytes: int) -> bool:
+    """A function left at Lambda's default memory is killed while it imports this."""
+    return peak_rss_bytes > LAMBDA_DEFAULT_MEMORY_MB * MB
+
+
+def memory_advice(peak_rss_bytes: int) -> str:
+    """The one sentence every command says about a measured peak."""
+    return (
+        f"the layer's import peaks at {peak_rss_bytes / MB:,.0f} MB resident; the smallest Lambda memory "
+        f"setting that leaves headroom is {recommended_memory_mb(peak_rss_bytes)} MB "
+        f"(Lambda's default: {LAMBDA_DEFAULT_MEMORY_MB} MB)"
+    )

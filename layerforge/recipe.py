@@ -20,7 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from .errors import RecipeError
-from .target import ARCHES, RUNTIMES
+from .target import ARCHES, RUNTIMES, Target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -88,15 +88,26 @@ class Recipe:
     runtime: str | None = None
     arch: str | None = None
     exclude: tuple[str, ...] = ()
+    # Leave out what the target runtime ships (target.RUNTIME_PROVIDED_DISTRIBUTIONS): their versions then
+    # come from the runtime, on AWS's schedule.
+    exclude_runtime_provided: bool = False
     strip: StripConfig = field(default_factory=StripConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
+    def excluded(self, target: Target) -> tuple[str, ...]:
+        """The distributions this recipe leaves out of a layer for `target`: `exclude`, and what the
+        runtime provides when asked to. Only these go; a dependency of one that is not listed stays."""
+        names = set(self.exclude)
+        if self.exclude_runtime_provided:
+            names |= target.runtime_provided
+        return tuple(sorted(names))
+
 
 # The registry of legal keys: one place, used both to validate and to suggest.
 _TOP_KEYS = (
-    *("name", "description", "requirements", "runtime", "arch", "exclude"),
+    *("name", "description", "requirements", "runtime", "arch", "exclude", "exclude_runtime_provided"),
     *("strip", "verify", "limits", "policy"),
 )
 _STRIP_KEYS = ("profile", "remove", "keep", "binaries", "bytecode", "packages", "shared_libraries")
@@ -234,6 +245,9 @@ def recipe_from_mapping(raw: Mapping[str, Any], source: str, default_name: str) 
         runtime=runtime,
         arch=arch,
         exclude=exclude,
+        exclude_runtime_provided=reader.boolean(
+            raw, "exclude_runtime_provided", "exclude_runtime_provided", False
+        ),
         strip=_strip_config(reader, reader.table(raw, "strip", "strip")),
         verify=_verify_config(reader, reader.table(raw, "verify", "verify")),
         limits=_limits_config(reader, reader.table(raw, "limits", "limits")),

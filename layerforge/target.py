@@ -25,6 +25,20 @@ RUNTIME_PROVIDED: Mapping[str, str] = {
     "bootstrap": "awslambdaric",
 }
 
+# The distributions each managed runtime ships that a layer may leave out (`exclude_runtime_provided`):
+# the AWS SDK for Python and the distributions it needs to import. Source: the Lambda developer guide,
+# "Building Lambda functions with Python" (https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html,
+# "SDK versions included in the runtime": every Python runtime includes boto3 and botocore, their versions
+# varying by region and date), and boto3's and botocore's own install requirements: s3transfer and jmespath,
+# python-dateutil (which needs six) and urllib3. The runtime's folders come after /opt's on sys.path, so a
+# layer's copy wins when it ships one. awslambdaric, the runtime interface client, is the runtime's own code
+# and not something a layer ships. Not checked here against a live image: the tests cannot pull one.
+_SDK_CLOSURE = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"})
+RUNTIME_PROVIDED_DISTRIBUTIONS: Mapping[str, frozenset[str]] = {
+    runtime: _SDK_CLOSURE
+    for runtime in ("python3.9", "python3.10", "python3.11", "python3.12", "python3.13", "python3.14")
+}
+
 
 @dataclass(frozen=True)
 class RuntimeFacts:
@@ -87,6 +101,11 @@ class Target:
     @property
     def facts(self) -> RuntimeFacts:
         return RUNTIMES[self.runtime]
+
+    @property
+    def runtime_provided(self) -> frozenset[str]:
+        """Canonical names of the distributions this runtime ships on sys.path after the layers."""
+        return RUNTIME_PROVIDED_DISTRIBUTIONS[self.runtime]
 
     @property
     def python_version(self) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
+from layerforge.limits import recommended_memory_mb
 from layerforge.runners.interpreters import find_interpreter
 from layerforge.target import Target
 
@@ -67,6 +68,10 @@ def test_sklearn_layer_builds_verifies_and_beats_the_guides_size(
     verification = manifest["verification"]
     assert verification["compiled_from_source"] == []
     assert verification["smoke_ok"] is True
+    # The import and the smoke code are measured, and the advice is printed beside them.
+    peak = verification["peak_rss_bytes"]
+    assert peak > verification["memory"]["baseline_rss_bytes"] > 0
+    assert f"is {recommended_memory_mb(peak)} MB" in " ".join(stderr.split())
     assert manifest["unzipped_bytes"] < GUIDE_UNZIPPED_BYTES
     with zipfile.ZipFile(dist / "sklearn-python3.11-x86_64.zip") as archive:
         assert sum(i.file_size for i in archive.infolist()) == manifest["unzipped_bytes"]
@@ -139,6 +144,32 @@ def test_python312_takes_numpy_2_3_or_newer_from_a_manylinux_2_28_wheel(tmp_path
     assert "cpython 3.12" in stderr  # the output names the interpreter that verified it
 
 
+def test_awswrangler_over_the_limit_names_boto3_and_fits_without_what_the_runtime_provides(
+    tmp_path: Path,
+) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("awswrangler\n")
+    args = (
+        str(requirements),
+        "--name",
+        "awswrangler",
+        "--runtime",
+        "python3.12",
+        "--out",
+        str(tmp_path / "d"),
+    )
+    over = layerforge("build", *args, cache=tmp_path / "cache", cwd=tmp_path)
+    assert over.returncode == 3, over.stderr[-3000:]
+    provided = next(line for line in over.stderr.splitlines() if "runtime provides" in line)
+    assert re.search(r"boto3 [\d,]+", provided) and re.search(r"botocore [\d,]+", provided), provided
+    manifest, _ = build_json(*args, "--exclude-runtime-provided", cache=tmp_path / "cache", cwd=tmp_path)
+    assert manifest["verified"] is True
+    assert manifest["unzipped_bytes"] <= 262_144_000
+    excluded = {d["name"] for d in manifest["runtime_provided"]["excluded"]}
+    assert {"boto3", "botocore"} <= excluded
+    assert not excluded & {p["name"] for p in manifest["packages"]}
+
+
 def test_numpy_arm64_layer_holds_only_aarch64_shared_objects(tmp_path: Path) -> None:
     manifest, stderr = build_json(
         "numpy", "--arch", "arm64", "--out", str(tmp_path / "dist"), cache=tmp_path / "cache", cwd=tmp_path
@@ -169,6 +200,33 @@ def test_removing_pandas_testing_fails_verification_and_names_the_rule(tmp_path:
     assert "recipe:remove:pandas/_testing/**" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not list((tmp_path / "dist").glob("*.zip"))
+
+
+def test_duckdb_builds_and_skips_its_optional_adbc_driver_by_name(tmp_path: Path) -> None:
+    # duckdb's wheel also ships adbc_driver_duckdb, which imports adbc_driver_manager: an optional
+    # dependency duckdb does not require. It must be a warning, not a failed build.
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("duckdb\n")
+    manifest, stderr = build_json(
+        str(requirements),
+        "--name",
+        "duckdb",
+        "--runtime",
+        "python3.12",
+        "--out",
+        str(tmp_path / "dist"),
+        cache=tmp_path / "cache",
+        cwd=tmp_path,
+    )
+    assert manifest["verified"] is True
+    verification = manifest["verification"]
+    assert "duckdb" in verification["imported"]
+    (skipped,) = verification["optional_modules"]
+    assert skipped["module"] == "adbc_driver_duckdb"
+    assert skipped["distributions"] == ["duckdb"]
+    assert skipped["missing"].split(".")[0] == "adbc_driver_manager"
+    assert "adbc_driver_duckdb (from duckdb) is optional" in " ".join(stderr.split())
+    assert isinstance(verification["peak_rss_bytes"], int)
 
 
 @pytest.mark.skipif(

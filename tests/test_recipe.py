@@ -6,6 +6,7 @@ import pytest
 
 from layerforge.errors import RecipeError
 from layerforge.recipe import bundled_recipe_names, load_recipe
+from layerforge.target import Target
 
 
 def write(tmp_path: Path, text: str, name: str = "r.toml") -> Path:
@@ -77,6 +78,16 @@ unzipped_mb = 100
         ('requirements = ["numpy"]\n[limits]\nunzipped_mb = -1', "limits.unzipped_mb", "220"),
         ('requirements = ["x @ https://evil.example/x.whl"]', "requirements[0]", "version specifier"),
         ("requirements = []", "requirements", "scikit-learn"),
+        (
+            'requirements = ["a"]\nexclude_runtime_provided = "yes"',
+            "exclude_runtime_provided",
+            "true | false",
+        ),
+        (
+            'requirements = ["a"]\nexclude_runtime_provide = true',
+            "exclude_runtime_provide",
+            "did you mean `exclude_runtime_provided`",
+        ),
     ],
 )
 def test_bad_recipes_name_file_key_and_what_is_allowed(
@@ -121,3 +132,13 @@ def test_unknown_recipe_name_suggests_a_bundled_one() -> None:
     with pytest.raises(RecipeError) as raised:
         load_recipe("sklaern")
     assert "did you mean 'sklearn'" in str(raised.value)
+
+
+def test_exclude_runtime_provided_adds_what_the_targets_runtime_ships_to_exclude(tmp_path: Path) -> None:
+    plain = load_recipe(str(write(tmp_path, 'requirements = ["a"]\nexclude = ["Pandas"]')))
+    target = Target("python3.12", "x86_64")
+    assert plain.exclude_runtime_provided is False and plain.excluded(target) == ("pandas",)
+    keyed = load_recipe(
+        str(write(tmp_path, 'requirements = ["a"]\nexclude = ["pandas"]\nexclude_runtime_provided = true'))
+    )
+    assert keyed.excluded(target) == tuple(sorted({"pandas"} | target.runtime_provided))

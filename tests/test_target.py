@@ -4,7 +4,7 @@ import pytest
 from packaging.tags import Tag
 
 from layerforge.errors import TargetError
-from layerforge.target import RUNTIMES, Target
+from layerforge.target import RUNTIME_PROVIDED, RUNTIME_PROVIDED_DISTRIBUTIONS, RUNTIMES, Target
 
 
 def test_default_target_is_python311_x86_64_on_glibc_226() -> None:
@@ -55,3 +55,12 @@ def test_unknown_runtime_or_arch_is_an_input_error(runtime: str, arch: str) -> N
         Target(runtime, arch)
     assert raised.value.exit_code == 2
     assert "python3.11" in str(raised.value) or "x86_64" in str(raised.value)
+
+
+def test_every_runtime_names_the_sdk_and_what_it_needs_as_provided() -> None:
+    assert set(RUNTIME_PROVIDED_DISTRIBUTIONS) == set(RUNTIMES)
+    sdk = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+    for runtime in RUNTIMES:
+        assert Target(runtime).runtime_provided == sdk
+    # The import scanner and the verifier know each by its import name (dateutil for python-dateutil).
+    assert sdk <= set(RUNTIME_PROVIDED.values())

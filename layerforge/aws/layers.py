@@ -184,6 +184,7 @@ class FunctionUpdate:
     function: str
     layers_before: tuple[str, ...]
     layers_after: tuple[str, ...]
+    memory_mb: int | None = None  # the function's MemorySize
 
     @property
     def updated(self) -> bool:
@@ -224,4 +225,5 @@ def point_function(client: Any, function: str, version_arn: str) -> FunctionUpda
             # Refuse to overwrite a change someone made since we read the configuration.
             args["RevisionId"] = config["RevisionId"]
         client.update_function_configuration(**args)
-    return FunctionUpdate(function, before, after)
+    memory = config.get("MemorySize")
+    return FunctionUpdate(function, before, after, memory if isinstance(memory, int) else None)

@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError
 from .. import __version__
 from ..errors import InputError, LayerforgeError, PublishError
 from ..fsutil import atomic_write_text
+from ..limits import memory_advice, recommended_memory_mb
 from .explain import Explanation, IdentityLookup, Redactor, explain
 from .layers import (
     FunctionUpdate,
@@ -82,6 +83,7 @@ class RegionResult(RegionOutcome):
     published: bool = False
     grants: tuple[Grant, ...] = ()
     functions: tuple[FunctionUpdate, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,9 +102,15 @@ class RegionResult(RegionOutcome):
                 for g in self.grants
             ],
             "functions": [
-                {"function": f.function, "updated": f.updated, "layers": list(f.layers_after)}
+                {
+                    "function": f.function,
+                    "updated": f.updated,
+                    "layers": list(f.layers_after),
+                    "memory_mb": f.memory_mb,
+                }
                 for f in self.functions
             ],
+            "warnings": list(self.warnings),
             "step": self.step,
             "error": self.error,
             "hint": self.hint,
@@ -222,6 +230,7 @@ class _Draft:
     values: dict[str, Any] = field(default_factory=dict)
     grants: list[Grant] = field(default_factory=list)
     functions: list[FunctionUpdate] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def finish(self, **failure: Any) -> RegionResult:
         status = "failed" if failure else "ok"
@@ -230,6 +239,7 @@ class _Draft:
             status=status,
             grants=tuple(self.grants),
             functions=tuple(self.functions),
+            warnings=tuple(self.warnings),
             **self.values,
             **failure,
         )
@@ -445,7 +455,23 @@ class _Run(StepRunner[PublishPlan]):
             draft.grants.append(self.guarded("grant", grant))
         for function in self.plan.functions_for(region):
             point = functools.partial(point_function, client, function, version.arn)
-            draft.functions.append(self.guarded("function", point))
+            update = self.guarded("function", point)
+            draft.functions.append(update)
+            draft.warnings.extend(_memory_warning(update, self.plan.build.peak_rss_bytes))
+
+
+def _memory_warning(update: FunctionUpdate, peak_rss_bytes: int | None) -> list[str]:
+    """A function set below what importing this layer needs is killed at init, naming no layer."""
+    if peak_rss_bytes is None or update.memory_mb is None:
+        return []
+    wanted = recommended_memory_mb(peak_rss_bytes)
+    if update.memory_mb >= wanted:
+        return []
+    return [
+        f"function {update.function} has {update.memory_mb} MB of memory, below what this layer needs: "
+        f"{memory_advice(peak_rss_bytes)}; raise it with `aws lambda update-function-configuration "
+        f"--function-name {update.function} --memory-size {wanted}`"
+    ]
 
 
 def parallel(jobs: int, work: Callable[[str], T], items: Iterable[str]) -> list[T]:

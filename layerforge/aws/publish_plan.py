@@ -95,6 +95,7 @@ class BuildInfo:
     license: str | None = None
     layer_name: str | None = None
     sbom: str | None = None  # the SBOM's file name, beside the manifest
+    peak_rss_bytes: int | None = None  # what importing the layer took when the build verified it
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,17 @@ def load_build_manifest(path: Path, digest: ZipDigest) -> BuildInfo:
         license=optional_str(data, "license", path),
         layer_name=optional_str(data, "layer_name", path),
         sbom=optional_str(data, "sbom", path),
+        peak_rss_bytes=_peak_rss_bytes(data, path),
     )
+
+
+def _peak_rss_bytes(data: dict[str, Any], path: Path) -> int | None:
+    verification = data.get("verification")
+    value = verification.get("peak_rss_bytes") if isinstance(verification, dict) else None
+    # bool is an int to Python, never a byte count to a manifest.
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise InputError(f"manifest {path}: verification.peak_rss_bytes must be a byte count, not {value!r}")
 
 
 def optional_str(data: dict[str, Any], key: str, path: Path) -> str | None:

@@ -8,6 +8,7 @@ import click
 
 from ..build import BuildOptions, BuildResult, build
 from ..cache import WheelCache, default_cache_dir
+from ..limits import memory_advice
 from ..project import PROJECT_FILE
 from ..recipe import load_recipe
 from ..resolve.source_build import SourceBuilder
@@ -17,12 +18,14 @@ from .options import (
     cache_option,
     choose_target,
     docker_options,
+    exclude_runtime_provided_option,
     index_option,
     lock_option,
     name_option,
     out_option,
     python_option,
     target_options,
+    with_cli_excludes,
 )
 from .output import Output, json_option, quiet_option, reporting
 from .progress import with_progress
@@ -58,6 +61,7 @@ from .project_cmd import (
 @click.option(
     "--strict-licenses", is_flag=True, help="An unrecognised license fails the build (exit 1), not a warning."
 )
+@exclude_runtime_provided_option
 @json_option
 @quiet_option
 def build_command(
@@ -79,6 +83,7 @@ def build_command(
     build_image: str | None,
     refresh: bool,
     strict_licenses: bool,
+    exclude_runtime_provided: bool,
     json_mode: bool,
     quiet: bool,
 ) -> None:
@@ -90,7 +95,14 @@ def build_command(
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):
         if project_file is not None or cell_patterns:
-            _refuse_with_project(recipe_spec, name=name, runtime=runtime, arch=arch, lock=lock_path)
+            _refuse_with_project(
+                recipe_spec,
+                name=name,
+                runtime=runtime,
+                arch=arch,
+                lock=lock_path,
+                exclude_runtime_provided=exclude_runtime_provided or None,
+            )
             settings = default_project_settings(
                 out_dir,
                 cache_dir,
@@ -105,7 +117,7 @@ def build_command(
             return
         if recipe_spec is None:
             raise click.UsageError("Missing argument 'RECIPE' (or --project to build a project's cells).")
-        recipe = load_recipe(recipe_spec, name=name)
+        recipe = with_cli_excludes(load_recipe(recipe_spec, name=name), exclude_runtime_provided)
         target = choose_target(recipe, runtime, arch)
         options = BuildOptions(
             recipe=recipe,
@@ -136,7 +148,7 @@ def build_command(
 
 def _refuse_with_project(recipe_spec: str | None, **given: object) -> None:
     """A project's cells carry their own recipe, target and lock."""
-    clashing = [f"--{flag}" for flag, value in given.items() if value is not None]
+    clashing = [f"--{flag.replace('_', '-')}" for flag, value in given.items() if value is not None]
     if recipe_spec is not None:
         clashing.insert(0, f"RECIPE ({recipe_spec})")
     if clashing:
@@ -157,10 +169,15 @@ def _summarise(output: Output, result: BuildResult) -> None:
         output.info(
             f"verified {where}: "
             f"{len(verification.get('imported', []))} modules imported, "
+            f"{len(verification.get('optional_modules') or [])} optional skipped, "
             f"{len(verification.get('compiled_from_source', []))} compiled from source at import, "
             f"cold import {verification.get('cold_import_seconds') or 0:.2f} s"
             + ("" if smoke is None else ", smoke code passed")
         )
+        if verification.get("peak_rss_bytes") is not None:
+            output.info(f"memory: {memory_advice(verification['peak_rss_bytes'])}")
+        elif (verification.get("memory") or {}).get("emulated"):
+            output.info("memory: not advised: measured under emulation, which counts the emulator's own")
     elif verification.get("not_run_reason"):
         output.warn(f"imports NOT verified: {verification['not_run_reason']}")
     audit = manifest["audit"]
@@ -174,6 +191,12 @@ def _summarise(output: Output, result: BuildResult) -> None:
         output.info(
             f"binaries: {binaries['stripped']} shared objects stripped, "
             f"{binaries['bytes_saved']:,} bytes saved{skipped}"
+        )
+    provided = manifest.get("runtime_provided")
+    if provided:
+        names = ", ".join(d["name"] for d in provided["excluded"])
+        output.info(
+            f"left out, {provided['provided_by']} provides them: {names} (their versions are its own)"
         )
     for check in manifest["limits"]:
         state = "[red]over[/]" if check["exceeded"] else "ok"
@@ -204,6 +227,7 @@ def _summarise(output: Output, result: BuildResult) -> None:
     "(never on the host); the built wheel goes into the cache and the lock.",
 )
 @build_image_option
+@exclude_runtime_provided_option
 @click.option(
     "--output",
     "-o",
@@ -224,6 +248,7 @@ def lock_command(
     cache_dir: Path | None,
     docker: bool,
     build_image: str | None,
+    exclude_runtime_provided: bool,
     lock_file: Path | None,
     json_mode: bool,
     quiet: bool,
@@ -231,7 +256,7 @@ def lock_command(
     """Resolve RECIPE for the target and write the lock (exact wheels with their sha256)."""
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):
-        recipe = load_recipe(recipe_spec, name=name)
+        recipe = with_cli_excludes(load_recipe(recipe_spec, name=name), exclude_runtime_provided)
         target = choose_target(recipe, runtime, arch)
         sources = SourceBuilder(
             target,
@@ -241,7 +266,7 @@ def lock_command(
             note=output.info,
             image_override=build_image,
         )
-        lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
+        lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.excluded(target))
         destination = lock_file or out_dir / f"{recipe.name}-{target.runtime}-{target.arch}.lock.json"
         lock.write(destination)
         for note in lock.notes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,6 +108,22 @@ def python_option(func: F) -> F:
         default=None,
         help="Interpreter of the target's Python version to compile bytecode and verify with.",
     )(func)
+
+
+def exclude_runtime_provided_option(func: F) -> F:
+    return click.option(
+        "--exclude-runtime-provided",
+        is_flag=True,
+        help="Leave out boto3, botocore and the rest of what the target runtime provides (as the recipe's "
+        "exclude_runtime_provided = true does); their versions then come from the runtime.",
+    )(func)
+
+
+def with_cli_excludes(recipe: Recipe, exclude_runtime_provided: bool) -> Recipe:
+    """The recipe, with what --exclude-runtime-provided adds to it."""
+    if not exclude_runtime_provided:
+        return recipe
+    return dataclasses.replace(recipe, exclude_runtime_provided=True)
 
 
 def choose_target(recipe: Recipe | None, runtime: str | None, arch: str | None) -> Target:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from .output import Output
@@ -32,11 +33,12 @@ class RichEvents:
         if self.progress is not None and self.task is not None:
             self.progress.advance(self.task, amount)
 
+    # The library's messages are plain text: a bracket in one (`duckdb[all]`) is not rich markup.
     def note(self, message: str) -> None:
-        self.output.info(f"[cyan]note:[/] {message}")
+        self.output.info(f"[cyan]note:[/] {escape(message)}")
 
     def warn(self, message: str) -> None:
-        self.output.warn(message)
+        self.output.warn(escape(message))
 
     def close(self) -> None:
         self._finish_stage()

@@ -310,6 +310,8 @@ def _report_function_region(output: Output, region: FunctionRegionResult) -> Non
 
 def _report_region(output: Output, region: RegionResult) -> None:
     name = escape(region.region)
+    for warning in region.warnings:
+        output.warn(f"{name}: {escape(warning)}")
     if region.layer_version_arn:
         arn = escape(region.layer_version_arn)
         if region.published:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from ..binaries.audit import AuditReport
 from ..errors import LayerforgeError
+from ..limits import memory_advice
 from ..recipe import load_recipe
 from ..verify.from_zip import target_for, verify_zip
 from ..verify.local import VerifyReport
@@ -58,6 +60,10 @@ def verify_command(
                 f"{len(report.compiled_from_source)} compiled from source at import; cold import "
                 f"{report.cold_import_seconds or 0:.2f} s"
             )
+            for skipped in report.optional_modules:
+                output.warn(escape(skipped.message))
+            if report.peak_rss_bytes is not None:
+                output.info(f"memory: {memory_advice(report.peak_rss_bytes)}")
         else:
             output.warn(f"imports NOT verified: {report.not_run_reason}")
         problem = _first_problem(result.audit, result.verify)

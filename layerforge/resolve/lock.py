@@ -128,6 +128,9 @@ class Lock:
     packages: tuple[LockedPackage, ...]
     notes: tuple[ResolutionNote, ...] = field(default=())
     exclude: tuple[str, ...] = ()
+    # What the resolver chose but `exclude` left out, pinned like the rest: not in the layer, but a
+    # build may verify against them where the runtime provides them (outside the lock hash).
+    left_out: tuple[LockedPackage, ...] = ()
 
     def answers(
         self, requirements: Sequence[str], exclude: Sequence[str], target: Target, index_url: str
@@ -173,6 +176,7 @@ class Lock:
             "lock_hash": self.lock_hash,
             "packages": [p.as_dict() for p in sorted(self.packages, key=lambda p: p.name)],
             "notes": [n.as_dict() for n in self.notes],
+            "left_out": [p.as_dict() for p in sorted(self.left_out, key=lambda p: p.name)],
         }
 
     def write(self, path: Path) -> None:
@@ -238,6 +242,10 @@ def lock_from_dict(raw: object, source: str) -> Lock:
     if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
         raise fail("exclude", "expected a list of strings")
     notes = _notes_from(raw.get("notes", []), fail)
+    left_out_raw = raw.get("left_out", [])
+    if not isinstance(left_out_raw, list):
+        raise fail("left_out", "expected a list")
+    left_out = tuple(_package_from_dict(item, i, fail, machine) for i, item in enumerate(left_out_raw))
     index_url = redact_url(text["index_url"])  # shown in manifests and --json: never with credentials
     lock = Lock(
         text["recipe"],
@@ -248,6 +256,7 @@ def lock_from_dict(raw: object, source: str) -> Lock:
         packages,
         notes,
         tuple(exclude),
+        left_out,
     )
     recorded = raw.get("lock_hash")
     if recorded is not None and recorded != lock.lock_hash:
@@ -463,8 +472,9 @@ def resolve(
             raise failure
         report = json.loads(report_path.read_text(encoding="utf-8"))
         excluded = {canonicalize_name(n) for n in exclude}
-        reported = (_package_from_report(item, requested, offered) for item in report.get("install", []))
+        reported = [_package_from_report(item, requested, offered) for item in report.get("install", [])]
         packages = tuple(package for package in reported if package.name not in excluded)
+        left_out = tuple(package for package in reported if package.name in excluded)
         for package in packages:
             if package.name not in prefetched:
                 prefetched[package.name] = listings.submit(fetch_project_files, index_url, package.name)
@@ -478,6 +488,7 @@ def resolve(
         tuple(sorted(packages, key=lambda p: p.name)),
         notes,
         tuple(sorted(excluded)),
+        tuple(sorted(left_out, key=lambda p: p.name)),
     )
 
 

@@ -83,8 +83,9 @@ def _drop_root_file_powers() -> str:
     return ""
 
 
-def _isolate_path(layer_paths: list[str]) -> list[str]:
-    """Make sys.path the layer's entries followed by the stdlib, and prove nothing else is there.
+def _isolate_path(layer_paths: list[str], runtime_paths: list[str]) -> list[str]:
+    """Make sys.path the layer's entries, then the runtime's stand-ins (what Lambda's runtime provides,
+    after /opt), then the stdlib, and prove nothing else is there.
 
     -I -S leaves out the script folder, user site and site-packages already; a distro build or a
     venv could still add something, so anything outside the interpreter's base prefix goes, and so does
@@ -98,8 +99,9 @@ def _isolate_path(layer_paths: list[str]) -> list[str]:
         inside = bool(real) and any(real == base or real.startswith(base + os.sep) for base in bases)
         foreign = not inside or "site-packages" in real or "dist-packages" in real
         (removed if foreign else kept).append(entry)
-    sys.path[:] = list(layer_paths) + kept
-    for entry in sys.path[len(layer_paths) :]:
+    chosen = list(layer_paths) + list(runtime_paths)
+    sys.path[:] = chosen + kept
+    for entry in sys.path[len(chosen) :]:
         assert not ("site-packages" in entry or "dist-packages" in entry), entry
     # Only the standard finders: a .pth-installed hook (editable installs, setuptools' distutils shim)
     # could import from anywhere. -S keeps them out; this proves it.
@@ -209,6 +211,40 @@ def _missing_from(error: BaseException, record: dict[str, Any]) -> None:
             record["denied_file"] = filename
 
 
+def _not_found(error: BaseException) -> str | None:
+    """The name of the first module that was not found, anywhere in the chain of causes.
+
+    Kept apart from `missing_module`, which also holds a name that could not be imported *from* a
+    module: only a module that does not exist at all can be an optional dependency nobody installed.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ModuleNotFoundError) and current.name:
+            return current.name
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _peak_rss_bytes() -> int | None:
+    """The process's peak resident memory so far, in bytes: VmHWM, the high-water mark of its own memory.
+
+    Not getrusage's ru_maxrss: Linux carries the parent's peak over into a child across fork (or vfork)
+    and exec, so a child of a 300 MB build process reports 300 MB before it has imported anything.
+    VmHWM belongs to the address space exec made. It counts what this process touched: the interpreter,
+    the shared libraries' resident pages and every object allocated; not any process the code started.
+    """
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024  # the kernel says kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _import_all(modules: list[str], out_fd: int) -> tuple[list[str], list[dict[str, Any]], float]:
     import importlib
 
@@ -224,7 +260,7 @@ def _import_all(modules: list[str], out_fd: int) -> tuple[list[str], list[dict[s
         except BaseException as error:  # SystemExit and friends too: a module must not end the check
             if isinstance(error, KeyboardInterrupt):
                 raise
-            failure = dict(_describe(error), module=module)
+            failure = dict(_describe(error), module=module, not_found=_not_found(error))
             failures.append(failure)
             _emit(out_fd, {"failed": failure})
         else:
@@ -269,7 +305,7 @@ def main() -> None:
     out_fd = os.dup(1)
     config = json.loads(sys.stdin.read())
     result: dict[str, Any] = {"cap_drop_error": _drop_root_file_powers()}
-    result["removed_path_entries"] = _isolate_path(config["layer_paths"])
+    result["removed_path_entries"] = _isolate_path(config["layer_paths"], config.get("runtime_paths", []))
     result["sys_path"] = list(sys.path)
     result["flags"] = {
         "isolated": sys.flags.isolated,
@@ -279,14 +315,20 @@ def main() -> None:
     result["read_only"] = _probe_read_only(config["layer_paths"][-1])
     compiled: list[list[str]] = []
     _record_compiles(compiled)
+    # The interpreter's own peak, before the layer is touched: what a bare `python` costs here.
+    memory = {"baseline_rss_bytes": _peak_rss_bytes()}
     if config["mode"] == "smoke":
         result.update(_run_smoke(config["smoke"]))
+        memory["peak_rss_bytes"] = _peak_rss_bytes()
     else:
         imported, failures, seconds = _import_all(config["modules"], out_fd)
+        # Before the metadata reads, which load modules no import of the layer asked for.
+        memory["peak_rss_bytes"] = _peak_rss_bytes()
         result.update(imported=imported, failures=failures, cold_import_seconds=seconds)
         versions, metadata_failures = _read_versions(config["distributions"])
         result.update(metadata_versions=versions, metadata_failures=metadata_failures)
     result["compiled"] = compiled
+    result["memory"] = memory
     from contextlib import suppress
 
     # The packages' own output first; sys.stdout may be closed or replaced, and the result has its own fd.

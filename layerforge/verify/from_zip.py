@@ -15,6 +15,7 @@ from ..tree.layerzip import distribution_names, extract_layer
 from ..tree.sharing import load_proof, missing_copies
 from ..tree.toplevel import modules_to_verify
 from .local import VerifyReport, verify_layer
+from .optional import optional_policy
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ def verify_zip(
         ordered, others = load_proof(tree, shared).order(modules_to_verify(tree, config))
         modules = tuple(ordered)
         interpreter = find_interpreter(target, explicit=python)
+        optional = optional_policy(tree, target, mandatory=config.imports if config else ())
         for group in others:
             alone = verify_layer(tree.root, target, modules=group, distributions=(), interpreter=interpreter)
-            alone.raise_for_failures()
+            alone.skipping_optional(optional).raise_for_failures()
         report = verify_layer(
             tree.root,
             target,
@@ -78,5 +80,5 @@ def verify_zip(
             distributions=distribution_names(tree),
             smoke=config.smoke if config else None,
             interpreter=interpreter,
-        )
+        ).skipping_optional(optional)
     return ZipVerification(zip_path, target, audit, report, modules)

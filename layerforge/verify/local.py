@@ -11,6 +11,7 @@ removed the missing file, the rule.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -27,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, VerificationError
+from ..limits import recommended_memory_mb
 from ..runners.interpreters import Interpreter, install_hint, packaged_script, search_summary
 from ..target import RUNTIME_PROVIDED, Target
 from ._bootstrap import MARKER
+from .optional import OptionalModule, OptionalPolicy
 
 # What the smoke output keeps: enough for a traceback and the lines before it.
 _OUTPUT_LIMIT = 8000
@@ -51,6 +54,7 @@ class ModuleFailure:
     stage: str = "import"  # import | metadata | smoke | setup
     detail: str = ""  # the end of the traceback
     hint: str = ""  # what else is known, when no strip rule explains it
+    not_found: str | None = None  # the module whose absence made the import fail, when one did
 
     @property
     def message(self) -> str:
@@ -95,6 +99,65 @@ class ModuleFailure:
 
 
 @dataclass(frozen=True)
+class MemoryUse:
+    """Peak resident memory of the two checking processes, each measured from inside (VmHWM).
+
+    Each figure counts the interpreter itself (`baseline_rss_bytes` is that alone, before the layer is
+    touched), every module imported and the resident pages of its shared libraries, and what the smoke
+    code allocated; not Lambda's runtime client, nor any process the smoke code started. Under QEMU
+    emulation they count the emulator too (a bare interpreter: about 40 MB against 11 MB here), so
+    they are kept but give no advice.
+    """
+
+    baseline_rss_bytes: int | None
+    imports_peak_rss_bytes: int | None
+    smoke_peak_rss_bytes: int | None
+    emulated: bool = False
+
+    @property
+    def measured_peak_rss_bytes(self) -> int | None:
+        figures = [f for f in (self.imports_peak_rss_bytes, self.smoke_peak_rss_bytes) if f is not None]
+        return max(figures) if figures else None
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        """The peak as Lambda would see it from the layer; None when only an emulator's figure exists."""
+        return None if self.emulated else self.measured_peak_rss_bytes
+
+    @property
+    def recommended_memory_mb(self) -> int | None:
+        peak = self.peak_rss_bytes
+        return recommended_memory_mb(peak) if peak is not None else None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "baseline_rss_bytes": self.baseline_rss_bytes,
+            "imports_peak_rss_bytes": self.imports_peak_rss_bytes,
+            "smoke_peak_rss_bytes": self.smoke_peak_rss_bytes,
+            "emulated": self.emulated,
+            "recommended_memory_mb": self.recommended_memory_mb,
+        }
+
+
+def _memory(imports: dict[str, Any], smoke: BootstrapRun | None, *, emulated: bool) -> MemoryUse | None:
+    """What the bootstrap processes said of their memory; None when neither could say."""
+
+    def figure(result: dict[str, Any] | None, key: str) -> int | None:
+        value = ((result or {}).get("memory") or {}).get(key)
+        # Parsed from a process that ran the layer's code: a number or nothing.
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    smoke_result = smoke.result if smoke is not None else None
+    use = MemoryUse(
+        baseline_rss_bytes=figure(imports, "baseline_rss_bytes"),
+        imports_peak_rss_bytes=figure(imports, "peak_rss_bytes"),
+        smoke_peak_rss_bytes=figure(smoke_result, "peak_rss_bytes"),
+        emulated=emulated,
+    )
+    return use if use.measured_peak_rss_bytes is not None else None
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     """What the clean interpreter saw. `interpreter` None: nothing ran, only the static audit did."""
 
@@ -112,6 +175,8 @@ class VerifyReport:
     layer_read_only: bool | None = None  # was the copy really read-only to the check (root included)?
     copy_seconds: float | None = None  # the cost of the read-only copy
     not_run_reason: str = ""
+    optional_modules: tuple[OptionalModule, ...] = ()  # failed, but only for want of an optional dependency
+    memory: MemoryUse | None = None
 
     @property
     def ran(self) -> bool:
@@ -131,6 +196,28 @@ class VerifyReport:
     def problems(self) -> tuple[ModuleFailure, ...]:
         smoke = (self.smoke_failure,) if self.smoke_failure else ()
         return self.failures + self.metadata_problems + smoke
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        return self.memory.peak_rss_bytes if self.memory else None
+
+    def skipping_optional(self, policy: OptionalPolicy) -> VerifyReport:
+        """This report with the failures that `policy` finds optional moved to `optional_modules`."""
+        kept: list[ModuleFailure] = []
+        skipped: list[OptionalModule] = []
+        for failure in self.failures:
+            found = (
+                policy.classify(failure.module, failure.not_found, failure.removed_by, failure.error)
+                if failure.stage == "import"
+                else None
+            )
+            if found is None:
+                kept.append(failure)
+            else:
+                skipped.append(found)
+        return dataclasses.replace(
+            self, failures=tuple(kept), optional_modules=self.optional_modules + tuple(skipped)
+        )
 
     def raise_for_failures(self) -> None:
         if self.ok:
@@ -155,6 +242,9 @@ class VerifyReport:
             "cold_import_seconds": self.cold_import_seconds,
             "layer_read_only": self.layer_read_only,
             "copy_seconds": self.copy_seconds,
+            "optional_modules": [module.as_dict() for module in self.optional_modules],
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "memory": self.memory.as_dict() if self.memory else None,
         }
 
 
@@ -189,6 +279,7 @@ def verify_layer(
     removed: Mapping[str, str] | None = None,
     timeout: float = 300,
     link: bool = False,
+    runtime_paths: Sequence[Path] = (),
 ) -> VerifyReport:
     """Import `modules`, read the version of each of `distributions` and run `smoke` against the layer.
 
@@ -197,6 +288,8 @@ def verify_layer(
     whole check, both processes together. `link` hard-links the layer's files into the read-only
     sandbox instead of copying them: faster where /dev/shm cannot take the copy, but it makes them
     read-only in `layer_root` too (see read_only_copy): for a build's own finished tree only.
+    `runtime_paths` stand in for the runtime's own site folders (boto3 and its kin): they come after the
+    layer on sys.path, as on Lambda, so a layer's own copy still wins.
     """
     if interpreter is None:
         return not_run(target)
@@ -212,6 +305,8 @@ def verify_layer(
         roots = layer_roots(sandbox.layer, target)
         config = {
             "layer_paths": [str(sandbox.layer / root) for root in roots],
+            # Absolute: the check runs in a folder of its own.
+            "runtime_paths": [str(path.resolve()) for path in runtime_paths],
             "modules": list(modules),
             "distributions": list(distributions),
         }
@@ -527,6 +622,7 @@ def build_report(
         smoke_failure=smoke_failure,
         layer_read_only=result.get("read_only"),
         copy_seconds=copy_seconds,
+        memory=_memory(result, smoke, emulated=interpreter.emulated),
     )
 
 
@@ -586,6 +682,7 @@ def _failure(record: dict[str, Any], module: str, stage: str, context: FailureCo
         stage=stage,
         detail=opt("\n".join(record.get("traceback", []))),
         hint=_denied(record, context) or _network(record),
+        not_found=record["not_found"] if isinstance(record.get("not_found"), str) else None,
     )
 
 

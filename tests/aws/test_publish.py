@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from layerforge.cli import main
-from layerforge.limits import DIRECT_UPLOAD_REQUEST_BYTES
+from layerforge.limits import DIRECT_UPLOAD_REQUEST_BYTES, recommended_memory_mb
 from tests.support.aws import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, AwsServer
 from tests.support.faultproxy import (
     Fault,
@@ -425,6 +425,41 @@ def test_function_keeps_its_other_layers_and_their_order(
     again = publish(proxy, small_zip, "--function", "replaces")
     assert again.exit_code == 0 and proxy.count("UpdateFunctionConfiguration") == 0
     assert "function replaces already uses layers" in words(again.stderr)
+
+
+def test_a_function_with_less_memory_than_the_layers_import_needs_is_warned_about(
+    aws_server: AwsServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    zip_path = make_zip(tmp_path / "demo-python3.11-x86_64.zip", {"python/x.py": b"X = 1\n"})
+    manifest = write_manifest(zip_path)
+    peak = 200 * MiB  # what the build measured when it verified the layer
+    manifest["verification"] = {"peak_rss_bytes": peak}
+    zip_path.with_name(zip_path.stem + ".manifest.json").write_text(json.dumps(manifest))
+    wanted = recommended_memory_mb(peak)
+    make_bucket(aws_server)
+    lam = aws_server.client("lambda")
+    role = aws_server.client("iam").create_role(
+        RoleName="fn", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )["Role"]["Arn"]
+    for name, memory in (("small", 128), ("roomy", wanted)):
+        lam.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": _function_zip()},
+            MemorySize=memory,
+        )
+
+    result = publish(proxy, zip_path, "--function", "small", "--function", "roomy", "--json")
+    assert result.exit_code == 0, result.stderr
+    region = as_json(result)["regions"][0]
+    assert {f["function"]: f["memory_mb"] for f in region["functions"]} == {"small": 128, "roomy": wanted}
+    (warning,) = region["warnings"]
+    assert warning.startswith("function small has 128 MB of memory, below what this layer needs")
+    assert f"--function-name small --memory-size {wanted}" in warning
+    said = words(result.stderr)
+    assert "warning: us-east-1: function small has 128 MB" in said and "function roomy has" not in said
 
 
 def test_grants_use_once_per_principal(aws_server: AwsServer, proxy: FaultProxy, small_zip: Path) -> None:

@@ -70,6 +70,11 @@ def test_a_layer_verifies_in_the_native_standin_as_lambdas_user(client: object, 
     assert report.verified is True and report.layer_read_only is True
     assert report.interpreter is not None and report.interpreter.container.startswith("layerforge-test/")
     assert report.interpreter.emulated is False
+    # The container's interpreter measures its own memory, the smoke code's process too.
+    assert report.memory is not None and report.memory.smoke_peak_rss_bytes is not None
+    assert report.memory.imports_peak_rss_bytes is not None
+    assert report.memory.baseline_rss_bytes is not None
+    assert 0 < report.memory.baseline_rss_bytes <= report.memory.imports_peak_rss_bytes
 
 
 def test_the_shared_library_load_proof_runs_in_the_container(
@@ -119,6 +124,10 @@ def test_an_arm64_layer_is_verified_by_default_in_the_emulated_standin(
     interpreter = result.manifest["verification"]["interpreter"]
     assert result.manifest["verified"] is True and result.manifest["verification"]["smoke_ok"] is True
     assert interpreter["machine"] == machine and interpreter["emulated"] is True
+    # QEMU's own memory is in the emulated figures: kept, but no advice is drawn from them.
+    verification = result.manifest["verification"]
+    assert verification["memory"]["emulated"] is True and verification["memory"]["smoke_peak_rss_bytes"] > 0
+    assert verification["peak_rss_bytes"] is None and verification["memory"]["recommended_memory_mb"] is None
     assert interpreter["container"] == image
 
 
