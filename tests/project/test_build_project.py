@@ -111,5 +111,7 @@ def test_one_cell_by_name_and_the_worst_exit_code_of_many(project: Path, local_i
 def test_project_and_recipe_do_not_mix(project: Path, local_index: LocalIndex) -> None:
     result = build(project, local_index, "--runtime", "python3.12")
     assert result.exit_code == 2 and "--runtime cannot apply" in result.stderr
+    excluding = build(project, local_index, "--exclude-runtime-provided")
+    assert excluding.exit_code == 2 and "--exclude-runtime-provided cannot apply" in excluding.stderr
     plain = CliRunner().invoke(main, ["build"])
     assert plain.exit_code == 2 and "--project" in plain.stderr
