@@ -33,6 +33,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "report": frozenset({"tree", "aws"}),
     "build": STAGES,
     "function": STAGES | {"build"},
+    "project": STAGES | {"build"},  # a project of layers: cells built, published, catalogued
     "doctor": STAGES | {"build", "function"},
 }
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import LayerforgeError
@@ -68,7 +69,8 @@ def quiet_option(func: F) -> F:
 
 def fail(output: Output, error: LayerforgeError) -> None:
     """Report a layerforge error in one readable block and exit with its code; never a traceback."""
-    output.error(str(error))
+    # Escaped: a message that quotes TOML (`[[layers]]`, `[strip]`) must not lose its words to markup.
+    output.error(escape(str(error)))
     if output.json_mode:
         output.emit_json({"error": error.message, "hint": error.hint, "exit_code": error.exit_code})
     raise SystemExit(error.exit_code)
