@@ -414,6 +414,7 @@ def _unpack_and_slim(
         WheelCache(options.cache_dir),
         jobs=8,
         progress=lambda _name, amount, _total: events.advance(amount),
+        index_url=options.index_url,
     )
     events.stage("unpack", total=len(fetched))
     config = options.recipe.strip
@@ -574,7 +575,7 @@ def _runtime_stand_ins(staging: Path, options: BuildOptions, lock: Lock) -> Laye
     wanted = [p for p in lock.left_out if p.name in options.target.runtime_provided]
     if not wanted or not options.verify:
         return None
-    fetched = fetch_all(wanted, WheelCache(options.cache_dir), jobs=4)
+    fetched = fetch_all(wanted, WheelCache(options.cache_dir), jobs=4, index_url=options.index_url)
     return unpack_all([f.path for f in fetched], staging / "runtime", jobs=options.jobs)
 
 

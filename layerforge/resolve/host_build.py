@@ -57,8 +57,8 @@ def build_pure_wheel(
         (work / "requirement.txt").write_text(f"{name}=={version} --hash=sha256:{sdist_sha256}\n")
         try:
             completed = subprocess.run(
-                host_build_command(name, index_url, work),
-                env=host_build_environment(work, source_date_epoch),
+                host_build_command(name, work),
+                env=host_build_environment(work, source_date_epoch, index_url),
                 cwd=work,
                 capture_output=True,
                 text=True,
@@ -81,7 +81,7 @@ def build_pure_wheel(
         return built
 
 
-def host_build_command(name: str, index_url: str, work: Path) -> list[str]:
+def host_build_command(name: str, work: Path) -> list[str]:
     """pip wheel for the one pinned sdist. `--only-binary=:all:` also reaches the isolated build
     environment (pip passes its format control on), so no build requirement is itself built from source:
     the only code of the index that runs here is the sdist's own backend."""
@@ -99,8 +99,6 @@ def host_build_command(name: str, index_url: str, work: Path) -> list[str]:
         "--only-binary=:all:",
         "--no-binary",
         name,
-        "--index-url",
-        index_url,
         "--wheel-dir",
         str(work / "out"),
         "--require-hashes",
@@ -109,10 +107,10 @@ def host_build_command(name: str, index_url: str, work: Path) -> list[str]:
     ]
 
 
-def host_build_environment(work: Path, source_date_epoch: int) -> dict[str, str]:
+def host_build_environment(work: Path, source_date_epoch: int, index_url: str) -> dict[str, str]:
     """The lock's pip environment, plus a scratch HOME (no ~/.pydistutils.cfg, no user config of any
     backend), a scratch TMPDIR and the build time every backend of note honours."""
-    env = pip_environment()
+    env = pip_environment(index_url)
     env.update(
         HOME=str(work / "home"),
         TMPDIR=str(work / "tmp"),

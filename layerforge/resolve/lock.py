@@ -390,9 +390,14 @@ def _check_built_wheel_name(
 # ---- resolving -----------------------------------------------------------------------------------------
 
 
-def pip_environment() -> dict[str, str]:
-    """The environment without pip's own settings: the host's index, mirror and constraints stay out."""
+def pip_environment(index_url: str) -> dict[str, str]:
+    """The environment without pip's own settings: the host's index, mirror and constraints stay out.
+
+    The index comes in the environment, not on the command line: a URL with credentials in argv is
+    readable by every user of the machine (`ps`), a process's environment only by its owner.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_INDEX_URL"] = index_url
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PYTHONNOUSERSITE"] = "1"
@@ -402,7 +407,6 @@ def pip_environment() -> dict[str, str]:
 def pip_command(
     requirements: Sequence[str],
     target: Target,
-    index_url: str,
     report: Path,
     scratch: Path,
     find_links: Path | None = None,
@@ -410,7 +414,8 @@ def pip_command(
     """pip's resolution on the host. `--only-binary=:all:` always: an sdist is never built by it.
 
     `find_links` is a folder holding only wheels layerforge built in the build image; they are tagged
-    `linux_<arch>`, so that platform is accepted too, and `resolve` refuses any other such wheel.
+    `linux_<arch>`, so that platform is accepted too, and `resolve` refuses any other such wheel. The
+    index is not here but in pip_environment.
     """
     command = [
         sys.executable,
@@ -436,8 +441,6 @@ def pip_command(
         "abi3",
         "--abi",
         "none",
-        "--index-url",
-        index_url,
         # Nothing of the user's pip cache is read or written: every resolution sees the index as it is.
         "--no-cache-dir",
     ]
@@ -473,13 +476,12 @@ def resolve(
         command = pip_command(
             requirements,
             target,
-            index_url,
             report_path,
             Path(scratch) / "target",
             find_links=links if built else None,
         )
         completed = subprocess.run(
-            command, env=pip_environment(), capture_output=True, text=True, check=False
+            command, env=pip_environment(index_url), capture_output=True, text=True, check=False
         )
         if completed.returncode != 0:
             failure = _resolution_failure(completed.stderr, target, index_url, prefetched)
