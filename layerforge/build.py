@@ -77,6 +77,7 @@ class BuildOptions:
     )
     image: str | None = None
     build_image: str | None = None  # --build-image: sdists are built here instead of the SAM build image
+    host_builds: bool = True  # a pure-Python sdist may be built on this machine (--no-host-builds: never)
     jobs: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     docker_client: DockerClientFactory | None = None  # the engine for --docker; None: docker.from_env
     strict_licenses: bool = False  # an unrecognised license fails the build instead of a warning
@@ -233,6 +234,7 @@ def _sources(options: BuildOptions, events: BuildEvents) -> SourceBuilder:
         options.docker_client,
         events.note,
         image_override=options.build_image,
+        host_builds=options.host_builds,
     )
 
 
@@ -415,6 +417,7 @@ def _unpack_and_slim(
         WheelCache(options.cache_dir),
         jobs=8,
         progress=lambda _name, amount, _total: events.advance(amount),
+        index_url=options.index_url,
     )
     events.stage("unpack", total=len(fetched))
     config = options.recipe.strip
@@ -578,7 +581,7 @@ def _runtime_stand_ins(staging: Path, options: BuildOptions, lock: Lock) -> Laye
     wanted = [p for p in lock.left_out if p.name in options.target.runtime_provided]
     if not wanted or not options.verify:
         return None
-    fetched = fetch_all(wanted, WheelCache(options.cache_dir), jobs=4)
+    fetched = fetch_all(wanted, WheelCache(options.cache_dir), jobs=4, index_url=options.index_url)
     return unpack_all([f.path for f in fetched], staging / "runtime", jobs=options.jobs)
 
 

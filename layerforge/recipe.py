@@ -197,6 +197,10 @@ class _Reader:
         return patterns
 
 
+# The project file (layerforge/project) validates its tables by the same rules and words.
+TableReader = _Reader
+
+
 def _type_name(value: object) -> str:
     return {
         bool: "a boolean",

@@ -24,7 +24,7 @@ STAGES = frozenset({"runners", "resolve", "binaries", "tree", "verify", "report"
 ALLOWED: dict[str, frozenset[str]] = {
     "foundation": frozenset(),
     "runners": frozenset(),
-    "resolve": frozenset({"runners"}),
+    "resolve": frozenset({"runners", "binaries"}),  # a host-built wheel must hold no native code
     "binaries": frozenset(),
     "tree": frozenset({"binaries", "runners"}),
     "verify": frozenset({"runners", "binaries", "tree"}),
@@ -33,6 +33,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "report": frozenset({"tree", "aws", "binaries"}),  # binaries: the system-library findings
     "build": STAGES,
     "function": STAGES | {"build"},
+    "project": STAGES | {"build"},  # a project of layers: cells built, published, catalogued
     "doctor": STAGES | {"build", "function"},
 }
 

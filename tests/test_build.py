@@ -340,10 +340,26 @@ def test_a_module_that_does_not_compile_keeps_its_source_and_is_named(
 def test_pip_resolves_without_the_users_pip_cache(demo_index: LocalIndex, tmp_path: Path) -> None:
     from layerforge.resolve.lock import pip_command
 
-    command = pip_command(
-        ["demo"], Target("python3.11", "x86_64"), demo_index.url, tmp_path / "r", tmp_path / "s"
-    )
+    command = pip_command(["demo"], Target("python3.11", "x86_64"), tmp_path / "r", tmp_path / "s")
     assert "--no-cache-dir" in command and "--only-binary=:all:" in command
+
+
+def test_index_credentials_go_to_pip_in_its_environment_not_its_command_line(
+    demo_index: LocalIndex, tmp_path: Path
+) -> None:
+    """argv is world-readable (`ps`); the environment only to the process's owner. The build must still
+    reach an index that answers 401 without the credentials, so they do arrive."""
+    from layerforge.resolve.host_build import host_build_command
+    from layerforge.resolve.lock import pip_command, pip_environment
+
+    secret_url = demo_index.url.replace("http://", "http://reader:s3cret@")
+    command = pip_command(["demo"], Target("python3.11", "x86_64"), tmp_path / "r", tmp_path / "s")
+    assert not any("s3cret" in part or "127.0.0.1" in part for part in command)
+    assert not any("s3cret" in part for part in host_build_command("demo", tmp_path))
+    assert pip_environment(secret_url)["PIP_INDEX_URL"] == secret_url
+    demo_index.require_auth("reader", "s3cret")
+    result = build(dataclasses.replace(options(demo_index, tmp_path), index_url=secret_url))
+    assert result.manifest["sha256"]
 
 
 def test_an_unchanged_build_reuses_its_output_without_touching_the_index(
@@ -392,3 +408,22 @@ def test_refresh_resolves_again(demo_index: LocalIndex, tmp_path: Path) -> None:
     opts = options(demo_index, tmp_path)
     build(dataclasses.replace(opts, refresh=True))
     assert any(r.path.startswith("/simple/") for r in demo_index.requests)
+
+
+def test_index_credentials_are_lent_to_files_on_the_index_host_only() -> None:
+    from layerforge.resolve.index import with_index_credentials
+
+    index = "https://u:p%40ss@pkgs.example.com:8443/simple/"
+    same = "https://pkgs.example.com:8443/files/a-1.0-py3-none-any.whl"
+    assert (
+        with_index_credentials(same, index)
+        == "https://u:p%40ss@pkgs.example.com:8443/files/a-1.0-py3-none-any.whl"
+    )
+    for elsewhere in (
+        "https://cdn.example.com/files/a.whl",  # another host
+        "https://pkgs.example.com/files/a.whl",  # another port
+        "http://pkgs.example.com:8443/files/a.whl",  # another scheme: never in clear text
+        "https://v:q@pkgs.example.com:8443/files/a.whl",  # its own credentials win
+    ):
+        assert with_index_credentials(elsewhere, index) == elsewhere
+    assert with_index_credentials(same, "https://pkgs.example.com:8443/simple/") == same

@@ -115,15 +115,55 @@ def test_rebuild_from_the_lock_with_an_empty_cache_is_byte_identical(
 ) -> None:
     manifest, _stderr, work = sklearn_build
     lock = work / "dist" / "sklearn-python3.11-x86_64.lock.json"
+    assert rebuild_from_lock("sklearn", lock, tmp_path)["sha256"] == manifest["sha256"]
+
+
+def rebuild_from_lock(recipe: str, lock: Path, work: Path, *args: str) -> dict[str, object]:
+    """The build of exactly `lock`, into work/again, with an empty wheel cache: nothing reused."""
     again, _ = build_json(
-        "sklearn",
-        "--lock",
-        str(lock),
-        "--out",
-        str(tmp_path / "dist"),
-        cache=tmp_path / "empty-cache",
-        cwd=tmp_path,
+        recipe, *args, "--lock", str(lock), "--out", str(work / "again"), cache=work / "empty-cache", cwd=work
     )
+    return again
+
+
+SDIST_ONLY_RECIPE = """name = "sdistonly"
+requirements = ["imutils", "pandasql"]
+runtime = "python3.12"
+
+[verify]
+skip = ["imutils"]  # imports cv2, which it does not declare
+smoke = '''
+import pandas as pd
+from pandasql import sqldf
+frame = pd.DataFrame({"a": [1, 2, 3]})
+assert sqldf("select sum(a) as s from frame", {"frame": frame})["s"][0] == 6
+'''
+"""
+
+
+def test_imutils_and_pandasql_have_only_sdists_and_build_on_the_host_without_docker(tmp_path: Path) -> None:
+    """Neither ships a wheel at all; both are pure Python, so no Docker is needed, and the lock rebuilds."""
+    recipe = tmp_path / "sdistonly.toml"
+    recipe.write_text(SDIST_ONLY_RECIPE)
+    manifest, stderr = build_json(
+        str(recipe), "--no-docker", "--out", str(tmp_path / "dist"), cache=tmp_path / "cache", cwd=tmp_path
+    )
+    assert manifest["verified"] is True and manifest["verification"]["smoke_ok"] is True
+    lock_path = tmp_path / "dist" / "sdistonly-python3.12-x86_64.lock.json"
+    pins = {p["name"]: p for p in json.loads(lock_path.read_text())["packages"]}
+    for name in ("imutils", "pandasql"):
+        built_from = pins[name]["built_from"]
+        assert pins[name]["wheel"].endswith("-py3-none-any.whl")
+        assert built_from["builder"] == "host" and "image" not in built_from
+        assert built_from["sdist"].startswith("https://files.pythonhosted.org/")
+        assert re.fullmatch(r"[0-9a-f]{64}", built_from["sdist_sha256"])
+        assert f"{name} " in stderr and "on this machine (pure Python)" in stderr
+    with zipfile.ZipFile(tmp_path / "dist" / "sdistonly-python3.12-x86_64.zip") as archive:
+        names = archive.namelist()
+    assert "python/imutils/convenience.py" in names or "python/imutils/convenience.pyc" in names
+
+    # From the lock with an empty cache: both built again here, byte for byte the same layer.
+    again = rebuild_from_lock(str(recipe), lock_path, tmp_path, "--no-docker")
     assert again["sha256"] == manifest["sha256"]
 
 

@@ -211,6 +211,7 @@ class PublishResult(RunSummary):
             "compatible_runtimes": list(plan.spec.runtimes),
             "compatible_architectures": list(plan.spec.architectures),
             "sbom_key": plan.sbom_key,
+            "upload_only": plan.upload_only,
         }
 
 
@@ -437,6 +438,8 @@ class _Run(StepRunner[PublishPlan]):
         client = self.clients.lambda_[region]
         spec, code_sha256 = self.plan.spec, self.plan.digest.sha256_b64
         content = self.content(region, draft.values)
+        if self.plan.upload_only:
+            return
         existing = self.guarded("publish", functools.partial(matching_version, client, spec, code_sha256))
         version: LayerVersion = existing or self.guarded(
             "publish", functools.partial(publish_version, client, spec, content, code_sha256)

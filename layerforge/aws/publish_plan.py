@@ -80,6 +80,7 @@ class PublishOptions:
     retry_mode: str = "standard"
     max_attempts: int = 5
     jobs: int = 8  # regions published at once
+    upload_only: bool = False  # the zip to S3 and the record, no layer version (Terraform publishes it)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class PublishPlan:
     sbom_path: Path | None = None  # uploaded beside the zip, under `sbom_key`
     sbom_digest: ZipDigest | None = None
     sbom_key: str | None = None
+    upload_only: bool = False
 
     def bucket_for(self, region: str) -> str | None:
         return bucket_for(self.bucket_template, region)
@@ -373,6 +375,7 @@ def make_plan(options: PublishOptions, default_region: str | None = None) -> Pub
     if options.direct:
         check_direct(digest, spec)
     principals = _check_principals(options)
+    _check_upload_only(options, principals)
     sbom_path = None if options.direct else _sbom_path(options, build)
     sbom_digest = digest_file(sbom_path) if sbom_path else None
     return PublishPlan(
@@ -392,7 +395,21 @@ def make_plan(options: PublishOptions, default_region: str | None = None) -> Pub
         sbom_path=sbom_path,
         sbom_digest=sbom_digest,
         sbom_key=object_key(options.prefix, spec.name, digest.sha256_hex, SBOM_SUFFIX) if sbom_path else None,
+        upload_only=options.upload_only,
     )
+
+
+def _check_upload_only(options: PublishOptions, principals: tuple[str, ...]) -> None:
+    """Grants and function updates need a layer version, which --upload-only leaves to Terraform."""
+    if not options.upload_only:
+        return
+    given = {"--direct": options.direct, "--public/--principal": principals, "--function": options.functions}
+    clashing = [flag for flag, value in given.items() if value]
+    if clashing:
+        raise InputError(
+            f"--upload-only publishes no layer version, so {', '.join(clashing)} cannot apply",
+            hint="drop them; grant use and point functions where the layer version is made (Terraform)",
+        )
 
 
 def _sbom_path(options: PublishOptions, build: BuildInfo) -> Path | None:

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import IO, Literal
 
 Kind = Literal["elf", "pe", "macho", "other"]
 
@@ -100,11 +100,16 @@ def sniff(path: Path) -> Sniffed:
     """Classify one regular file by its magic bytes. Unreadable files count as "other"."""
     try:
         with path.open("rb") as stream:
-            head = stream.read(_HEAD_BYTES)
-            if head.startswith(_MZ_MAGIC):
-                return Sniffed("pe") if _has_pe_signature(stream, head) else OTHER
+            return sniff_stream(stream)
     except OSError:
         return OTHER
+
+
+def sniff_stream(stream: IO[bytes]) -> Sniffed:
+    """Classify what a seekable stream holds from where it stands: a file, or a member of a zip."""
+    head = stream.read(_HEAD_BYTES)
+    if head.startswith(_MZ_MAGIC):
+        return Sniffed("pe") if _has_pe_signature(stream, head) else OTHER
     return sniff_bytes(head)
 
 
@@ -126,7 +131,7 @@ def parse_elf_ident(head: bytes) -> ElfIdent | None:
     return ElfIdent(bits=32 * head[4], little_endian=little, e_type=e_type, e_machine=e_machine)
 
 
-def _has_pe_signature(stream: BinaryIO, head: bytes) -> bool:
+def _has_pe_signature(stream: IO[bytes], head: bytes) -> bool:
     # "MZ" alone is two printable letters that plenty of data files start with; a real PE image
     # points from offset 0x3C to a "PE\0\0" signature.
     if len(head) < 0x40:

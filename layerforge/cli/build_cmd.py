@@ -9,6 +9,7 @@ import click
 from ..build import BuildOptions, BuildResult, build
 from ..cache import WheelCache, default_cache_dir
 from ..limits import memory_advice
+from ..project import PROJECT_FILE
 from ..recipe import load_recipe
 from ..resolve.source_build import SourceBuilder
 from . import main
@@ -28,10 +29,23 @@ from .options import (
 )
 from .output import Output, json_option, quiet_option, reporting
 from .progress import with_progress
+from .project_cmd import (
+    build_project,
+    cells_option,
+    default_project_settings,
+    project_option,
+)
 
 
 @main.command("build")
-@click.argument("recipe_spec", metavar="RECIPE")
+@click.argument("recipe_spec", metavar="RECIPE", required=False)
+@project_option("Build every cell of the project file [default: ./layerforge.toml] instead of RECIPE.")
+@cells_option
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="With --project: cells built at once [default: as many as cores and memory allow].",
+)
 @name_option
 @target_options
 @out_option
@@ -51,7 +65,10 @@ from .progress import with_progress
 @json_option
 @quiet_option
 def build_command(
-    recipe_spec: str,
+    recipe_spec: str | None,
+    project_file: Path | None,
+    cell_patterns: tuple[str, ...],
+    workers: int | None,
     name: str | None,
     runtime: str | None,
     arch: str | None,
@@ -64,6 +81,7 @@ def build_command(
     docker: bool | None,
     image: str | None,
     build_image: str | None,
+    no_host_builds: bool,
     refresh: bool,
     strict_licenses: bool,
     exclude_runtime_provided: bool,
@@ -73,9 +91,33 @@ def build_command(
     """Build a Lambda layer zip, its lock, its SBOM and its manifest from RECIPE.
 
     RECIPE is a bundled recipe's name (see `layerforge recipes`), a .toml file, or a requirements.txt.
+    With --project (no RECIPE), every cell of the project, in parallel, with one table and exit code.
     """
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):
+        if project_file is not None or cell_patterns:
+            _refuse_with_project(
+                recipe_spec,
+                name=name,
+                runtime=runtime,
+                arch=arch,
+                lock=lock_path,
+                exclude_runtime_provided=exclude_runtime_provided or None,
+            )
+            settings = default_project_settings(
+                out_dir,
+                cache_dir,
+                index_url=index_url,
+                verify=not no_verify,
+                python=python,
+                docker=docker,
+                refresh=refresh,
+                workers=workers,
+            )
+            build_project(output, project_file or Path(PROJECT_FILE), cell_patterns, settings)
+            return
+        if recipe_spec is None:
+            raise click.UsageError("Missing argument 'RECIPE' (or --project to build a project's cells).")
         recipe = with_cli_excludes(load_recipe(recipe_spec, name=name), exclude_runtime_provided)
         target = choose_target(recipe, runtime, arch)
         options = BuildOptions(
@@ -90,6 +132,7 @@ def build_command(
             docker=docker,
             image=image,
             build_image=build_image,
+            host_builds=not no_host_builds,
             python=python,
             strict_licenses=strict_licenses,
         )
@@ -103,6 +146,15 @@ def build_command(
             payload["manifest"] = str(result.manifest_path)
             payload["sbom"] = str(result.sbom_path)
             output.emit_json(payload)
+
+
+def _refuse_with_project(recipe_spec: str | None, **given: object) -> None:
+    """A project's cells carry their own recipe, target and lock."""
+    clashing = [f"--{flag.replace('_', '-')}" for flag, value in given.items() if value is not None]
+    if recipe_spec is not None:
+        clashing.insert(0, f"RECIPE ({recipe_spec})")
+    if clashing:
+        raise click.UsageError(f"--project builds the project's cells; {', '.join(clashing)} cannot apply")
 
 
 def _summarise(output: Output, result: BuildResult) -> None:
@@ -198,6 +250,7 @@ def lock_command(
     cache_dir: Path | None,
     docker: bool,
     build_image: str | None,
+    no_host_builds: bool,
     exclude_runtime_provided: bool,
     lock_file: Path | None,
     json_mode: bool,
@@ -215,6 +268,7 @@ def lock_command(
             docker,
             note=output.info,
             image_override=build_image,
+            host_builds=not no_host_builds,
         )
         lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.excluded(target))
         destination = lock_file or out_dir / f"{recipe.name}-{target.runtime}-{target.arch}.lock.json"

@@ -12,6 +12,8 @@ import click
 
 COMMAND_MODULES = {
     "build": "layerforge.cli.build_cmd",
+    "catalogue": "layerforge.cli.project_cmd",
+    "matrix": "layerforge.cli.project_cmd",
     "lock": "layerforge.cli.build_cmd",
     "doctor": "layerforge.cli.doctor_cmd",
     "package-function": "layerforge.cli.function_cmd",

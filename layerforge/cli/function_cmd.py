@@ -104,6 +104,7 @@ def package_function_command(
     docker: bool | None,
     image: str | None,
     build_image: str | None,
+    no_host_builds: bool,
     json_mode: bool,
     quiet: bool,
 ) -> None:
@@ -137,6 +138,7 @@ def package_function_command(
             docker=docker,
             image=image,
             build_image=build_image,
+            host_builds=not no_host_builds,
         )
         output.info(f"packaging [bold]{options.function_name}[/] for {options.target.label}")
         result = with_progress(output, lambda events: package_function(options, events))

@@ -32,6 +32,13 @@ def target_options(func: F) -> F:
 
 
 def build_image_option(func: F) -> F:
+    func = click.option(
+        "--no-host-builds",
+        is_flag=True,
+        envvar="LAYERFORGE_NO_HOST_BUILDS",
+        help="Never build an sdist on this machine. By default a requirement that has only an sdist is "
+        "built here (its build backend runs here) and taken when the wheel is pure Python.",
+    )(func)
     return click.option(
         "--build-image",
         default=None,

@@ -69,7 +69,8 @@ def quiet_option(func: F) -> F:
 
 def fail(output: Output, error: LayerforgeError) -> None:
     """Report a layerforge error in one readable block and exit with its code; never a traceback."""
-    output.error(escape(str(error)))  # a message may quote "[audit]": text, not markup
+    # Escaped: a message that quotes TOML (`[[layers]]`, `[strip]`) must not lose its words to markup.
+    output.error(escape(str(error)))
     if output.json_mode:
         output.emit_json({"error": error.message, "hint": error.hint, "exit_code": error.exit_code})
     raise SystemExit(error.exit_code)

@@ -34,10 +34,12 @@ from ..aws.s3upload import (
     UploadOutcome,
     UploadProgress,
 )
+from ..project import PROJECT_FILE
 from ..report.size_report import SIZE_UNITS
 from ..target import ARCHES, RUNTIMES
 from . import main
 from .output import Output, json_option, quiet_option, reporting
+from .project_cmd import cells_option, project_option, publish_project
 
 _FUNCTION_FIELDS = tuple(field.name for field in dataclasses.fields(FunctionSettings))
 
@@ -73,7 +75,16 @@ class _ProgressView:
 
 
 @main.command("publish")
-@click.argument("zip_path", metavar="ZIP", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("paths", metavar="ZIP | --project DIST...", nargs=-1, type=click.Path(path_type=Path))
+@project_option(
+    "Publish every built cell found in DIST... to the project's regions [default: ./layerforge.toml]."
+)
+@cells_option
+@click.option(
+    "--upload-only",
+    is_flag=True,
+    help="Put the zip in S3 and write the record, but publish no layer version (Terraform owns it).",
+)
 @click.option("--bucket", help="S3 bucket for the zip; '{region}' in it is replaced by each region.")
 @click.option(
     "--region", "regions", multiple=True, help="Region to publish in (repeat for more; in parallel)."
@@ -174,7 +185,15 @@ class _ProgressView:
 )
 @json_option
 @quiet_option
-def publish_command(json_mode: bool, quiet: bool, kind: str | None, **values: Any) -> None:
+def publish_command(
+    json_mode: bool,
+    quiet: bool,
+    kind: str | None,
+    paths: tuple[Path, ...],
+    project_file: Path | None,
+    cell_patterns: tuple[str, ...],
+    **values: Any,
+) -> None:
     """Upload ZIP to S3 (content-addressed) and publish it: a layer zip as a layer version, a
     function zip (layerforge package-function) as the function's code, in each region.
 
@@ -185,9 +204,37 @@ def publish_command(json_mode: bool, quiet: bool, kind: str | None, **values: An
     output = Output(json_mode=json_mode, quiet=quiet)
     with reporting(output):
         settings = FunctionSettings(**{name: values.pop(name) for name in _FUNCTION_FIELDS})
-        result = _publish(output, PublishOptions(**values), settings, kind)
+        if project_file is not None or cell_patterns:
+            if project_file is not None and project_file.is_dir():  # `--project DIST`: the default file
+                paths, project_file = (project_file, *paths), None
+            _refuse_with_project(settings, kind, values)
+            base = PublishOptions(zip_path=Path(), **values)
+            publish_project(output, project_file or Path(PROJECT_FILE), paths, cell_patterns, base)
+            return
+        if len(paths) != 1:
+            raise click.UsageError("publish takes one ZIP (or --project DIST... for a project's cells)")
+        result = _publish(output, PublishOptions(zip_path=paths[0], **values), settings, kind)
         _report(output, result)
         _finish(output, result)
+
+
+def _refuse_with_project(settings: FunctionSettings, kind: str | None, values: dict[str, Any]) -> None:
+    """Each cell names its own layer and record, and every cell is a layer."""
+    refuse_function_flags(settings)
+    clashing = [flag for flag, key in _PER_ZIP_FLAGS if values.get(key)]
+    if kind == "function":
+        clashing.append("--kind function")
+    if clashing:
+        raise click.UsageError(f"--project publishes each cell as built; {', '.join(clashing)} cannot apply")
+
+
+_PER_ZIP_FLAGS = (
+    ("--manifest", "manifest_path"),
+    ("--layer-name", "layer_name"),
+    ("--record", "record_path"),
+    ("--runtime", "runtimes"),
+    ("--arch", "architectures"),
+)
 
 
 def _publish(

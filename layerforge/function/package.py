@@ -101,6 +101,7 @@ class FunctionOptions:
     docker: bool | None = None  # as build's: verify in the Lambda image; True also builds sdists there
     image: str | None = None
     build_image: str | None = None
+    host_builds: bool = True  # a pure-Python sdist may be built on this machine
 
     @property
     def function_name(self) -> str:
@@ -401,6 +402,7 @@ def _install_requirements(
         docker=options.docker,
         image=options.image,
         build_image=options.build_image,
+        host_builds=options.host_builds,
     )
     return build(build_options, events)
 

@@ -31,6 +31,7 @@ from ..runners.docker import (
     run_container,
 )
 from ..target import Target
+from .index import redact_url
 
 
 def build_image(target: Target) -> str:
@@ -40,6 +41,10 @@ def build_image(target: Target) -> str:
 
 WORK_MOUNT = "/work"
 REQUIREMENT_FILE = "requirement.txt"
+# The index URL (which may carry credentials) reaches pip through a config file mounted read-only here:
+# a container's command line, environment and labels are anyone's to read with `docker inspect`.
+CONFIG_MOUNT = "/layerforge-config"
+PIP_CONFIG = "pip.conf"
 
 
 def source_build_spec(
@@ -48,6 +53,7 @@ def source_build_spec(
     work_dir: Path,
     *,
     index_url: str,
+    config_dir: Path,
     image: str | None = None,
     user: str | None = None,
     sdist_sha256: str | None = None,
@@ -62,6 +68,8 @@ def source_build_spec(
     With `sdist_sha256`, pip reads the requirement with that hash from work_dir/REQUIREMENT_FILE (which
     build_wheel_in_docker writes), so it builds exactly that sdist and no other file of the release. With
     `source_date_epoch`, the build tools stamp that time instead of now, so a rebuild can match.
+    `index_url` is not in the spec: pip reads it from config_dir/PIP_CONFIG (see write_pip_config); it is
+    looked at only to choose the network.
     """
     name = requirement.split("==", 1)[0].strip()
     if not name or "==" not in requirement:
@@ -76,6 +84,7 @@ def source_build_spec(
         PIP_CACHE_DIR=f"{WORK_MOUNT}/cache",
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PIP_NO_INPUT="1",
+        PIP_CONFIG_FILE=f"{CONFIG_MOUNT}/{PIP_CONFIG}",
     )
     if source_date_epoch is not None:
         env["SOURCE_DATE_EPOCH"] = str(int(source_date_epoch))
@@ -97,13 +106,14 @@ def source_build_spec(
             name,
             "--wheel-dir",
             f"{WORK_MOUNT}/out",
-            "--index-url",
-            index_url,
             *what,
         ),
         user=user or _host_user(),
         environment=MappingProxyType(env),
-        mounts=(Mount(str(work_dir), WORK_MOUNT, read_only=False),),
+        mounts=(
+            Mount(str(work_dir), WORK_MOUNT, read_only=False),
+            Mount(str(config_dir), CONFIG_MOUNT, read_only=True),
+        ),
         working_dir=WORK_MOUNT,
         network_disabled=False,
         host_network=_on_loopback(index_url),
@@ -119,6 +129,20 @@ def _on_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def write_pip_config(config_dir: Path, index_url: str) -> None:
+    """The index for pip in the container, readable by the container's user and no other user here."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in index_url):
+        # A line break would add settings of its own to the file.
+        raise InputError(f"the index URL {redact_url(index_url)!r} holds whitespace or control characters")
+    config = config_dir / PIP_CONFIG
+    config.write_text(f"[global]\nindex-url = {index_url}\n")
+    config.chmod(0o400)
+    if _host_user() == LAMBDA_USER and hasattr(os, "chown"):  # a root host: the container runs as 993
+        uid, gid = (int(part) for part in LAMBDA_USER.split(":"))
+        os.chown(config_dir, uid, gid)
+        os.chown(config, uid, gid)
 
 
 def _host_user() -> str:
@@ -148,18 +172,22 @@ def build_wheel_in_docker(
     chosen = image or build_image(target)
     ensure_image(client, chosen, target, note)
     dest.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="layerforge-sdist-"))
+    top = Path(tempfile.mkdtemp(prefix="layerforge-sdist-"))
+    work, config = top / "work", top / "config"
     try:
-        for sub in ("out", "home", "scratch", "cache"):
-            (work / sub).mkdir()
+        for folder in (work, config, *(work / sub for sub in ("out", "home", "scratch", "cache"))):
+            folder.mkdir(mode=0o700)
         if _host_user() == LAMBDA_USER:  # a root host: Lambda's uid must be able to write here
-            for folder in (work, *work.iterdir()):
+            for folder in (top, work, *work.iterdir()):
                 folder.chmod(0o777)
+            top.chmod(0o711)  # through to the folders, without listing them
+        write_pip_config(config, index_url)
         spec = source_build_spec(
             target,
             requirement,
             work,
             index_url=index_url,
+            config_dir=config,
             image=chosen,
             sdist_sha256=sdist_sha256,
             source_date_epoch=source_date_epoch,
@@ -179,4 +207,4 @@ def build_wheel_in_docker(
         shutil.copyfile(wheels[0], built)
         return built
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..cache import PARTIAL_PREFIX, PARTIAL_SUFFIX, WheelCache
 from ..errors import DownloadError, HashMismatchError
-from .index import describe_network_error, open_url, redact_url
+from .index import describe_network_error, open_url, redact_url, with_index_credentials
 from .lock import LockedPackage
 
 TIMEOUT_SECONDS: float = 60  # per socket operation: connecting, or waiting for the next bytes
@@ -47,14 +47,20 @@ def fetch_all(
     *,
     jobs: int = 8,
     progress: ProgressCallback | None = None,
+    index_url: str | None = None,
 ) -> list[FetchedWheel]:
-    """Every locked wheel, from the cache or the index; in the lock's order."""
+    """Every locked wheel, from the cache or the index; in the lock's order. `index_url` lends its
+    credentials to files on its own host (a lock never holds them)."""
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda p: fetch_one(p, cache, progress=progress), packages))
+        return list(pool.map(lambda p: fetch_one(p, cache, progress=progress, index_url=index_url), packages))
 
 
 def fetch_one(
-    package: LockedPackage, cache: WheelCache, *, progress: ProgressCallback | None = None
+    package: LockedPackage,
+    cache: WheelCache,
+    *,
+    progress: ProgressCallback | None = None,
+    index_url: str | None = None,
 ) -> FetchedWheel:
     cached = cache.lookup(package.sha256, package.wheel)
     if cached:
@@ -67,19 +73,19 @@ def fetch_one(
         # Holding the entry's lock, no one else is writing here: a `.part` left now is a dead process's.
         cache.discard_partials(package.sha256)
         destination = cache.path_for(package.sha256, package.wheel)
-        received = _download_with_retries(package, destination, progress)
+        received = _download_with_retries(package, destination, progress, index_url)
         return FetchedWheel(package, destination, False, received)
 
 
 def _download_with_retries(
-    package: LockedPackage, destination: Path, progress: ProgressCallback | None
+    package: LockedPackage, destination: Path, progress: ProgressCallback | None, index_url: str | None
 ) -> int:
     last_error: Exception | None = None
     attempts = 0
     for attempt in range(ATTEMPTS):
         attempts += 1
         try:
-            return _download(package, destination, progress)
+            return _download(package, destination, progress, index_url)
         except HashMismatchError:
             raise
         except (OSError, ValueError, http.client.HTTPException, _Truncated) as error:
@@ -106,7 +112,9 @@ class _Truncated(Exception):
     pass
 
 
-def _download(package: LockedPackage, destination: Path, progress: ProgressCallback | None) -> int:
+def _download(
+    package: LockedPackage, destination: Path, progress: ProgressCallback | None, index_url: str | None
+) -> int:
     scheme = urllib.parse.urlsplit(package.url).scheme
     if scheme not in ("http", "https", "file"):
         raise DownloadError(f"{package.wheel}: refusing URL scheme {scheme!r}", hint="use an http(s) index")
@@ -116,7 +124,7 @@ def _download(package: LockedPackage, destination: Path, progress: ProgressCallb
     try:
         with (
             os.fdopen(handle, "wb") as sink,
-            open_url(package.url, timeout=TIMEOUT_SECONDS) as response,
+            open_url(with_index_credentials(package.url, index_url), timeout=TIMEOUT_SECONDS) as response,
         ):
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None

@@ -178,6 +178,21 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def with_index_credentials(url: str, index_url: str | None) -> str:
+    """`url` with the index's credentials when it is on the index's own host and carries none, as pip
+    does: a private index serves its files behind the same login as its pages. Never to another host."""
+    if not index_url:
+        return url
+    index = urllib.parse.urlsplit(index_url)
+    parts = urllib.parse.urlsplit(url)
+    if index.username is None or parts.username is not None:
+        return url
+    if (parts.scheme, parts.hostname, parts.port) != (index.scheme, index.hostname, index.port):
+        return url
+    login = index.netloc.rpartition("@")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{login}@{parts.netloc}"))
+
+
 def open_url(
     url: str, *, timeout: float, headers: Mapping[str, str] | None = None
 ) -> http.client.HTTPResponse | urllib.response.addinfourl:

@@ -2,9 +2,9 @@
 
 Resolution is pip's (`install --dry-run --report`), run isolated from the host: no host packages, no
 pip configuration, no environment variables of pip's, every platform tag the runtime accepts passed, and
-always `--only-binary=:all:`: pip on the host never builds anything. A requirement with no wheel for the
-target is built in the Lambda build image by `source_build.py`, which hands the built wheels back here
-(`built=`) in a folder of their own for pip to take.
+always `--only-binary=:all:`: the resolution never builds anything. A requirement with no wheel for the
+target is built by `source_build.py` (in the Lambda build image, or here when the result is pure
+Python), which hands the built wheels back here (`built=`) in a folder of their own for pip to take.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .. import __version__
 from ..cache import is_sha256
 from ..errors import LockError, ResolutionError, TargetError
 from ..fsutil import atomic_write_text
-from ..target import Target
+from ..target import RUNTIMES, Target
 from .index import IndexSdist, IndexWheel, ProjectFiles, fetch_project_files, redact_url
 
 LOCK_SCHEMA_VERSION = 1
@@ -47,24 +47,35 @@ _IMAGE_DIGEST = re.compile(r"^([a-z0-9][a-z0-9._/:-]{0,200}@)?sha256:[0-9a-f]{64
 _MAX_EPOCH = 4_102_444_800
 
 
+HOST_BUILDER = "host"
+
+
 @dataclass(frozen=True)
 class BuiltFrom:
-    """Where a wheel that layerforge built from source came from: the sdist it built and the image."""
+    """Where a wheel that layerforge built from source came from: the sdist it built and the image, or
+    this machine (`image` None) for a pure-Python sdist."""
 
     sdist: str  # the sdist's URL, without credentials
     sdist_sha256: str
-    image: str
+    image: str | None
     source_date_epoch: int
     # What `image` was when it built the wheel: a tag moves, a digest does not. Rebuilds run by digest.
     image_digest: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"in {self.image}" if self.image is not None else "on this machine (pure Python)"
 
     def as_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "sdist": self.sdist,
             "sdist_sha256": self.sdist_sha256,
-            "image": self.image,
             "source_date_epoch": self.source_date_epoch,
         }
+        if self.image is None:
+            entry["builder"] = HOST_BUILDER
+        else:
+            entry["image"] = self.image
         if self.image_digest is not None:
             entry["image_digest"] = self.image_digest
         return entry
@@ -153,7 +164,8 @@ class Lock:
                 "arch": self.arch,
                 "packages": sorted(
                     [p.name, p.version, p.wheel, p.sha256]
-                    + ([p.built_from.sdist_sha256, p.built_from.image] if p.built_from else [])
+                    # "(host)" can name no image, so a host build never hashes as an image's.
+                    + ([p.built_from.sdist_sha256, p.built_from.image or "(host)"] if p.built_from else [])
                     + ([p.built_from.image_digest] if p.built_from and p.built_from.image_digest else [])
                     for p in self.packages
                 ),
@@ -325,15 +337,18 @@ def _built_from(raw: object, key: str, fail: Any) -> BuiltFrom | None:
         return None  # locks written before source builds existed, and every wheel from an index
     if not isinstance(raw, dict):
         raise fail(key, "expected an object with sdist, sdist_sha256, image and source_date_epoch")
-    sdist, digest, image, epoch = (
-        raw.get(k) for k in ("sdist", "sdist_sha256", "image", "source_date_epoch")
+    sdist, digest, image, epoch, builder = (
+        raw.get(k) for k in ("sdist", "sdist_sha256", "image", "source_date_epoch", "builder")
     )
     parts = _wheel_source_url(sdist) if isinstance(sdist, str) else None
     if parts is None or parts.username or parts.password or parts.query:
         raise fail(f"{key}.sdist", "expected an http(s) or file URL without credentials")
     if not isinstance(digest, str) or not is_sha256(digest):
         raise fail(f"{key}.sdist_sha256", "expected 64 lowercase hex digits")
-    if not isinstance(image, str) or not _IMAGE.match(image):
+    if builder is not None:
+        if builder != HOST_BUILDER or image is not None or raw.get("image_digest") is not None:
+            raise fail(f"{key}.builder", f'expected "{HOST_BUILDER}", and then no image')
+    elif not isinstance(image, str) or not _IMAGE.match(image):
         raise fail(f"{key}.image", "expected a Docker image reference")
     if type(epoch) is not int or not 0 <= epoch <= _MAX_EPOCH:
         raise fail(f"{key}.source_date_epoch", "expected a whole number of seconds since 1970")
@@ -344,7 +359,7 @@ def _built_from(raw: object, key: str, fail: Any) -> BuiltFrom | None:
         raise fail(
             f"{key}.image_digest", "expected repository@sha256:<64 hex digits> or sha256:<64 hex digits>"
         )
-    return BuiltFrom(str(sdist), digest, image, epoch, image_digest)
+    return BuiltFrom(str(sdist), digest, image if builder is None else None, epoch, image_digest)
 
 
 def _check_built_wheel_name(
@@ -375,9 +390,14 @@ def _check_built_wheel_name(
 # ---- resolving -----------------------------------------------------------------------------------------
 
 
-def pip_environment() -> dict[str, str]:
-    """The environment without pip's own settings: the host's index, mirror and constraints stay out."""
+def pip_environment(index_url: str) -> dict[str, str]:
+    """The environment without pip's own settings: the host's index, mirror and constraints stay out.
+
+    The index comes in the environment, not on the command line: a URL with credentials in argv is
+    readable by every user of the machine (`ps`), a process's environment only by its owner.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_INDEX_URL"] = index_url
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PYTHONNOUSERSITE"] = "1"
@@ -387,15 +407,15 @@ def pip_environment() -> dict[str, str]:
 def pip_command(
     requirements: Sequence[str],
     target: Target,
-    index_url: str,
     report: Path,
     scratch: Path,
     find_links: Path | None = None,
 ) -> list[str]:
-    """pip's resolution on the host. `--only-binary=:all:` always: an sdist is never built here.
+    """pip's resolution on the host. `--only-binary=:all:` always: an sdist is never built by it.
 
     `find_links` is a folder holding only wheels layerforge built in the build image; they are tagged
-    `linux_<arch>`, so that platform is accepted too, and `resolve` refuses any other such wheel.
+    `linux_<arch>`, so that platform is accepted too, and `resolve` refuses any other such wheel. The
+    index is not here but in pip_environment.
     """
     command = [
         sys.executable,
@@ -421,8 +441,6 @@ def pip_command(
         "abi3",
         "--abi",
         "none",
-        "--index-url",
-        index_url,
         # Nothing of the user's pip cache is read or written: every resolution sees the index as it is.
         "--no-cache-dir",
     ]
@@ -458,13 +476,12 @@ def resolve(
         command = pip_command(
             requirements,
             target,
-            index_url,
             report_path,
             Path(scratch) / "target",
             find_links=links if built else None,
         )
         completed = subprocess.run(
-            command, env=pip_environment(), capture_output=True, text=True, check=False
+            command, env=pip_environment(index_url), capture_output=True, text=True, check=False
         )
         if completed.returncode != 0:
             failure = _resolution_failure(completed.stderr, target, index_url, prefetched)
@@ -596,10 +613,11 @@ def _resolution_failure(
             hint="check --index-url and the network, then rerun; the index may be down or slow",
         )
     requirement = _unsatisfied(stderr, name)
-    hint = (
-        f"pin a release that has a wheel for {target.abi} manylinux (glibc <= {_glibc(target)})"
-        f", or choose a runtime whose glibc its wheels need (e.g. --runtime python3.12)"
-    )
+    hint = f"pin a release that has a wheel for {target.abi} manylinux (glibc <= {_glibc(target)})"
+    runtimes = runtimes_with_a_wheel(requirement, wheels, target)
+    if runtimes:
+        others = f" (or {', '.join(runtimes[1:])})" if len(runtimes) > 1 else ""
+        hint += f", or choose a runtime it has a wheel for: --runtime {runtimes[0]}{others}"
     if _any_sdist(requirement, sdists):
         hint = (
             f"rerun with --docker to build {name} from source inside the Lambda build image "
@@ -611,6 +629,26 @@ def _resolution_failure(
         requirement=requirement,
         sdists=sdists,
     )
+
+
+def runtimes_with_a_wheel(
+    requirement: Requirement, wheels: Sequence[IndexWheel], target: Target
+) -> list[str]:
+    """The other runtimes on the target's architecture that some wheel of the requirement fits, oldest
+    first: only a runtime that would really help is worth suggesting."""
+    fitting = []
+    for runtime in RUNTIMES:
+        other = Target(runtime, target.arch)
+        python = Version(other.python_dotted + ".0")
+        if runtime != target.runtime and any(
+            not w.yanked
+            and requirement.specifier.contains(w.version, prereleases=True)
+            and supports_python(w.requires_python, python)
+            and other.accepts(w.tags)
+            for w in wheels
+        ):
+            fitting.append(runtime)
+    return fitting
 
 
 def _unsatisfied(stderr: str, name: str) -> Requirement:

@@ -1,16 +1,22 @@
-"""Requirements with no wheel for the target: built from their sdist in the Lambda build image, never here.
+"""Requirements with no wheel for the target: built from their sdist in the Lambda build image, or, when
+the result is pure Python, on this machine.
 
-Only with --docker. The loop: pip resolves on the host (always `--only-binary=:all:`); when a requirement
-has no wheel for the target, the newest release that satisfies its specifier and has an sdist on the
-index is built by `container_build.build_wheel_in_docker` in the SAM build image of the target's runtime and
-architecture, pinned to that sdist's sha256, with a fixed SOURCE_DATE_EPOCH. The wheel goes into the
-content-addressed cache and pip resolves again with it offered through --find-links, until every
-requirement resolves or MAX_SOURCE_BUILDS wheels were built (a dependency of a built package may lack a
-wheel too).
+With --docker every such sdist is built in the image. Without it, an sdist is built here by
+`host_build.build_pure_wheel` (its backend runs here; `--no-host-builds` refuses that), and the wheel is
+taken only when it is `py3-none-any` with no native code; anything else needs --docker.
+
+The loop: pip resolves on the host (always `--only-binary=:all:`); when a requirement has no wheel for
+the target, the newest release that satisfies its specifier and has an sdist on the index is built
+(`container_build.build_wheel_in_docker` in the SAM build image of the target's runtime and
+architecture, or on the host as above), pinned to that sdist's sha256, with a fixed
+SOURCE_DATE_EPOCH. The wheel goes into the content-addressed cache and pip resolves again with it offered
+through --find-links, until every requirement resolves or MAX_SOURCE_BUILDS wheels were built (a
+dependency of a built package may lack a wheel too).
 
 A lock records such a package with the built wheel's sha256 and `built_from` (the sdist, its sha256, the
-image). Building from a lock finds the wheel in the cache by its sha256, or builds it again in the image
-and refuses it unless it is byte for byte the wheel the lock pins.
+image and its digest, or `"builder": "host"`). Building from a lock finds the wheel in the cache by its
+sha256, or builds it again where it was built (the image by digest) and refuses it unless it is byte for
+byte the wheel the lock pins.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from packaging.version import Version
 
 from ..cache import WheelCache, sha256_of
 from ..errors import BuildError, LockError, ResolutionError
-from ..runners.docker import DockerClient, docker_from_env, image_digest
+from ..runners.docker import DockerClient, docker_from_env, ensure_image, image_digest
 from ..target import Target
 from .container_build import build_image, build_wheel_in_docker
+from .host_build import NotPurePython, build_pure_wheel
 from .index import IndexSdist, redact_url
 from .lock import (
     BuiltFrom,
@@ -59,7 +66,8 @@ def _quiet(_message: str) -> None:
 
 @dataclass(frozen=True)
 class SourceBuilder:
-    """Resolves with source builds in the image when `enabled` (--docker), and provides a lock's built wheels.
+    """Resolves with source builds in the image when `enabled` (--docker), else with pure-Python builds on
+    the host unless `host_builds` is off (--no-host-builds); and provides a lock's built wheels.
 
     `client_factory` gives the Docker client, asked for only when a build must really run.
     """
@@ -71,6 +79,7 @@ class SourceBuilder:
     client_factory: DockerClientFactory | None = None
     note: Callable[[str], None] = _quiet
     image_override: str | None = None  # --build-image
+    host_builds: bool = True
 
     @property
     def image(self) -> str:
@@ -97,11 +106,14 @@ class SourceBuilder:
                     built=built,
                 )
             except MissingWheel as missing:
-                if not self.enabled or not missing.has_sdist:
+                if not missing.has_sdist or not (self.enabled or self.host_builds):
                     raise
                 sdist = self._next_build(missing, tried)
-                client = client if client is not None else self._client()
                 tried.add((canonicalize_name(missing.requirement.name), sdist.version))
+                if not self.enabled:
+                    built.append(self._build_on_host_for_lock(missing, sdist))
+                    continue
+                client = client if client is not None else self._client()
                 built.append(self._build_for_lock(client, missing.requirement.name, sdist))
                 continue
             return dataclasses.replace(lock, notes=lock.notes + tuple(self._notes(lock)))
@@ -130,19 +142,44 @@ class SourceBuilder:
 
     def _build_for_lock(self, client: DockerClient, name: str, sdist: IndexSdist) -> LocalWheel:
         project = canonicalize_name(name)
-        if sdist.sha256 is None:  # the index reader refuses these; kept for the type checker
-            raise ResolutionError(f"the index gave no sha256 for {sdist.filename}")
         self.note(
             f"{project} {sdist.version} has no wheel for {self.target.label}: building it from "
             f"{sdist.filename} in {self.image} (never on the host)"
         )
-        built_from = BuiltFrom(redact_url(sdist.url), sdist.sha256, self.image, SOURCE_DATE_EPOCH)
+        # Pinned before the build, and the build runs by that digest: the lock names what really ran,
+        # even if the tag moves meanwhile.
+        ensure_image(client, self.image, self.target, self.note)
+        digest = image_digest(client, self.image)
+        built_from = BuiltFrom(redact_url(sdist.url), _sha256(sdist), self.image, SOURCE_DATE_EPOCH, digest)
+        return self._store(client, project, str(sdist.version), built_from)
+
+    def _build_on_host_for_lock(self, missing: MissingWheel, sdist: IndexSdist) -> LocalWheel:
+        project = canonicalize_name(missing.requirement.name)
+        self.note(
+            f"{project} {sdist.version} has no wheel for {self.target.label}: building {sdist.filename} "
+            "on this machine; taken only if it is pure Python (its build backend runs here; "
+            "--no-host-builds refuses that)"
+        )
+        built_from = BuiltFrom(redact_url(sdist.url), _sha256(sdist), None, SOURCE_DATE_EPOCH)
+        try:
+            return self._store(None, project, str(sdist.version), built_from)
+        except NotPurePython as refused:
+            raise MissingWheel(
+                f"{missing.message}; its sdist {sdist.filename} did not build a pure-Python wheel on this "
+                f"machine: {refused.message}",
+                hint=missing.hint,
+                requirement=missing.requirement,
+                sdists=missing.sdists,
+            ) from None
+
+    def _store(
+        self, client: DockerClient | None, name: str, version: str, built_from: BuiltFrom
+    ) -> LocalWheel:
         with tempfile.TemporaryDirectory(prefix="layerforge-built-") as out:
-            wheel = self._build(client, project, str(sdist.version), built_from, self.index_url, Path(out))
+            wheel = self._build(client, name, version, built_from, self.index_url, Path(out))
             sha256, path = self.cache.store(wheel)
-        # The image is on the engine now (the build pulled it if need be): pin what it was.
-        pinned = dataclasses.replace(built_from, image_digest=image_digest(client, self.image))
-        return LocalWheel(path, sha256, pinned)
+        # The lock records it by file URL, which a relative --cache-dir cannot give.
+        return LocalWheel(path.absolute(), sha256, built_from)
 
     def _notes(self, lock: Lock) -> list[ResolutionNote]:
         return [
@@ -151,7 +188,7 @@ class SourceBuilder:
                 p.version,
                 p.version,
                 f"{p.name} {p.version} has no wheel for {self.target.label}: built from source "
-                f"({p.built_from.sdist.rsplit('/', 1)[-1]}) in {p.built_from.image}",
+                f"({p.built_from.sdist.rsplit('/', 1)[-1]}) {p.built_from.where}",
             )
             for p in lock.packages
             if p.built_from is not None
@@ -162,23 +199,33 @@ class SourceBuilder:
     def provide(self, lock: Lock) -> None:
         """Make sure every built wheel of a lock read from a file is in the cache, by its sha256.
 
-        A missing one is built again in the image (only with --docker) and must match the lock byte for
-        byte. Other packages are left to the download, which takes nothing (an http(s) URL or a `file:`
+        A missing one is built again where the lock says it was built (the image only with --docker, this
+        machine only for a pure-Python wheel and without --no-host-builds) and must match the lock byte
+        for byte. Other packages are left to the download, which takes nothing (an http(s) URL or a `file:`
         one from a local mirror) whose sha256 differs from the lock's.
         """
         # The lock keeps its index without credentials: the user's --index-url, when it is that index.
         index = self.index_url if redact_url(self.index_url) == lock.index_url else lock.index_url
         client: DockerClient | None = None
         for package in lock.packages:
-            if package.built_from is None:
+            built_from = package.built_from
+            if built_from is None or self.cache.lookup(package.sha256, package.wheel) is not None:
                 continue
-            if self.cache.lookup(package.sha256, package.wheel) is not None:
-                continue
-            self._check_rebuildable(package, package.built_from)
-            client = client if client is not None else self._client()
-            self._rebuild(client, package, package.built_from, index)
+            self._check_rebuildable(package, built_from)
+            if built_from.image is not None and client is None:
+                client = self._client()
+            self._rebuild(client, package, built_from, index)
 
     def _check_rebuildable(self, package: LockedPackage, built_from: BuiltFrom) -> None:
+        if built_from.image is None:
+            if not self.host_builds:
+                raise LockError(
+                    f"{package.name} {package.version} was built on the host from its pure-Python sdist "
+                    f"({package.wheel}), is not in the wheel cache {self.cache.root}, and host builds are "
+                    "refused (--no-host-builds)",
+                    hint="allow host builds for this one build, or restore the wheel cache",
+                )
+            return
         if not self.enabled:
             raise LockError(
                 f"{package.name} {package.version} was built from source ({package.wheel}) and is not in "
@@ -195,22 +242,28 @@ class SourceBuilder:
             )
 
     def _rebuild(
-        self, client: DockerClient, package: LockedPackage, built_from: BuiltFrom, index: str
+        self, client: DockerClient | None, package: LockedPackage, built_from: BuiltFrom, index: str
     ) -> None:
         self.note(
             f"{package.wheel} is not in the wheel cache: building {package.name} {package.version} again "
-            f"from {built_from.sdist.rsplit('/', 1)[-1]} in {built_from.image}"
+            f"from {built_from.sdist.rsplit('/', 1)[-1]} {built_from.where}"
         )
+        if built_from.image is not None and built_from.image_digest is None:
+            self.note(
+                f"the lock pins no digest of {built_from.image} (it was written before layerforge recorded "
+                "one): building in what the tag names today; the wheel must still match the lock's sha256"
+            )
         with tempfile.TemporaryDirectory(prefix="layerforge-rebuilt-") as out:
             wheel = self._build(client, package.name, package.version, built_from, index, Path(out))
             sha256 = sha256_of(wheel)
             if sha256 != package.sha256 or wheel.name != package.wheel:
+                again = "--docker --refresh" if built_from.image is not None else "--refresh"
                 raise BuildError(
-                    f"{package.name} {package.version} built again from {built_from.sdist} in "
-                    f"{built_from.image} gave {wheel.name} with sha256 {sha256}, not the lock's "
+                    f"{package.name} {package.version} built again from {built_from.sdist} "
+                    f"{built_from.where} gave {wheel.name} with sha256 {sha256}, not the lock's "
                     f"{package.wheel} with sha256 {package.sha256}: the build is not reproducible, so "
                     "the lock cannot be rebuilt exactly (nothing was kept)",
-                    hint="resolve and build it anew with `layerforge build RECIPE --docker --refresh` "
+                    hint=f"resolve and build it anew with `layerforge build RECIPE {again}` "
                     "(without --lock) and review the new lock; or keep the wheel cache between builds",
                 )
             self.cache.store(wheel)
@@ -218,9 +271,34 @@ class SourceBuilder:
     # ---- one build -----------------------------------------------------------------------------------
 
     def _build(
+        self,
+        client: DockerClient | None,
+        name: str,
+        version: str,
+        built_from: BuiltFrom,
+        index: str,
+        out: Path,
+    ) -> Path:
+        """Where built_from says: on the host (no image), else in the image (by digest when pinned)."""
+        if built_from.image is None:
+            wheel = build_pure_wheel(
+                name,
+                version,
+                built_from.sdist_sha256,
+                index_url=index,
+                dest=out,
+                source_date_epoch=built_from.source_date_epoch,
+            )
+        else:
+            assert client is not None  # every caller asks for one before building in an image
+            wheel = self._build_in_image(client, name, version, built_from, index, out)
+        check_built_wheel(wheel.name, name, version, self.target, built_from.where)
+        return wheel
+
+    def _build_in_image(
         self, client: DockerClient, name: str, version: str, built_from: BuiltFrom, index: str, out: Path
     ) -> Path:
-        wheel = build_wheel_in_docker(
+        return build_wheel_in_docker(
             f"{name}=={version}",
             self.target,
             out,
@@ -232,11 +310,15 @@ class SourceBuilder:
             sdist_sha256=built_from.sdist_sha256,
             source_date_epoch=built_from.source_date_epoch,
         )
-        check_built_wheel(wheel.name, name, version, self.target, built_from.image)
-        return wheel
 
     def _client(self) -> DockerClient:
         return (self.client_factory or docker_from_env)()
+
+
+def _sha256(sdist: IndexSdist) -> str:
+    if sdist.sha256 is None:  # pick_sdist refuses these; kept for the type checker
+        raise ResolutionError(f"the index gave no sha256 for {sdist.filename}")
+    return sdist.sha256
 
 
 def pick_sdist(sdists: Sequence[IndexSdist], requirement: Requirement, target: Target) -> IndexSdist:
@@ -273,19 +355,19 @@ def built_wheel_tags(target: Target) -> frozenset[Tag]:
     return target.tag_set | frozenset(linux)
 
 
-def check_built_wheel(filename: str, name: str, version: str, target: Target, image: str) -> None:
-    """The container's output is checked like any download: it must be the wheel that was asked for."""
+def check_built_wheel(filename: str, name: str, version: str, target: Target, where: str) -> None:
+    """A build's output is checked like any download: it must be the wheel that was asked for."""
     try:
         wheel_name, wheel_version, _, tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, ValueError):
         wheel_name, wheel_version, tags = None, None, frozenset()
     if wheel_name != canonicalize_name(name) or wheel_version != Version(version):
         raise BuildError(
-            f"the build of {name} {version} in {image} gave {filename!r}, not a wheel of {name} {version}",
+            f"the build of {name} {version} {where} gave {filename!r}, not a wheel of {name} {version}",
             hint="the sdist may build another project; pin a release of it that has a wheel",
         )
     if tags.isdisjoint(built_wheel_tags(target)):
         raise BuildError(
-            f"the build of {name} {version} in {image} gave {filename}, which {target.label} cannot use",
-            hint=f"check that {image} is the {target.runtime} build image for {target.arch}",
+            f"the build of {name} {version} {where} gave {filename}, which {target.label} cannot use",
+            hint=f"check that the image is the {target.runtime} build image for {target.arch}",
         )

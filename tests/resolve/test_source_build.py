@@ -11,6 +11,7 @@ answers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -122,9 +123,12 @@ class BuildContainer:
     variant: str = ""
     built: list[str] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
+    configs: list[str] = field(default_factory=list)
 
     def __call__(self, kwargs: dict[str, Any]) -> tuple[bytes, bytes]:
-        work = Path(next(source for source, bind in kwargs["volumes"].items() if bind["bind"] == "/work"))
+        mounts = {bind["bind"]: Path(source) for source, bind in kwargs["volumes"].items()}
+        work = mounts["/work"]
+        self.configs.append((mounts["/layerforge-config"] / "pip.conf").read_text())
         line = (work / "requirement.txt").read_text().strip()
         self.pins.append(line)
         requirement, _, pinned = line.partition(" --hash=sha256:")
@@ -221,7 +225,8 @@ def test_the_build_container_is_the_sam_image_pinned_to_the_sdist_as_the_host_us
     build(options(world, client=client, requirements=("srcpkg<2",)))
 
     first = client.containers_made[0].kwargs
-    assert first["image"] == IMAGE == build_image(TARGET)
+    # Run by the digest the lock records, resolved from the SAM image's tag before the build.
+    assert first["image"] == IMAGE_ID and build_image(TARGET) == IMAGE
     assert first["platform"] == "linux/amd64"
     assert first["entrypoint"] == ["/var/lang/bin/python3.11"]
     assert first["command"] == [
@@ -233,8 +238,6 @@ def test_the_build_container_is_the_sam_image_pinned_to_the_sdist_as_the_host_us
         "srcpkg",
         "--wheel-dir",
         "/work/out",
-        "--index-url",
-        world.index.url,
         "--require-hashes",
         "-r",
         "/work/requirement.txt",
@@ -242,9 +245,12 @@ def test_the_build_container_is_the_sam_image_pinned_to_the_sdist_as_the_host_us
     assert container.pins[0] == f"srcpkg==1.1 --hash=sha256:{world.index.sha256('srcpkg-1.1.tar.gz')}"
     uid, gid = os.getuid(), os.getgid()
     assert first["user"] == ("993:990" if uid == 0 else f"{uid}:{gid}")  # never root
-    [(source, bind)] = first["volumes"].items()
-    assert bind == {"bind": "/work", "mode": "rw"} and not Path(source).exists()  # removed afterwards
+    [(work, bind), (config, config_bind)] = first["volumes"].items()
+    assert bind == {"bind": "/work", "mode": "rw"} and not Path(work).exists()  # removed afterwards
+    assert config_bind == {"bind": "/layerforge-config", "mode": "ro"} and not Path(config).exists()
+    assert container.configs[0] == f"[global]\nindex-url = {world.index.url}\n"
     env = first["environment"]
+    assert env["PIP_CONFIG_FILE"] == "/layerforge-config/pip.conf"
     assert env["SOURCE_DATE_EPOCH"] == str(SOURCE_DATE_EPOCH)
     assert env["HOME"] == "/work/home" and env["TMPDIR"] == "/work/scratch"
     assert env["PIP_CACHE_DIR"] == "/work/cache" and env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11"
@@ -350,8 +356,17 @@ def test_without_docker_the_error_names_the_package_and_suggests_docker(world: W
     recipe.write_text('name = "src"\nrequirements = ["app"]\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "LAYERFORGE_"))}
     env["LAYERFORGE_CACHE_DIR"] = str(world.tmp / "c")
+    # Host builds refused: no sdist is even fetched here (test_host_build.py has them allowed).
     completed = subprocess_run(
-        [command, str(recipe), "--index-url", world.index.url, "--out", str(world.tmp / "out")],
+        [
+            command,
+            str(recipe),
+            "--index-url",
+            world.index.url,
+            "--out",
+            str(world.tmp / "out"),
+            "--no-host-builds",
+        ],
         world.tmp,
         env,
     )
@@ -366,6 +381,21 @@ def test_without_docker_the_error_names_the_package_and_suggests_docker(world: W
     )
     assert not world.sentinel.exists() and sdists_fetched(world.index) == []
     assert not list((world.tmp / "out").glob("*.lock.json"))
+
+
+def test_index_credentials_reach_pip_in_the_container_only_through_the_read_only_config(
+    world: World,
+) -> None:
+    """`docker inspect` shows a container's command, environment and labels to anyone with the socket."""
+    secret_url = world.index.url.replace("http://", "http://builder:s3cret-token@")
+    container = BuildContainer(world.index, native(world.tmp))
+    client = engine(container)
+    result = build(dataclasses.replace(options(world, client=client), index_url=secret_url))
+    assert container.built == ["srcpkg==1.1", "srcleaf==0.5"]
+    assert all("s3cret-token" in config for config in container.configs)
+    for made in client.containers_made:
+        assert "s3cret-token" not in repr(made.kwargs)
+    assert "s3cret-token" not in result.lock_path.read_text()
 
 
 def subprocess_run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -413,6 +443,22 @@ def test_build_from_the_lock_with_an_empty_cache_rebuilds_in_the_image_and_match
     assert not any(r.path.startswith("/simple/") for r in world.index.requests)
     assert sorted(world.index.downloads()) == ["app-1.0-py3-none-any.whl", "srcdep-1.0-py3-none-any.whl"]
     assert not world.sentinel.exists()
+
+
+def test_a_lock_written_before_image_digests_rebuilds_by_tag_and_says_so(world: World) -> None:
+    first = build(options(world, client=engine(BuildContainer(world.index, native(world.tmp)))))
+    raw = json.loads(first.lock_path.read_text())
+    for package in raw["packages"]:
+        package.get("built_from", {}).pop("image_digest", None)
+    raw.pop("lock_hash")
+    notes: list[str] = []
+    client = engine(BuildContainer(world.index, native(world.tmp)))
+    cache = WheelCache(world.tmp / "empty")
+    builder = SourceBuilder(TARGET, world.index.url, cache, True, lambda: client, notes.append)
+    builder.provide(lock_from_dict(raw, "old.lock.json"))
+    assert [c.kwargs["image"] for c in client.containers_made] == [IMAGE, IMAGE]
+    assert sum("pins no digest of " + IMAGE in note for note in notes) == 2
+    assert all(cache.lookup(p.sha256, p.wheel) for p in first.lock.packages if p.built_from)
 
 
 def test_a_rebuild_with_another_hash_fails_saying_the_build_is_not_reproducible(world: World) -> None:
@@ -521,7 +567,7 @@ def test_the_audit_still_checks_the_objects_of_a_built_wheel(world: World) -> No
 
 def test_host_pip_keeps_only_binary_when_built_wheels_are_offered(tmp_path: Path) -> None:
     command = pip_command(
-        ["app"], TARGET, "http://127.0.0.1:1/simple/", tmp_path / "r", tmp_path / "t", tmp_path / "b"
+        ["app"], TARGET, tmp_path / "r", tmp_path / "t", tmp_path / "b"
     )
     assert "--only-binary=:all:" in command
     assert not any(part.startswith("--no-binary") for part in command)

@@ -19,6 +19,7 @@ Resolvers must not read the host's pip configuration: run them with :func:`offli
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import os
@@ -135,6 +136,7 @@ class LocalIndex:
         self._file_info: dict[tuple[str, int, int], tuple[str, bytes | None]] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._authorization: str | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -293,6 +295,12 @@ class LocalIndex:
         with self._lock:
             self._faults.fake_hash[filename] = sha256_hex
 
+    def require_auth(self, user: str, password: str) -> None:
+        """Answer 401 to every request without these Basic credentials, as a private index does."""
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        with self._lock:
+            self._authorization = f"Basic {token}"
+
     def clear_faults(self) -> None:
         """Remove every fault switch."""
         with self._lock:
@@ -378,8 +386,13 @@ class LocalIndex:
         path = urlsplit(handler.path).path
         with self._lock:
             delay = self._faults.latency.get(path, self._faults.latency.get(None, 0.0))
+            authorization = self._authorization
         if delay:
             time.sleep(delay)
+        if authorization is not None and handler.headers.get("Authorization") != authorization:
+            challenge = {"WWW-Authenticate": 'Basic realm="index"'}
+            self._send(handler, path, 401, b"credentials required\n", head=head, headers=challenge)
+            return
         try:
             self._respond(handler, path, head=head)
         except Exception as error:  # a bug here must show as a 500 in the log, not a hung client

@@ -487,16 +487,23 @@ def test_docker_as_a_fallback_that_fails_leaves_the_static_audit(tmp_path: Path)
 
 
 def test_source_build_runs_pip_in_the_sam_build_image_as_a_user(tmp_path: Path) -> None:
-    spec = source_build_spec(ARM, "tinypkg==1.0", tmp_path, index_url="https://pypi.org/simple")
+    config = tmp_path / "config"
+    spec = source_build_spec(
+        ARM, "tinypkg==1.0", tmp_path, index_url="https://pypi.org/simple", config_dir=config
+    )
     assert spec.image == "public.ecr.aws/sam/build-python3.11:latest-arm64"
     assert spec.platform == "linux/arm64"
     assert spec.command[:3] == ("-m", "pip", "wheel") and spec.command[-1] == "tinypkg==1.0"
     assert spec.command[4:6] == ("--no-binary", "tinypkg")
     assert not spec.network_disabled  # the sdist and its build requirements come from the index
     assert spec.read_only and spec.auto_remove and not spec.user.startswith("0:")
-    assert spec.mounts == (Mount(str(tmp_path), "/work", read_only=False),)
+    assert spec.mounts == (
+        Mount(str(tmp_path), "/work", read_only=False),
+        Mount(str(config), "/layerforge-config", read_only=True),
+    )
+    assert "https://pypi.org/simple" not in spec.command  # pip reads it from the mounted pip.conf
     with pytest.raises(InputError, match="not pinned"):
-        source_build_spec(ARM, "tinypkg>=1", tmp_path, index_url="https://pypi.org/simple")
+        source_build_spec(ARM, "tinypkg>=1", tmp_path, index_url="https://pypi.org/simple", config_dir=config)
 
 
 def test_build_wheel_in_docker_copies_the_wheel_the_container_wrote(tmp_path: Path) -> None:
@@ -515,9 +522,22 @@ def test_build_wheel_in_docker_copies_the_wheel_the_container_wrote(tmp_path: Pa
     assert client.created()["network_mode"] == "host"
 
 
+def test_an_index_url_that_would_add_lines_to_pip_conf_is_refused(tmp_path: Path) -> None:
+    client = FakeDockerClient()
+    for hostile in ("https://pypi.org/simple\nextra-index-url = http://evil.invalid/", "https://x/ y"):
+        with pytest.raises(InputError, match="whitespace or control characters"):
+            build_wheel_in_docker("tinypkg==1.0", ARM, tmp_path, index_url=hostile, client=client)
+    assert client.containers_made == []
+
+
 def test_a_remote_index_is_reached_through_the_bridge(tmp_path: Path) -> None:
-    remote = source_build_spec(ARM, "tinypkg==1.0", tmp_path, index_url="https://pypi.org/simple")
-    local = source_build_spec(ARM, "tinypkg==1.0", tmp_path, index_url="http://localhost:8080/simple")
+    config = tmp_path / "config"
+    remote = source_build_spec(
+        ARM, "tinypkg==1.0", tmp_path, index_url="https://pypi.org/simple", config_dir=config
+    )
+    local = source_build_spec(
+        ARM, "tinypkg==1.0", tmp_path, index_url="http://localhost:8080/simple", config_dir=config
+    )
     assert remote.create_kwargs()["network_mode"] == "bridge"
     assert local.create_kwargs()["network_mode"] == "host"
 

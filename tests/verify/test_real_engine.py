@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
+import uuid
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,3 +225,80 @@ def test_package_function_docker_verifies_its_requirements_in_the_container(
     verification = result.requirements.manifest["verification"]
     assert result.requirements.manifest["verified"] is True
     assert verification["interpreter"]["container"] == image and "tinylib" in verification["imported"]
+
+
+def test_index_credentials_are_nowhere_docker_inspect_shows_of_the_build_container(
+    client: Any, local_index: LocalIndex, tmp_path: Path
+) -> None:
+    """Anyone who can reach the engine can `docker inspect` a container: its command, environment and
+    labels must not carry the index's password. The index refuses requests without it, so the build
+    succeeding proves pip in the container had it, from the read-only pip.conf."""
+    if NATIVE_ARCH != "x86_64":
+        pytest.skip("the build stand-in is made for x86_64")
+    image = standin("build-x86_64")
+    c_extension_sdist(tmp_path / "sdists", "cext", "1.0", answer=7)
+    local_index.add_file(tmp_path / "sdists" / "cext-1.0.tar.gz")
+    local_index.require_auth("builder", "s3cret-token")
+    # The container's pip waits on the index a while: long enough to inspect the running container.
+    local_index.latency(2.0, "/simple/cext/")
+    secret_url = local_index.url.replace("http://", "http://builder:s3cret-token@")
+    inspected: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and not inspected:
+            for container in client.containers.list(filters={"label": "io.layerforge.role=build"}):
+                container.reload()
+                inspected.append(container.attrs)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    chosen = options(local_index, tmp_path, name="cext", requirements=["cext"])
+    try:
+        built = build(
+            dataclasses.replace(chosen, index_url=secret_url, docker=True, build_image=image, verify=False)
+        )
+    finally:
+        done.set()
+        watcher.join(timeout=10)
+
+    [package] = read_lock(built.lock_path).packages
+    assert package.built_from is not None and package.built_from.image == image
+    assert inspected, "the build container was never seen running"
+    attrs = inspected[0]
+    assert "s3cret-token" not in json.dumps(attrs)  # Cmd, Entrypoint, Env, Labels, mounts: all of it
+    assert "PIP_CONFIG_FILE=/layerforge-config/pip.conf" in attrs["Config"]["Env"]
+    config = next(m for m in attrs["Mounts"] if m["Destination"] == "/layerforge-config")
+    assert config["RW"] is False
+    assert "s3cret-token" not in built.lock_path.read_text()
+
+
+def test_a_rebuild_from_the_lock_runs_the_pinned_image_after_its_tag_moved(
+    client: Any, local_index: LocalIndex, tmp_path: Path
+) -> None:
+    """A tag moves (`latest-x86_64` gets a new build every week): the lock's digest is what runs again."""
+    if NATIVE_ARCH != "x86_64":
+        pytest.skip("the build stand-in is made for x86_64")
+    builder = client.images.get(standin("build-x86_64"))
+    moved_to = client.images.get(standin("runtime-x86_64"))  # no compiler, no pip: a build there fails
+    repository, tag = "layerforge-test/moving-build", f"t{uuid.uuid4().hex[:12]}"
+    moving = f"{repository}:{tag}"
+    c_extension_sdist(tmp_path / "sdists", "cext", "1.0", answer=5)
+    local_index.add_file(tmp_path / "sdists" / "cext-1.0.tar.gz")
+    chosen = options(local_index, tmp_path, name="cext", requirements=["cext"])
+    chosen = dataclasses.replace(chosen, docker=True, build_image=moving, verify=False)
+    builder.tag(repository, tag)
+    try:
+        built = build(chosen)
+        [package] = read_lock(built.lock_path).packages
+        assert package.built_from is not None and package.built_from.image_digest == builder.id
+        moved_to.tag(repository, tag, force=True)
+        assert client.images.get(moving).id == moved_to.id
+        again = dataclasses.replace(
+            chosen, cache_dir=tmp_path / "empty", out_dir=tmp_path / "again", lock_path=built.lock_path
+        )
+        rebuilt = build(again)
+    finally:
+        client.images.remove(moving, noprune=True)
+    assert rebuilt.manifest["sha256"] == built.manifest["sha256"]
