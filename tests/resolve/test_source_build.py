@@ -566,9 +566,7 @@ def test_the_audit_still_checks_the_objects_of_a_built_wheel(world: World) -> No
 
 
 def test_host_pip_keeps_only_binary_when_built_wheels_are_offered(tmp_path: Path) -> None:
-    command = pip_command(
-        ["app"], TARGET, tmp_path / "r", tmp_path / "t", tmp_path / "b"
-    )
+    command = pip_command(["app"], TARGET, tmp_path / "r", tmp_path / "t", tmp_path / "b")
     assert "--only-binary=:all:" in command
     assert not any(part.startswith("--no-binary") for part in command)
     assert command[command.index("--find-links") + 1] == str(tmp_path / "b")
