@@ -35,6 +35,7 @@ from .limits import (
     over_default_memory,
     unzipped_check,
 )
+from .member_cache import MemberCache
 from .recipe import Recipe, StripConfig
 from .report.over_limit import size_limit_error
 from .resolve.download import fetch_all
@@ -295,7 +296,12 @@ def _build_in(
     cancelled = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as background:
         zipping = background.submit(
-            write_zip, tree.root, staging / "layer.zip", jobs=options.jobs, progress=_unless(cancelled)
+            write_zip,
+            tree.root,
+            staging / "layer.zip",
+            jobs=options.jobs,
+            progress=_unless(cancelled),
+            cache=MemberCache(options.cache_dir),
         )
         try:
             events.stage("verify")

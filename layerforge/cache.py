@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -45,6 +46,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def touch(path: Path) -> None:
+    """Record a use: `cache prune` removes the least recently used first, by mtime (atime is often off)."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
 class WheelCache:
     """`<root>/wheels/<aa>/<sha256>/<file name>`; the name is kept because pip and humans read it."""
 
@@ -83,6 +90,7 @@ class WheelCache:
         if sha256_of(path) != sha256:
             path.unlink(missing_ok=True)
             return None
+        touch(path)
         return path
 
     def store(self, source: Path) -> tuple[str, Path]:

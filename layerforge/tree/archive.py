@@ -22,6 +22,7 @@ import deflate
 
 from ..binaries.binfmt import iter_files
 from ..cache import sha256_of
+from ..member_cache import MemberCache
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 # libdeflate's level 6: on the sklearn layer 2.5 times faster than zlib's level 6 (what shutil.make_archive
@@ -33,6 +34,9 @@ COMPRESS_LEVEL = 6
 _IN_FLIGHT_BYTES = 48 * 1024 * 1024
 _IN_FLIGHT_MEMBERS = 4096
 _DEDUPE_FLOOR = 1024 * 1024
+# What decides a member's deflate stream besides its content: the library (its version pins the bundled
+# libdeflate) and the level. A cached stream made under other settings is never looked up.
+DEFLATE_SETTINGS = f"libdeflate (deflate {deflate.__version__}) level {COMPRESS_LEVEL}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class ZipResult:
     zipped_bytes: int
     unzipped_bytes: int
     entries: int
+    cached_members: int = 0  # members whose deflate stream came from the member cache
 
 
 def layer_entries(root: Path) -> list[tuple[str, Path]]:
@@ -67,11 +72,13 @@ def write_zip(
     entries: Iterable[tuple[str, Path]] | None = None,
     progress: Callable[[int], None] | None = None,
     jobs: int | None = None,
+    cache: MemberCache | None = None,
 ) -> ZipResult:
     """Zip `root`'s files (or the given entries) into `destination`, atomically.
 
     Members are deflated in `jobs` threads (libdeflate releases the GIL), each whole, so the bytes do not
-    depend on `jobs`.
+    depend on `jobs`. With a `cache`, a member whose stream is there is copied, not deflated again, and
+    every stream deflated is filed there for the next build: the bytes do not depend on the cache either.
     """
     items = sorted(entries, key=lambda item: item[0]) if entries is not None else layer_entries(root)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -80,15 +87,17 @@ def write_zip(
     )
     os.close(handle)
     unzipped = 0
+    cached = 0
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     try:
         with (
             zipfile.ZipFile(temporary, "w") as archive,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
-            for info, data, stream in _compressed_in_order(items, pool):
+            for info, data, (stream, from_cache) in _compressed_in_order(items, pool, cache):
                 _write_member(archive, info, data, stream)
                 unzipped += len(data)
+                cached += from_cache
                 if progress:
                     progress(len(data))
         os.chmod(temporary, 0o644)
@@ -96,7 +105,9 @@ def write_zip(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return ZipResult(destination, sha256_of(destination), destination.stat().st_size, unzipped, len(items))
+    return ZipResult(
+        destination, sha256_of(destination), destination.stat().st_size, unzipped, len(items), cached
+    )
 
 
 def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
@@ -104,12 +115,33 @@ def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
     return bytes(deflate.deflate_compress(data, level))
 
 
-_Pending = tuple[zipfile.ZipInfo, bytes, "Future[bytes]"]
+def _deflate_cached(data: bytes, cache: MemberCache | None) -> tuple[bytes, bool]:
+    """The member's deflate stream, and whether it came from the cache (run in the pool: hashlib and
+    libdeflate release the GIL)."""
+    if cache is None:
+        return deflate_member(data), False
+    key = member_key(data)
+    stream = cache.get(key)
+    if stream is not None:
+        return stream, True
+    stream = deflate_member(data)
+    cache.put(key, stream)
+    return stream, False
+
+
+def member_key(data: bytes) -> str:
+    """The member cache's key: the content's hash and the deflate settings, nothing else."""
+    material = hashlib.sha256(data).digest() + DEFLATE_SETTINGS.encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+_Stream = tuple[bytes, bool]
+_Pending = tuple[zipfile.ZipInfo, bytes, "Future[_Stream]"]
 
 
 def _compressed_in_order(
-    items: list[tuple[str, Path]], pool: ThreadPoolExecutor
-) -> Iterator[tuple[zipfile.ZipInfo, bytes, bytes]]:
+    items: list[tuple[str, Path]], pool: ThreadPoolExecutor, cache: MemberCache | None
+) -> Iterator[tuple[zipfile.ZipInfo, bytes, _Stream]]:
     """Members in order with their deflate streams, reading ahead while at most _IN_FLIGHT_BYTES wait."""
     pending: deque[_Pending] = deque()
     waiting = 0
@@ -117,7 +149,7 @@ def _compressed_in_order(
     # Only a large member whose size another one shares can be such a copy; for those alone a digest and
     # the deflate stream are kept, not the bytes of every large member.
     sizes = Counter(path.stat().st_size for _, path in items)
-    seen: dict[tuple[int, bytes], Future[bytes]] = {}
+    seen: dict[tuple[int, bytes], Future[_Stream]] = {}
     for arcname, path in items:
         info = _zip_info(arcname, path)
         data = path.read_bytes()
@@ -127,7 +159,7 @@ def _compressed_in_order(
             key = (len(data), hashlib.sha256(data).digest())
             future = seen.get(key)
         if future is None:
-            future = pool.submit(deflate_member, data, COMPRESS_LEVEL)
+            future = pool.submit(_deflate_cached, data, cache)
             if key is not None:
                 seen[key] = future
         pending.append((info, data, future))
@@ -139,7 +171,7 @@ def _compressed_in_order(
         yield _finish(pending.popleft())
 
 
-def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes, bytes]:
+def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes, _Stream]:
     info, data, future = item
     return info, data, future.result()
 

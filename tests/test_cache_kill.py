@@ -1,0 +1,148 @@
+"""A build killed with SIGKILL while it writes the compressed-member cache; the next build is correct.
+
+Real processes (`python -m layerforge build`) against the local index. The layer carries a few large
+incompressible files, so that writing one cache entry takes long enough to be caught: the test freezes
+the build (SIGSTOP) the moment it sees a temporary entry file, checks the file is still there (the
+process is stopped mid-write), and kills it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import deflate
+import pytest
+
+from layerforge.member_cache import KIND, TEMP_PREFIX, TEMP_SUFFIX, MemberCache
+from layerforge.resolve.lock import resolve
+from layerforge.target import Target
+from layerforge.tree.archive import member_key
+from tests.layers import publish_demo_stack
+from tests.support.index import LocalIndex
+
+BLOBS = 6
+BLOB_BYTES = 6 * 1024 * 1024
+
+
+def build_command(recipe: Path, lock: Path, index: LocalIndex, cache: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "layerforge",
+        "build",
+        str(recipe),
+        "--lock",
+        str(lock),
+        "--index-url",
+        index.url,
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "--no-verify",
+        "--quiet",
+        "--json",
+    ]
+
+
+def run_build(command: list[str]) -> dict[str, object]:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    payload: dict[str, object] = json.loads(done.stdout)
+    return payload
+
+
+def temporaries(cache: Path) -> list[Path]:
+    return list((cache / KIND).glob(f"*/{TEMP_PREFIX}*{TEMP_SUFFIX}"))
+
+
+def wait_stopped(pid: int) -> None:
+    """SIGSTOP is delivered asynchronously: wait until every thread of the process is stopped."""
+    while True:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):
+                continue
+        if states and all(state in "Tt" for state in states):
+            return
+        time.sleep(0.0002)
+
+
+def kill_while_writing_the_cache(process: subprocess.Popen[str], cache: Path) -> Path:
+    """Stop the process while a temporary cache entry exists, then SIGKILL it; the file it left."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail("the build ended before it was caught writing the cache")
+        seen = temporaries(cache)
+        if seen:
+            os.kill(process.pid, signal.SIGSTOP)
+            wait_stopped(process.pid)
+            still = [p for p in seen if p.exists()]
+            if still:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+                return still[0]
+            os.kill(process.pid, signal.SIGCONT)
+        time.sleep(0.0005)
+    pytest.fail("timed out waiting for the build to write the cache")
+
+
+def test_a_build_killed_mid_cache_write_is_followed_by_a_correct_build(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    publish_demo_stack(local_index, tmp_path)
+    local_index.add_wheel(
+        "bulk",
+        "1.0",
+        files={
+            "bulk/__init__.py": "",
+            **{f"bulk/data/blob{i}.bin": os.urandom(BLOB_BYTES) for i in range(BLOBS)},
+        },
+    )
+    lock = resolve("bulk", ["demo", "bulk"], Target("python3.11", "x86_64"), index_url=local_index.url)
+    lock_path = tmp_path / "bulk.lock.json"
+    lock.write(lock_path)
+    recipe = tmp_path / "bulk.toml"
+    recipe.write_text('name = "bulk"\nrequirements = ["demo", "bulk"]\n', encoding="utf-8")
+    cache, out = tmp_path / "cache", tmp_path / "out"
+
+    victim = subprocess.Popen(
+        build_command(recipe, lock_path, local_index, cache, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        partial = kill_while_writing_the_cache(victim, cache)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    assert partial.exists()  # nothing ran after SIGKILL: the half-written file is left as it was
+
+    rerun = run_build(build_command(recipe, lock_path, local_index, cache, out))
+    reference = run_build(build_command(recipe, lock_path, local_index, tmp_path / "fresh", tmp_path / "ref"))
+    assert rerun["sha256"] == reference["sha256"]
+    assert Path(str(rerun["zip"])).read_bytes() == Path(str(reference["zip"])).read_bytes()
+
+    # Every entry the cache holds now is whole, and is the deflate stream of the member it is filed for.
+    with zipfile.ZipFile(str(rerun["zip"])) as archive:
+        members = {member_key(data): data for data in map(archive.read, archive.namelist())}
+    store = MemberCache(cache)
+    filed = [p for p in (cache / KIND).glob("*/*") if not p.name.startswith(".")]
+    assert {p.name for p in filed} == set(members)
+    for path in filed:
+        stream = store.get(path.name)
+        assert stream is not None, f"damaged entry {path}"
+        assert bytes(deflate.deflate_decompress(stream, len(members[path.name]))) == members[path.name]

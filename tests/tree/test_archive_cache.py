@@ -1,0 +1,140 @@
+"""The zip writer with the compressed-member cache: the bytes never depend on the cache.
+
+Cold and warm writes of the same tree give the same sha256 as a write without any cache; a damaged
+entry (a flipped byte, a truncation, a stream filed under another member's key) is detected, deflated
+again and rewritten, never copied into the zip.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import deflate
+import pytest
+
+from layerforge.member_cache import TEMP_PREFIX, MemberCache
+from layerforge.tree.archive import ZipResult, member_key, write_zip
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    contents = {
+        "python/pkg/__init__.py": b"import os\n" * 300,
+        "python/pkg/data.bin": os.urandom(70_000) + b"abc" * 50_000,
+        "python/pkg/empty.py": b"",
+        "python/pkg/mod.py": b"def f():\n    return 1\n" * 500,
+        "python/other/x.txt": b"x",
+    }
+    for name, data in contents.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return contents
+
+
+def entries(cache: MemberCache) -> list[Path]:
+    return sorted(p for p in cache.folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> dict[str, bytes]:
+    return make_tree(tmp_path / "tree")
+
+
+def write(tmp_path: Path, name: str, cache: MemberCache | None) -> ZipResult:
+    return write_zip(tmp_path / "tree", tmp_path / f"{name}.zip", cache=cache, jobs=2)
+
+
+def test_cold_and_warm_cache_give_the_bytes_of_a_write_without_cache(
+    tmp_path: Path, tree: dict[str, bytes]
+) -> None:
+    cache = MemberCache(tmp_path / "cache")
+    plain = write(tmp_path, "plain", None)
+    cold = write(tmp_path, "cold", cache)
+    assert cold.cached_members == 0
+    assert len(entries(cache)) == len(tree)
+    warm = write(tmp_path, "warm", cache)
+    assert warm.cached_members == len(tree)
+    assert plain.sha256 == cold.sha256 == warm.sha256
+    with zipfile.ZipFile(warm.path) as archive:
+        assert archive.testzip() is None
+        assert {name: archive.read(name) for name in archive.namelist()} == tree
+
+
+def test_one_changed_member_is_the_only_one_deflated_again(tmp_path: Path, tree: dict[str, bytes]) -> None:
+    cache = MemberCache(tmp_path / "cache")
+    write(tmp_path, "cold", cache)
+    (tmp_path / "tree" / "python" / "pkg" / "mod.py").write_bytes(b"changed = True\n" * 40)
+    warm = write(tmp_path, "warm", cache)
+    assert warm.cached_members == len(tree) - 1
+    assert warm.sha256 == write(tmp_path, "plain", None).sha256
+
+
+def damage_flip(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def damage_truncate(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+def damage_empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [damage_flip, damage_truncate, damage_empty])
+def test_a_damaged_entry_is_deflated_again_never_copied(
+    tmp_path: Path, tree: dict[str, bytes], damage: object
+) -> None:
+    cache = MemberCache(tmp_path / "cache")
+    cold = write(tmp_path, "cold", cache)
+    victim = cache.path_for(member_key(tree["python/pkg/data.bin"]))
+    assert callable(damage)
+    damage(victim)
+    warm = write(tmp_path, "warm", cache)
+    assert warm.cached_members == len(tree) - 1
+    assert warm.sha256 == cold.sha256
+    # Rewritten whole: the next write copies it again.
+    assert cache.get(member_key(tree["python/pkg/data.bin"])) is not None
+    assert write(tmp_path, "again", cache).cached_members == len(tree)
+
+
+def test_a_stream_filed_under_another_member_s_key_is_refused(tmp_path: Path, tree: dict[str, bytes]) -> None:
+    """A whole, well-formed entry in the wrong place (a copy, a rename) would put one member's bytes in
+    another's place: the digest covers the key, so it is refused."""
+    cache = MemberCache(tmp_path / "cache")
+    cold = write(tmp_path, "cold", cache)
+    source = cache.path_for(member_key(tree["python/pkg/mod.py"]))
+    target = cache.path_for(member_key(tree["python/pkg/__init__.py"]))
+    target.write_bytes(source.read_bytes())
+    warm = write(tmp_path, "warm", cache)
+    assert warm.cached_members == len(tree) - 1
+    assert warm.sha256 == cold.sha256
+
+
+def test_a_half_written_temporary_file_is_never_read(tmp_path: Path, tree: dict[str, bytes]) -> None:
+    """What a writer killed mid-write leaves (`.tmp-….part` beside where the entry would go) is no entry."""
+    cache = MemberCache(tmp_path / "cache")
+    key = member_key(tree["python/pkg/data.bin"])
+    stream = bytes(deflate.deflate_compress(tree["python/pkg/data.bin"], 6))
+    cache.put(key, stream)
+    whole = cache.path_for(key).read_bytes()
+    cache.path_for(key).unlink()
+    (cache.path_for(key).parent / f"{TEMP_PREFIX}host-1-abcdefgh.part").write_bytes(whole[: len(whole) // 2])
+    assert cache.get(key) is None
+    warm = write(tmp_path, "warm", cache)
+    assert warm.cached_members == 0
+    assert warm.sha256 == write(tmp_path, "plain", None).sha256
+
+
+def test_a_cache_that_cannot_be_written_costs_only_speed(tmp_path: Path, tree: dict[str, bytes]) -> None:
+    blocked = tmp_path / "cache"
+    blocked.mkdir()
+    (blocked / "members").write_text("a file where the folder should be")
+    result = write(tmp_path, "blocked", MemberCache(blocked))
+    assert result.cached_members == 0
+    assert result.sha256 == write(tmp_path, "plain", None).sha256
+    assert not [p for p in blocked.rglob("*") if p.name.startswith(TEMP_PREFIX)]
