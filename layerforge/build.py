@@ -24,7 +24,7 @@ from . import __version__
 from .binaries.audit import AuditReport, audit_tree
 from .binaries.elfstrip import StripLevel, StripReport, strip_debug
 from .cache import WheelCache, sha256_of
-from .errors import LockError
+from .errors import DownloadError, LockError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
 from .limits import (
@@ -38,7 +38,7 @@ from .limits import (
 from .member_cache import MemberCache
 from .recipe import Recipe, StripConfig
 from .report.over_limit import size_limit_error
-from .resolve.download import fetch_all
+from .resolve.download import FetchedWheel, fetch_all, fetch_one
 from .resolve.lock import DEFAULT_INDEX_URL, Lock, read_lock
 from .resolve.source_build import DockerClientFactory, SourceBuilder
 from .runners.docker import docker_from_env
@@ -425,14 +425,13 @@ def _unpack_and_slim(
         progress=lambda _name, amount, _total: events.advance(amount),
         index_url=options.index_url,
     )
+    wheels = _check_out(fetched, WheelCache(options.cache_dir), staging / "wheels", options.index_url)
     events.stage("unpack", total=len(fetched))
     config = options.recipe.strip
     # What the strip rules will remove stays in its wheel (a fifth of the sklearn stack's bytes and
     # half its files): the few files a safety rail then spares are written during slimming.
     matcher = RuleMatcher(config)
-    tree = unpack_all(
-        [f.path for f in fetched], staging / "layer", jobs=options.jobs, hold_back=matcher.removes
-    )
+    tree = unpack_all(wheels, staging / "layer", jobs=options.jobs, hold_back=matcher.removes)
     for conflict in tree.conflicts:
         events.warn(f"two wheels ship the same file: {conflict}")
     unpacked_bytes = tree.bytes_by_distribution()
@@ -448,6 +447,26 @@ def _unpack_and_slim(
     for copy in slim.shared:
         events.note(f"left out {copy.dropped}: {copy.kept} is the same library, and is loaded first")
     return tree, unpacked_bytes, slim
+
+
+def _check_out(fetched: list[FetchedWheel], cache: WheelCache, folder: Path, index_url: str) -> list[Path]:
+    """The build's own links to its wheels, so that `cache prune` cannot remove one mid-read; a wheel a
+    prune removed between its fetch and here is fetched again."""
+    paths = []
+    for wheel in fetched:
+        path = cache.checkout(wheel.path, folder)
+        for _ in range(2):
+            if path is not None:
+                break
+            path = cache.checkout(fetch_one(wheel.package, cache, index_url=index_url).path, folder)
+        if path is None:
+            raise DownloadError(
+                f"{wheel.package.wheel} left the wheel cache as soon as it was fetched, three times",
+                hint="is a `layerforge cache prune` running in a loop? Stop it, or give the build its own "
+                "--cache-dir",
+            )
+        paths.append(path)
+    return paths
 
 
 def _strip_binaries(root: Path, paths: list[str], config: StripConfig, jobs: int) -> StripReport:
@@ -587,8 +606,10 @@ def _runtime_stand_ins(staging: Path, options: BuildOptions, lock: Lock) -> Laye
     wanted = [p for p in lock.left_out if p.name in options.target.runtime_provided]
     if not wanted or not options.verify:
         return None
-    fetched = fetch_all(wanted, WheelCache(options.cache_dir), jobs=4, index_url=options.index_url)
-    return unpack_all([f.path for f in fetched], staging / "runtime", jobs=options.jobs)
+    cache = WheelCache(options.cache_dir)
+    fetched = fetch_all(wanted, cache, jobs=4, index_url=options.index_url)
+    wheels = _check_out(fetched, cache, staging / "runtime-wheels", options.index_url)
+    return unpack_all(wheels, staging / "runtime", jobs=options.jobs)
 
 
 def _runtime_provided_summary(

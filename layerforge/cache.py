@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -92,6 +93,22 @@ class WheelCache:
             return None
         touch(path)
         return path
+
+    def checkout(self, path: Path, folder: Path) -> Path | None:
+        """The build's own name for a cached wheel in `folder`: a hard link, else a copy. A prune that
+        removes the cache's name then leaves the build its file. None when the wheel is already gone."""
+        folder.mkdir(parents=True, exist_ok=True)
+        destination = folder / path.name
+        try:
+            os.link(path, destination)
+        except FileNotFoundError:
+            return None
+        except OSError:  # another file system, or one without hard links
+            try:
+                shutil.copyfile(path, destination)
+            except FileNotFoundError:
+                return None
+        return destination
 
     def store(self, source: Path) -> tuple[str, Path]:
         """Copy a wheel made on this machine (built from source) into the cache; its sha256 and new path.

@@ -68,7 +68,7 @@ def sweep_stale(out_dir: Path) -> list[Path]:
         if match is None or not entry.is_dir() or entry.is_symlink():
             continue
         owned = _OWNED.match(entry.name)
-        if owned is None or owned["host"] != host or _alive(int(owned["pid"])):
+        if owned is None or owned["host"] != host or process_alive(int(owned["pid"])):
             busy.add(match["stem"])
             continue
         shutil.rmtree(entry, ignore_errors=True)
@@ -85,7 +85,7 @@ def sweep_stale(out_dir: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether a process with this id runs on this host (a zombie counts as running)."""
     if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
         return True

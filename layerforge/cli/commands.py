@@ -12,6 +12,7 @@ import click
 
 COMMAND_MODULES = {
     "build": "layerforge.cli.build_cmd",
+    "cache": "layerforge.cli.cache_cmd",
     "catalogue": "layerforge.cli.project_cmd",
     "matrix": "layerforge.cli.project_cmd",
     "lock": "layerforge.cli.build_cmd",

@@ -1,4 +1,6 @@
-"""A build killed with SIGKILL while it writes the compressed-member cache; the next build is correct.
+"""Builds and the cache: a build killed with SIGKILL while it writes the compressed-member cache, and
+`cache prune` running over and over while a build runs. Either way, the next build's zip, or the build's
+own, is byte for byte the one a build with an empty cache writes.
 
 Real processes (`python -m layerforge build`) against the local index. The layer carries a few large
 incompressible files, so that writing one cache entry takes long enough to be caught: the test freezes
@@ -15,11 +17,13 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import deflate
 import pytest
 
+from layerforge.cache_admin import prune
 from layerforge.member_cache import KIND, TEMP_PREFIX, TEMP_SUFFIX, MemberCache
 from layerforge.resolve.lock import resolve
 from layerforge.target import Target
@@ -97,9 +101,23 @@ def kill_while_writing_the_cache(process: subprocess.Popen[str], cache: Path) ->
     pytest.fail("timed out waiting for the build to write the cache")
 
 
-def test_a_build_killed_mid_cache_write_is_followed_by_a_correct_build(
-    local_index: LocalIndex, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class Bulk:
+    index: LocalIndex
+    recipe: Path
+    lock: Path
+    tmp: Path
+
+    def command(self, cache: Path, out: Path) -> list[str]:
+        return build_command(self.recipe, self.lock, self.index, cache, out)
+
+    def reference(self) -> dict[str, object]:
+        """A build with an empty cache of its own."""
+        return run_build(self.command(self.tmp / "fresh-cache", self.tmp / "reference"))
+
+
+@pytest.fixture()
+def bulk(local_index: LocalIndex, tmp_path: Path) -> Bulk:
     publish_demo_stack(local_index, tmp_path)
     local_index.add_wheel(
         "bulk",
@@ -114,13 +132,13 @@ def test_a_build_killed_mid_cache_write_is_followed_by_a_correct_build(
     lock.write(lock_path)
     recipe = tmp_path / "bulk.toml"
     recipe.write_text('name = "bulk"\nrequirements = ["demo", "bulk"]\n', encoding="utf-8")
-    cache, out = tmp_path / "cache", tmp_path / "out"
+    return Bulk(local_index, recipe, lock_path, tmp_path)
 
+
+def test_a_build_killed_mid_cache_write_is_followed_by_a_correct_build(bulk: Bulk, tmp_path: Path) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "out"
     victim = subprocess.Popen(
-        build_command(recipe, lock_path, local_index, cache, out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        bulk.command(cache, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         partial = kill_while_writing_the_cache(victim, cache)
@@ -131,8 +149,8 @@ def test_a_build_killed_mid_cache_write_is_followed_by_a_correct_build(
     assert victim.returncode == -signal.SIGKILL
     assert partial.exists()  # nothing ran after SIGKILL: the half-written file is left as it was
 
-    rerun = run_build(build_command(recipe, lock_path, local_index, cache, out))
-    reference = run_build(build_command(recipe, lock_path, local_index, tmp_path / "fresh", tmp_path / "ref"))
+    rerun = run_build(bulk.command(cache, out))
+    reference = bulk.reference()
     assert rerun["sha256"] == reference["sha256"]
     assert Path(str(rerun["zip"])).read_bytes() == Path(str(reference["zip"])).read_bytes()
 
@@ -146,3 +164,26 @@ def test_a_build_killed_mid_cache_write_is_followed_by_a_correct_build(
         stream = store.get(path.name)
         assert stream is not None, f"damaged entry {path}"
         assert bytes(deflate.deflate_decompress(stream, len(members[path.name]))) == members[path.name]
+
+
+def test_prune_over_and_over_during_builds_leaves_each_build_correct(bulk: Bulk, tmp_path: Path) -> None:
+    """`cache prune --max-size 0` in a loop, from the first wheel fetched to the end of a cold build and
+    of a warm one: every entry it can take goes at once, while the builds read and write the cache."""
+    reference = bulk.reference()
+    cache = tmp_path / "cache"
+    for run in ("cold", "warm"):
+        build = subprocess.Popen(
+            bulk.command(cache, tmp_path / run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        removed = 0
+        while build.poll() is None:
+            removed += len(prune(cache, max_bytes=0).removed)
+            time.sleep(0.002)  # leave the build most of the shared cores
+        stdout, stderr = build.communicate()
+        assert build.returncode == 0, stderr
+        assert json.loads(stdout)["sha256"] == reference["sha256"]
+        assert removed > 0  # the prunes did take entries while the build ran
+    # What the prunes left is whole.
+    store = MemberCache(cache)
+    for path in (cache / KIND).glob("*/*"):
+        assert path.name.startswith(".") or store.get(path.name) is not None
