@@ -100,13 +100,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) 
 
 
 def partial_downloads(cache: Path) -> list[Path]:
-    return list(cache.rglob("*.part"))
+    return list((cache / "wheels").rglob("*.part"))
 
 
 def assert_cache_sound(cache: Path, wheels: tuple[str, ...]) -> None:
     """Every file in the cache has the sha256 of its entry folder; nothing partial; every wheel there."""
     assert partial_downloads(cache) == []
-    stored = [p for p in cache.rglob("*") if p.is_file() and p.name != ".lock"]
+    stored = [p for p in (cache / "wheels").rglob("*") if p.is_file() and p.name != ".lock"]
     for path in stored:
         assert sha256_of(path) == path.parent.name, f"corrupt cache entry {path}"
     assert sorted(p.name for p in stored) == sorted(wheels)
