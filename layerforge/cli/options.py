@@ -75,7 +75,7 @@ def cache_option(func: F) -> F:
         "--cache-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Wheel cache [default: LAYERFORGE_CACHE_DIR, else the user cache folder].",
+        help="Cache folder (wheels, zip members) [default: LAYERFORGE_CACHE_DIR, else the user cache].",
     )(func)
 
 

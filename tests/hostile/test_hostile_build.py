@@ -16,6 +16,7 @@ import pytest
 from layerforge.build import BuildOptions, build
 from layerforge.cache import sha256_of
 from layerforge.errors import AuditError, LayerforgeError, UnsafeArchiveError
+from layerforge.member_cache import MemberCache
 from layerforge.recipe import recipe_from_mapping
 from layerforge.target import Target
 from tests.support.elf import compile_shared_object, fake_pe
@@ -41,10 +42,15 @@ def build_demo(index: LocalIndex, tmp: Path, requirement: str) -> None:
 def assert_nothing_escaped(tmp: Path, index: LocalIndex) -> None:
     out = tmp / "out"
     assert sorted(p.name for p in out.iterdir()) == ["liar-python3.11-x86_64.lock.json"]
-    for path in (tmp / "cache").rglob("*"):
+    for path in (tmp / "cache" / "wheels").rglob("*"):
         if path.is_file() and path.name != ".lock":
             assert not path.name.endswith(".part"), path
             assert sha256_of(path) == path.parent.name, f"unverified file in the cache: {path}"
+    # The zip runs beside the audit, so a build the audit fails may have filed members: each one whole.
+    members = MemberCache(tmp / "cache")
+    for path in members.folder.rglob("*"):
+        if path.is_file():
+            assert members.get(path.name) is not None, f"damaged or unfinished member entry: {path}"
     # Nothing else anywhere under the test folder: only the index's wheels, the cache and the output.
     stray = [
         p

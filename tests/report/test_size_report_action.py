@@ -108,7 +108,35 @@ def test_the_build_step_finds_the_manifest(tmp_path: Path) -> None:
     env = {"RECIPE": "sklearn", "RUNTIME": "python3.12", "ARCH": "", "OUT": "dist"}
     status, summary, outputs = _run_step("build", env, tmp_path, fake)
     assert status == 0 and summary == ""
-    assert outputs == {"manifest": "dist/a.manifest.json", "zip": "dist/a.zip"}
+    assert outputs == {"manifest": "dist/a.manifest.json", "zip": "dist/a.zip", "lock-hash": ""}
+
+
+def test_the_cache_is_keyed_by_the_lock_s_hash_and_the_build_uses_it(tmp_path: Path) -> None:
+    lock = tmp_path / "layer.lock.json"
+    lock.write_text(json.dumps({"lock_hash": "c0ffee", "packages": []}))
+    env = {"LOCK": str(lock), "PREFIX": "layerforge-Linux-X64-sklearn--x86_64-"}
+    status, _, keyed = _run_step("cache-key", env, tmp_path, _real_layerforge())
+    assert status == 0
+    assert keyed == {
+        "dir": f"{tmp_path}/layerforge-cache",
+        "prefix": "layerforge-Linux-X64-sklearn--x86_64-",
+        "key": "layerforge-Linux-X64-sklearn--x86_64-c0ffee",
+    }
+    (tmp_path / "x").mkdir()
+    _, _, unlocked = _run_step("cache-key", {**env, "LOCK": ""}, tmp_path / "x", _real_layerforge())
+    assert unlocked["key"] == "layerforge-Linux-X64-sklearn--x86_64-none"  # restored by prefix only
+
+    # The build gets the lock and the cache folder, and says which lock it built (the save step's key).
+    fake = (
+        '#!/bin/sh\necho "$@" > "$RUNNER_TEMP/args"\n'
+        'echo \'{"zip": "dist/a.zip", "manifest": "dist/a.manifest.json", "lock_hash": "beef"}\'\n'
+    )
+    env = {"RECIPE": "sklearn", "RUNTIME": "", "ARCH": "", "OUT": "dist", "LOCK": str(lock)}
+    status, _, outputs = _run_step("build", {**env, "CACHE_DIR": keyed["dir"]}, tmp_path, fake)
+    assert status == 0 and outputs["lock-hash"] == "beef"
+    args = (tmp_path / "args").read_text().split()
+    assert args[args.index("--lock") + 1] == str(lock)
+    assert args[args.index("--cache-dir") + 1] == keyed["dir"]
 
 
 def test_a_failed_build_says_why_in_the_summary(tmp_path: Path) -> None:
