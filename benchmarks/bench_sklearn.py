@@ -2,8 +2,13 @@
 
 Usage: python benchmarks/bench_sklearn.py [--out DIR] [--index-url URL] [--runs 3] [--import-runs 15]
 
-Measures, and prints as ratios (layerforge / guide):
-  - end-to-end time, cold (empty wheel cache, empty output) and warm (nothing changed; a strip rule changed)
+Measures, and prints as ratios (layerforge / guide), medians over `--runs` alternating pairs (the guide,
+then layerforge's builds, so a slow spell of the machine falls on both alike):
+  - end-to-end time, cold (empty cache, empty output), warm with nothing changed, and the incremental
+    cases with the cache the cold build left: one requirement added (requests), then one strip rule
+    changed; each incremental zip's sha256 is checked against a cold build (empty cache) of the same
+    lock and recipe
+  - where each build's time went, stage by stage (the build's own "<stage> done in N s" lines)
   - zip time of the same tree: layerforge's writer against shutil.make_archive, and the zip sizes
   - unzipped and zipped bytes of each layer (the sum of its zip entries)
   - cold import of the stack from a read-only copy of each layer, in a fresh interpreter
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,7 +31,9 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 GUIDE = REPO.parent / "shared" / "baseline" / "guide-procedure.sh"
@@ -55,6 +63,54 @@ def timed(command: list[str], **kwargs: object) -> tuple[float, int, subprocess.
 
 def layerforge(*args: str) -> list[str]:
     return [sys.executable, "-m", "layerforge", *args]
+
+
+STAGE_LINE = re.compile(r"^\s*([a-z]+) done in ([0-9.]+) s\s*$")
+STAGES = ("resolve", "download", "unpack", "slim", "bytecode", "audit", "verify", "zip")
+
+
+@dataclass(frozen=True)
+class Built:
+    elapsed: float
+    rss_kib: int
+    manifest: dict[str, Any]
+    # Seconds by stage; `other` is what no stage covers: start-up, reading the recipe and lock, the SBOM
+    # and manifest.
+    stages: dict[str, float]
+
+
+class Builds:
+    """`layerforge build` of one recipe file or another, into one output folder with one cache."""
+
+    def __init__(self, out: Path, index_url: str) -> None:
+        self.out = out
+        self.index_url = index_url
+
+    def run(self, recipe: str | Path, name: str, cache: Path, *extra: str) -> Built:
+        command = layerforge(
+            "build", str(recipe), "--out", str(self.out / name), "--cache-dir", str(cache),
+            "--index-url", self.index_url, "--json", *extra,
+        )  # fmt: skip
+        elapsed, rss, completed = timed(command, env={**os.environ, "COLUMNS": "200"})
+        stages: dict[str, float] = {}
+        for line in completed.stderr.splitlines():
+            match = STAGE_LINE.match(line)
+            if match:
+                stages[match[1]] = stages.get(match[1], 0.0) + float(match[2])
+        stages["other"] = max(0.0, elapsed - sum(stages.values()))
+        return Built(elapsed, rss, json.loads(completed.stdout), stages)
+
+
+def incremental_recipes(out: Path) -> tuple[Path, Path]:
+    """The bundled recipe with one requirement added (requests), and that one with a strip rule changed.
+    Both keep the name `sklearn`: a team edits its recipe in place, and the build finds its last lock."""
+    text = (REPO / "recipes" / "sklearn.toml").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("requirements = ["))
+    added = out / "sklearn-plus-requests.toml"
+    added.write_text(text.replace(line, line.replace("]", ', "requests"]')))
+    changed = out / "sklearn-plus-requests-strip-changed.toml"
+    changed.write_text(added.read_text() + '\n[strip.packages.scikit-learn]\nremove = ["**/*.md"]\n')
+    return added, changed
 
 
 def zip_sizes(path: Path) -> tuple[int, int]:
@@ -131,7 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--index-url", default="https://pypi.org/simple")
-    parser.add_argument("--runs", type=int, default=3, help="zip timings: runs of each writer")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="alternating pairs of guide and layerforge; zip timings as many"
+    )
     parser.add_argument("--import-runs", type=int, default=15, help="cold imports: runs of each layer")
     parser.add_argument("--python311", default=shutil.which("python3.11") or sys.executable)
     options = parser.parse_args()
@@ -144,51 +202,70 @@ def main() -> None:
         "guide_index": host_pip_index(),
         "layerforge_index": options.index_url + " (isolated from the host's pip configuration)",
     }
+    added_recipe, changed_recipe = incremental_recipes(out)
+    builds = Builds(out, options.index_url)
+    cases = (
+        "cold",
+        "warm, nothing changed",
+        "requirement added, warm cache",
+        "strip rule changed, warm cache",
+    )
+    times: dict[str, list[float]] = {case: [] for case in ("guide", *cases)}
+    stages: dict[str, list[dict[str, float]]] = {case: [] for case in cases}
+    identical: list[bool] = []
+    guide_rss = cold_rss = 0
+    manifest: dict[str, Any] = {}
+    guide: dict[str, float] = {}
+    cold_zip = out / "layerforge-cold.zip"
+    for run in range(options.runs):
+        guide_out = out / "guide"
+        shutil.rmtree(guide_out, ignore_errors=True)  # only the last run's layer is kept
+        print(
+            f"pair {run + 1}/{options.runs}: guide procedure (cold: pip --no-cache-dir) ...", file=sys.stderr
+        )
+        guide_s, guide_rss, completed = timed(["bash", str(GUIDE), str(guide_out)])
+        guide_line = next(x for x in completed.stdout.splitlines() if x.startswith("guide:"))
+        guide = {k: float(v) for k, v in (part.split("=") for part in guide_line.split()[1:])}
+        times["guide"].append(guide_s)
 
-    print("guide procedure (cold: pip --no-cache-dir) ...", file=sys.stderr)
-    guide_s, guide_rss, completed = timed(["bash", str(GUIDE), str(out / "guide")])
-    guide_line = next(x for x in completed.stdout.splitlines() if x.startswith("guide:"))
-    guide = {k: float(v) for k, v in (part.split("=") for part in guide_line.split()[1:])}
+        cache, name = out / f"cache-{run}", f"dist-{run}"
+        print(
+            f"pair {run + 1}: layerforge cold, unchanged, +requests, strip rule changed ...", file=sys.stderr
+        )
+        built = [builds.run("sklearn", name, cache)]
+        # The incremental builds replace it in the same output folder (same recipe name, same stem).
+        cold_zip = Path(shutil.copy(built[0].manifest["zip"], out / "layerforge-cold.zip"))
+        built += [builds.run("sklearn", name, cache), builds.run(added_recipe, name, cache)]
+        lock = Path(str(built[2].manifest["zip"])).with_name("sklearn-python3.11-x86_64.lock.json")
+        added_lock = shutil.copy(lock, out / f"added-{run}.lock.json")
+        built.append(builds.run(changed_recipe, name, cache))
+        changed_lock = shutil.copy(lock, out / f"changed-{run}.lock.json")
+        manifest, cold_rss = built[0].manifest, built[0].rss_kib
+        for case, result in zip(cases, built, strict=True):
+            times[case].append(result.elapsed)
+            stages[case].append(result.stages)
+
+        print(f"pair {run + 1}: cold builds of the incremental cases' locks, to compare ...", file=sys.stderr)
+        for recipe, lock_copy, incremental in (
+            (added_recipe, added_lock, built[2]),
+            (changed_recipe, changed_lock, built[3]),
+        ):
+            reference = builds.run(
+                recipe, f"reference-{run}", out / f"reference-cache-{run}", "--lock", str(lock_copy)
+            ).manifest
+            shutil.rmtree(out / f"reference-cache-{run}")
+            theirs, ours = reference["sha256"], incremental.manifest["sha256"]
+            identical.append(theirs == ours)
+            if theirs != ours:
+                print(f"MISMATCH: {recipe.name}: {ours} != cold {theirs}", file=sys.stderr)
+        if run < options.runs - 1:
+            shutil.rmtree(cache, ignore_errors=True)
+    guide_s = statistics.median(times["guide"])
     guide_unzipped, guide_zipped = zip_sizes(out / "guide" / "layer.zip")
 
-    build = layerforge(
-        "build",
-        "sklearn",
-        "--out",
-        str(out / "dist"),
-        "--cache-dir",
-        str(out / "cache"),
-        "--index-url",
-        options.index_url,
-        "--json",
-    )
-    print("layerforge cold (empty cache, empty output) ...", file=sys.stderr)
-    cold_s, cold_rss, completed = timed(build)
-    manifest = json.loads(completed.stdout)
-    print("layerforge warm (nothing changed) ...", file=sys.stderr)
-    warm_s, _, _ = timed(build)
-    recipe = out / "sklearn-changed.toml"
-    text = (REPO / "recipes" / "sklearn.toml").read_text()
-    recipe.write_text(text + '\n[strip.packages.scikit-learn]\nremove = ["**/*.md"]\n')
-    print("layerforge warm (a strip rule changed: re-slim from the cache) ...", file=sys.stderr)
-    reslim_s, _, _ = timed(
-        layerforge(
-            "build",
-            str(recipe),
-            "--out",
-            str(out / "dist-changed"),
-            "--cache-dir",
-            str(out / "cache"),
-            "--index-url",
-            options.index_url,
-            "--quiet",
-        )
-    )
-
-    ours_zip = Path(manifest["zip"])
-    ours_unzipped, ours_zipped = zip_sizes(ours_zip)
+    ours_unzipped, ours_zipped = zip_sizes(cold_zip)
     tree = out / "layerforge-tree"
-    with zipfile.ZipFile(ours_zip) as archive:
+    with zipfile.ZipFile(cold_zip) as archive:
         archive.extractall(tree)
     print("zip of the same tree ...", file=sys.stderr)
     zips = zip_times(tree, out, options.runs)
@@ -216,10 +293,19 @@ def main() -> None:
     ours_import, ours_process = timings["layerforge"]
     floor_import, _ = timings["floor"]
 
+    # Each pair's ratio, then the median of those: the pairing is what makes the ratio fair.
+    case_ratios = {
+        case: statistics.median(t / g for t, g in zip(times[case], times["guide"], strict=True))
+        for case in cases
+    }
+    median_stages = {
+        case: {stage: statistics.median(s.get(stage, 0.0) for s in spent) for stage in (*STAGES, "other")}
+        for case, spent in stages.items()
+    }
     results.update(
         {
             "guide": {
-                "total_s": guide_s,
+                "total_s": times["guide"],
                 "pip_s": guide["install_s"],
                 "strip_s": guide["strip_s"],
                 "zip_s": guide["zip_s"],
@@ -231,9 +317,9 @@ def main() -> None:
                 "cold_import_with_bytecode_s": floor_import,
             },
             "layerforge": {
-                "cold_total_s": cold_s,
-                "warm_unchanged_s": warm_s,
-                "warm_reslim_s": reslim_s,
+                "times_s": {case: times[case] for case in cases},
+                "stages_s": stages,
+                "incremental_identical_to_cold": identical,
                 "unzipped_bytes": ours_unzipped,
                 "zipped_bytes": ours_zipped,
                 "peak_rss_kib": cold_rss,
@@ -247,9 +333,7 @@ def main() -> None:
         }
     )
     ratios = {
-        "cold build / guide": cold_s / guide_s,
-        "warm build, nothing changed / guide": warm_s / guide_s,
-        "warm build, strip rule changed / guide": reslim_s / guide_s,
+        **{f"{case} / guide": ratio for case, ratio in case_ratios.items()},
         "zip time / make_archive (same tree)": zips["layerforge_s"] / zips["make_archive_s"],
         "zip bytes / make_archive (same tree)": zips["layerforge_bytes"] / zips["make_archive_bytes"],
         "unzipped bytes / guide": ours_unzipped / guide_unzipped,
@@ -263,13 +347,14 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print("| measure | guide | layerforge | ratio |\n|---|---:|---:|---:|")
     rows = [
-        ("end to end, cold (s)", guide_s, cold_s, "cold build / guide"),
-        ("end to end, warm, nothing changed (s)", guide_s, warm_s, "warm build, nothing changed / guide"),
-        (
-            "end to end, warm, strip rule changed (s)",
-            guide_s,
-            reslim_s,
-            "warm build, strip rule changed / guide",
+        *(
+            (
+                f"end to end, {case} (s, median of {options.runs})",
+                guide_s,
+                statistics.median(times[case]),
+                f"{case} / guide",
+            )
+            for case in cases
         ),
         (
             "zip of the same tree (s): make_archive vs layerforge",
@@ -302,8 +387,22 @@ def main() -> None:
     ]
     for label, theirs, ours, key in rows:
         print(f"| {label} | {theirs:,.2f} | {ours:,.2f} | {ratios[key]:.3f} |")
+    print(
+        "\nratios are medians of each pair's ratio; guide per pair: "
+        + ", ".join(f"{t:.1f} s" for t in times["guide"])
+    )
+    print(
+        "\nwhere each build's time went (s, medians; zip: the wait after verification, it runs beside them)"
+    )
+    print("| build | " + " | ".join((*STAGES, "other")) + " |\n|---|" + "---:|" * (len(STAGES) + 1))
+    for case, spent in median_stages.items():
+        print(f"| {case} | " + " | ".join(f"{spent[stage]:.2f}" for stage in (*STAGES, "other")) + " |")
+    verdict = "all identical" if all(identical) else "MISMATCH"
+    print(f"\nincremental zips against cold builds of the same lock and recipe: {verdict} ({identical})")
     print(f"\nguide index: {results['guide_index']}\nlayerforge index: {results['layerforge_index']}")
     print(f"machine: {results['machine']}; results in {out / 'results.json'}")
+    if not all(identical):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -314,6 +314,7 @@ def _build_in(
             raise
         events.stage("zip")
         staged = zipping.result()
+    events.note(f"zip: {staged.cached_members:,} of {staged.entries:,} members copied from the member cache")
     zip_path = options.out_dir / f"{options.stem}.zip"
     os.replace(staged.path, zip_path)
     result = dataclasses.replace(staged, path=zip_path)
@@ -418,6 +419,7 @@ def _unpack_and_slim(
     # Wheels built from source are never downloaded: in the cache by their sha256, or built again here
     # (only now, so that an up-to-date zip is reused without them).
     _sources(options, events).provide(lock)
+    events.stage("download")
     fetched = fetch_all(
         lock.packages,
         WheelCache(options.cache_dir),
