@@ -122,11 +122,21 @@ def _deflate_cached(data: bytes, cache: MemberCache | None) -> tuple[bytes, bool
         return deflate_member(data), False
     key = member_key(data)
     stream = cache.get(key)
-    if stream is not None:
+    if stream is not None and _inflates_to(stream, data):
         return stream, True
     stream = deflate_member(data)
     cache.put(key, stream)
     return stream, False
+
+
+def _inflates_to(stream: bytes, data: bytes) -> bool:
+    """Whether a cached stream gives back exactly the member. The entry's digest catches damage; this
+    catches a stream someone filed with a valid digest (a cache restored from elsewhere is input too), so
+    no cache can put other bytes in a layer. Inflating costs a sixth of deflating."""
+    try:
+        return bytes(deflate.deflate_decompress(stream, len(data))) == data
+    except deflate.DeflateError:
+        return False
 
 
 def member_key(data: bytes) -> str:

@@ -138,3 +138,21 @@ def test_a_cache_that_cannot_be_written_costs_only_speed(tmp_path: Path, tree: d
     assert result.cached_members == 0
     assert result.sha256 == write(tmp_path, "plain", None).sha256
     assert not [p for p in blocked.rglob("*") if p.name.startswith(TEMP_PREFIX)]
+
+
+def test_a_planted_entry_with_a_valid_digest_cannot_put_other_bytes_in_the_zip(
+    tmp_path: Path, tree: dict[str, bytes]
+) -> None:
+    """Someone who can write the cache (a cache restored in CI is input too) can file a well-formed entry:
+    the writer copies a stream only when it inflates to exactly the member."""
+    cache = MemberCache(tmp_path / "cache")
+    cold = write(tmp_path, "cold", cache)
+    planted = bytes(deflate.deflate_compress(b"import os; os.system('evil')\n", 6))
+    cache.put(member_key(tree["python/pkg/mod.py"]), planted)
+    assert cache.get(member_key(tree["python/pkg/mod.py"])) == planted  # whole, as far as the digest sees
+    warm = write(tmp_path, "warm", cache)
+    assert warm.cached_members == len(tree) - 1
+    assert warm.sha256 == cold.sha256
+    with zipfile.ZipFile(warm.path) as archive:
+        assert archive.read("python/pkg/mod.py") == tree["python/pkg/mod.py"]
+    assert cache.get(member_key(tree["python/pkg/mod.py"])) != planted  # replaced by the true stream
