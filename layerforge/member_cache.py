@@ -38,6 +38,7 @@ class MemberCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.folder = root / KIND
+        self._temporary_prefix = f"{TEMP_PREFIX}{host_label()}-{os.getpid()}-"
 
     def path_for(self, key: str) -> Path:
         return self.folder / key[:2] / key
@@ -61,10 +62,7 @@ class MemberCache:
         """File `stream` under `key`, atomically. A cache that cannot be written only costs speed."""
         path = self.path_for(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(
-                dir=path.parent, prefix=f"{TEMP_PREFIX}{host_label()}-{os.getpid()}-", suffix=TEMP_SUFFIX
-            )
+            handle, temporary = self._temporary(path.parent)
         except OSError:
             return
         try:
@@ -77,6 +75,14 @@ class MemberCache:
             Path(temporary).unlink(missing_ok=True)
             if not isinstance(error, OSError):
                 raise
+
+    def _temporary(self, folder: Path) -> tuple[int, str]:
+        # The folder is there for all but the first entry of each of its 256 shards: try before mkdir.
+        try:
+            return tempfile.mkstemp(dir=folder, prefix=self._temporary_prefix, suffix=TEMP_SUFFIX)
+        except FileNotFoundError:
+            folder.mkdir(parents=True, exist_ok=True)
+            return tempfile.mkstemp(dir=folder, prefix=self._temporary_prefix, suffix=TEMP_SUFFIX)
 
 
 def _digest(key: str, stream: bytes) -> bytes:

@@ -34,6 +34,10 @@ COMPRESS_LEVEL = 6
 _IN_FLIGHT_BYTES = 48 * 1024 * 1024
 _IN_FLIGHT_MEMBERS = 4096
 _DEDUPE_FLOOR = 1024 * 1024
+# Smaller members are deflated every time: on the sklearn layer they are 2,072 of its 2,412 members but a
+# tenth of the deflate time, and each cache entry costs a file (creating one takes 0.35 ms here). With a
+# 16 KiB floor a cold build spent twice the CPU on writing the cache for 7% less deflating when warm.
+CACHE_FLOOR = 64 * 1024
 # What decides a member's deflate stream besides its content: the library (its version pins the bundled
 # libdeflate) and the level. A cached stream made under other settings is never looked up.
 DEFLATE_SETTINGS = f"libdeflate (deflate {deflate.__version__}) level {COMPRESS_LEVEL}"
@@ -118,7 +122,7 @@ def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
 def _deflate_cached(data: bytes, cache: MemberCache | None) -> tuple[bytes, bool]:
     """The member's deflate stream, and whether it came from the cache (run in the pool: hashlib and
     libdeflate release the GIL)."""
-    if cache is None:
+    if cache is None or len(data) < CACHE_FLOOR:
         return deflate_member(data), False
     key = member_key(data)
     stream = cache.get(key)
