@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
@@ -22,7 +22,7 @@ from typing import Any
 
 from . import __version__
 from .binaries.audit import AuditReport, audit_tree
-from .binaries.elfstrip import StripLevel, StripReport, strip_debug
+from .binaries.elfstrip import StripLevel, StripReport
 from .cache import WheelCache, sha256_of
 from .errors import DownloadError, LockError
 from .events import BuildEvents, SilentEvents
@@ -36,6 +36,7 @@ from .limits import (
     unzipped_check,
 )
 from .member_cache import MemberCache
+from .piece_cache import PieceCache
 from .recipe import Recipe, StripConfig
 from .report.over_limit import size_limit_error
 from .resolve.download import FetchedWheel, fetch_all, fetch_one
@@ -50,7 +51,8 @@ from .sbom.licenses import enforce
 from .staging import make_staging_dir
 from .target import Target, host_machine
 from .tree.archive import ZipResult, write_zip
-from .tree.bytecode import BytecodeReport, compile_tree
+from .tree.bytecode import BytecodeReport
+from .tree.processed import Assembled, WheelFile, assemble, finish, piece_settings
 from .tree.sharing import load_proof
 from .tree.slim import RuleMatcher, SlimReport, apply, plan
 from .tree.toplevel import declare_top_level, modules_to_verify
@@ -360,29 +362,21 @@ def _prepare_tree(
 ) -> _Slimmed:
     """Download, unpack, slim, strip and compile: everything up to the audit and verification."""
     config = options.recipe.strip
-    with ThreadPoolExecutor(max_workers=1) as background:
-        # Without a resolution to overlap, finding the interpreters overlaps the download and unpack.
-        interpreters.start()
-        tree, unpacked_bytes, slim = _unpack_and_slim(staging, options, lock, events)
-        interpreter, compiler = interpreters.result()
-        events.stage("bytecode")
-        # Stripping shared objects (threads, mostly reading and writing files) and compiling modules
-        # (processes) touch different files: side by side they keep both cores busy.
-        stripping = None
-        if config.binaries:
-            # The tree's own list, taken before bytecode is written beside: no walk over files being made.
-            stripping = background.submit(_strip_binaries, tree.root, list(tree.files), config, options.jobs)
-        bytecode = compile_tree(
-            tree,
-            config.bytecode,
-            compiler,
-            jobs=options.jobs,
-            # The aggressive profile leaves out the column tables: ~7% of every pyc, only ^^^ in tracebacks.
-            debug_ranges=config.profile != "aggressive",
-        )
-        binaries = stripping.result() if stripping is not None else None
-        if binaries is not None:
-            _refresh_sizes(tree, binaries.stripped)
+    # Without a resolution to overlap, finding the interpreters overlaps the download.
+    interpreters.start()
+    tree, unpacked_bytes, slim, assembled, interpreter, compiler = _unpack_and_slim(
+        staging, options, lock, events, interpreters
+    )
+    events.stage("bytecode")
+    bytecode, stripped = finish(
+        assembled,
+        slim,
+        config.bytecode,
+        compiler,
+        debug_ranges=_debug_ranges(config),
+        jobs=options.jobs,
+    )
+    binaries = stripped if config.binaries else None
     if bytecode.skipped_reason and config.bytecode != "none":
         events.warn(
             f"bytecode not compiled ({bytecode.skipped_reason}): every cold start on Lambda's read-only "
@@ -414,8 +408,8 @@ def _binaries_summary(report: StripReport | None) -> dict[str, Any] | None:
 
 
 def _unpack_and_slim(
-    staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents
-) -> tuple[LayerTree, dict[str, int], SlimReport]:
+    staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents, interpreters: _InterpreterSearch
+) -> tuple[LayerTree, dict[str, int], SlimReport, Assembled, Interpreter | None, Interpreter | None]:
     # Wheels built from source are never downloaded: in the cache by their sha256, or built again here
     # (only now, so that an up-to-date zip is reused without them).
     _sources(options, events).provide(lock)
@@ -428,12 +422,35 @@ def _unpack_and_slim(
         index_url=options.index_url,
     )
     wheels = _check_out(fetched, WheelCache(options.cache_dir), staging / "wheels", options.index_url)
+    interpreter, compiler = interpreters.result()
     events.stage("unpack", total=len(fetched))
     config = options.recipe.strip
-    # What the strip rules will remove stays in its wheel (a fifth of the sklearn stack's bytes and
-    # half its files): the few files a safety rail then spares are written during slimming.
     matcher = RuleMatcher(config)
-    tree = unpack_all(wheels, staging / "layer", jobs=options.jobs, hold_back=matcher.removes)
+    # Each wheel by itself (unpacked, stripped, compiled) from the processed-wheel cache, or made and
+    # filed there; what a rule would remove stays out of the tree until the import guard has spoken.
+    settings = piece_settings(
+        options.target.runtime,
+        options.target.arch,
+        config.bytecode,
+        debug_ranges=_debug_ranges(config),
+        strip_level=_strip_level(config) if config.binaries else None,
+        compiler=compiler,
+    )
+    assembled = assemble(
+        [WheelFile(path, wheel.package.sha256) for path, wheel in zip(wheels, fetched, strict=True)],
+        staging / "layer",
+        staging / "pieces",
+        PieceCache(options.cache_dir),
+        matcher,
+        settings,
+        compiler,
+        jobs=options.jobs,
+    )
+    tree = assembled.tree
+    events.note(
+        f"processed wheels: {len(assembled.from_cache)} of {len(wheels)} from the cache"
+        + (f"; processed {', '.join(assembled.processed)}" if assembled.processed else "")
+    )
     for conflict in tree.conflicts:
         events.warn(f"two wheels ship the same file: {conflict}")
     unpacked_bytes = tree.bytes_by_distribution()
@@ -448,7 +465,12 @@ def _unpack_and_slim(
         )
     for copy in slim.shared:
         events.note(f"left out {copy.dropped}: {copy.kept} is the same library, and is loaded first")
-    return tree, unpacked_bytes, slim
+    return tree, unpacked_bytes, slim, assembled, interpreter, compiler
+
+
+def _debug_ranges(config: StripConfig) -> bool:
+    # The aggressive profile leaves out the column tables: ~7% of every pyc, only ^^^ in tracebacks.
+    return config.profile != "aggressive"
 
 
 def _check_out(fetched: list[FetchedWheel], cache: WheelCache, folder: Path, index_url: str) -> list[Path]:
@@ -471,10 +493,9 @@ def _check_out(fetched: list[FetchedWheel], cache: WheelCache, folder: Path, ind
     return paths
 
 
-def _strip_binaries(root: Path, paths: list[str], config: StripConfig, jobs: int) -> StripReport:
+def _strip_level(config: StripConfig) -> StripLevel:
     # Cutting out .symtab saves 13.8 MB on the sklearn stack, at the cost of nameless native frames.
-    level: StripLevel = "unneeded" if config.profile == "aggressive" else "debug"
-    return strip_debug(root, jobs=jobs, level=level, paths=paths)
+    return "unneeded" if config.profile == "aggressive" else "debug"
 
 
 class _Cancelled(Exception):
@@ -487,13 +508,6 @@ def _unless(cancelled: threading.Event) -> Callable[[int], None]:
             raise _Cancelled
 
     return check
-
-
-def _refresh_sizes(tree: LayerTree, stripped: Iterable[str]) -> None:
-    """strip_debug reports paths relative to the layer root, the same keys as tree.files."""
-    for path in stripped:
-        current = tree.files[path]
-        tree.files[path] = dataclasses.replace(current, size=(tree.root / path).stat().st_size)
 
 
 def _find_interpreters(options: BuildOptions) -> tuple[Interpreter | None, Interpreter | None]:

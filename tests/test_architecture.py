@@ -17,7 +17,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "layerforge"
 FOUNDATION = frozenset(
     {"__init__", "__version__", "target", "recipe", "errors", "events", "fsutil", "cache", "staging"}
     | {"limits", "system_libraries"}
-    | {"member_cache", "cache_admin"}  # more kinds of cache under the wheel cache's root, and their upkeep
+    | {
+        "member_cache",
+        "piece_cache",
+        "cache_admin",
+    }  # more kinds of cache under the wheel cache's root, and their upkeep
 )
 # Subsystem (or top-level module) -> what it may import besides itself. The foundation may import only
 # the foundation; `cli` may import everything and nothing imports it.

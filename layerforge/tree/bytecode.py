@@ -34,7 +34,13 @@ class BytecodeReport:
 
 
 def compile_tree(
-    tree: LayerTree, mode: str, interpreter: Interpreter | None, *, jobs: int = 0, debug_ranges: bool = True
+    tree: LayerTree,
+    mode: str,
+    interpreter: Interpreter | None,
+    *,
+    jobs: int = 0,
+    debug_ranges: bool = True,
+    keep_sources: bool = False,
 ) -> BytecodeReport:
     """Compile every module of the tree; `debug_ranges=False` leaves out the column tables (Python 3.11+).
 
@@ -49,7 +55,7 @@ def compile_tree(
         )
     sources = sorted(path for path in tree.files if path.endswith(".py"))
     tag = f"{interpreter.implementation}-{interpreter.version[0]}{interpreter.version[1]}"
-    targets = {source: _pyc_for(source, mode, tag) for source in sources}
+    targets = {source: pyc_for(source, mode, tag) for source in sources}
     shares = _shares(tree, sources, _SHARES)
     flags = ("-X", "no_debug_ranges") if not debug_ranges else ()
     command = [str(interpreter.path), "-I", "-S", *flags, "-c", packaged_script("tree/_compile_worker.py")]
@@ -62,7 +68,8 @@ def compile_tree(
         sizes.update(answer.get("sizes", {}))
         failed += [f"{source}: {error}" for source, error in sorted(answer.get("failed", {}).items())]
     added = _register(tree, targets, sizes)
-    removed_sources = _drop_sources(tree, added) if mode == "sourceless" else 0
+    # A processed wheel keeps its sources: which of them stay is decided over the whole layer, after.
+    removed_sources = _drop_sources(tree, added) if mode == "sourceless" and not keep_sources else 0
     return BytecodeReport(
         mode,
         str(interpreter.path),
@@ -74,7 +81,7 @@ def compile_tree(
     )
 
 
-def _pyc_for(source: str, mode: str, tag: str) -> str:
+def pyc_for(source: str, mode: str, tag: str) -> str:
     """`sourceless`: x.pyc beside x.py, importable once the source is gone; else PEP 3147's __pycache__."""
     if mode == "sourceless":
         return source + "c"

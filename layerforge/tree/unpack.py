@@ -54,11 +54,18 @@ class LayerTree:
     files: dict[str, LayerFile] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
     held: dict[str, tuple[Path, _Planned]] = field(default_factory=dict)
+    # Held-back files already made (a processed wheel's piece): path -> the file, moved in when spared.
+    held_made: dict[str, Path] = field(default_factory=dict)
 
     def write_held(self, paths: Iterable[str]) -> None:
         """Write held-back files after all, each checked against its wheel's RECORD."""
         batches: dict[Path, list[_Planned]] = {}
         for path in paths:
+            made = self.held_made.pop(path, None)
+            if made is not None:
+                (self.root / path).parent.mkdir(parents=True, exist_ok=True)
+                made.rename(self.root / path)
+                continue
             held = self.held.pop(path, None)
             if held is not None:
                 batches.setdefault(held[0], []).append(held[1])

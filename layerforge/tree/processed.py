@@ -1,0 +1,416 @@
+"""Each wheel processed on its own, through the processed-wheel cache; the layer assembled from the pieces.
+
+A piece is what a wheel becomes by itself: unpacked, its strip rules decided, its shared objects
+stripped, its modules compiled. Its key is everything that decides those bytes: the wheel's sha256 and
+name, the rule each of its files meets (so a changed rule re-processes only the wheels it touches), the
+target, the bytecode mode and the compiling interpreter's version, the strip level, layerforge's version
+and the source of the modules that make pieces.
+
+What spans wheels is decided after, over the pieces, exactly as a build without the cache: which wheel
+owns a path two of them ship, the import guard (a piece keeps the guarded modules a rule would remove,
+unstripped and uncompiled, so that the guard can still spare them), the shared libraries, the top-level
+declarations. A spared module is compiled then, in fresh interpreters of its own. Every build takes this
+one path, an empty cache only making every piece again, so the layer is byte for byte the same whichever
+pieces came from the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from .. import __version__
+from ..binaries import elfexcise, elfheaders, elfstrip
+from ..binaries.elfstrip import StripLevel, StripReport, strip_debug
+from ..piece_cache import FILES, PieceCache, checkout, code_fingerprint, remove_tree
+from ..runners.interpreters import Interpreter
+from . import _compile_worker, bytecode, unpack
+from .bytecode import BytecodeReport, compile_tree
+from .slim import RuleMatcher, SlimReport
+from .unpack import LayerFile, LayerTree, _Planned, _refuse_file_folder_clashes, _write_batches, plan_wheel
+
+
+@dataclass(frozen=True)
+class PieceSettings:
+    """What decides a piece's bytes besides the wheel and its rules."""
+
+    runtime: str
+    arch: str
+    bytecode: str
+    debug_ranges: bool
+    strip_level: StripLevel | None  # None: shared objects are left as they are
+    compiler: tuple[str, int, int, bool] | None  # implementation, major, minor, free-threaded
+
+
+def piece_settings(
+    runtime: str,
+    arch: str,
+    bytecode_mode: str,
+    *,
+    debug_ranges: bool,
+    strip_level: StripLevel | None,
+    compiler: Interpreter | None,
+) -> PieceSettings:
+    compiling = compiler is not None and bytecode_mode != "none"
+    facts = (
+        (compiler.implementation, compiler.version[0], compiler.version[1], compiler.free_threaded)
+        if compiling and compiler is not None
+        else None
+    )
+    return PieceSettings(runtime, arch, bytecode_mode, debug_ranges, strip_level, facts)
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    path: Path  # the build's own link to the wheel
+    sha256: str
+
+
+@dataclass
+class Assembled:
+    """The layer tree made of pieces, before the decisions that span wheels; what `finish` adds after."""
+
+    tree: LayerTree
+    from_cache: list[str] = field(default_factory=list)  # wheel names
+    processed: list[str] = field(default_factory=list)
+    final_sizes: dict[str, int] = field(default_factory=dict)  # owned, processed paths
+    pycs: dict[str, tuple[str, Path]] = field(default_factory=dict)  # source -> (pyc path, made file)
+    failed: dict[str, str] = field(default_factory=dict)  # source -> why it did not compile
+    strip: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> {"saved"|"skipped"...}
+
+
+@dataclass(frozen=True)
+class _Wheel:
+    file: WheelFile
+    distribution: str
+    planned: tuple[_Planned, ...]
+    stored: frozenset[str]  # destinations the piece holds
+    processed: frozenset[str]  # of those, what no rule removes: stripped and compiled
+    key: str
+
+
+def assemble(
+    wheels: Sequence[WheelFile],
+    root: Path,
+    work: Path,
+    cache: PieceCache,
+    matcher: RuleMatcher,
+    settings: PieceSettings,
+    compiler: Interpreter | None,
+    *,
+    jobs: int,
+) -> Assembled:
+    """Each wheel's piece from the cache, or made (and filed); the tree `root` made of them."""
+    plans = {w.path: _deduplicated(plan_wheel(w.path)) for w in sorted(wheels, key=lambda w: w.path.name)}
+    _refuse_file_folder_clashes({path: list(planned) for path, planned in plans.items()})
+    described = [_describe(w, plans[w.path], matcher, settings) for w in wheels]
+    described.sort(key=lambda w: w.file.path.name)
+    # Biggest first, so that the threads finish together.
+    order = sorted(range(len(described)), key=lambda i: -described[i].file.path.stat().st_size)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        outcomes = dict(
+            zip(
+                order,
+                pool.map(
+                    lambda i: _obtain(described[i], work / str(i), cache, settings, compiler, jobs), order
+                ),
+                strict=True,
+            )
+        )
+    assembled = Assembled(LayerTree(root))
+    owner: dict[str, int] = {}
+    for index, wheel in enumerate(described):
+        for item in wheel.planned:
+            previous = owner.get(item.destination)
+            if previous is not None:
+                assembled.tree.conflicts.append(
+                    f"{item.destination}: in {described[previous].file.path.name} and "
+                    f"{wheel.file.path.name}; kept {wheel.file.path.name}'s"
+                )
+            owner[item.destination] = index
+    root.mkdir(parents=True, exist_ok=True)
+    for index, wheel in enumerate(described):
+        record, sizes, hit = outcomes[index]
+        (assembled.from_cache if hit else assembled.processed).append(wheel.file.path.name)
+        _place(assembled, wheel, work / str(index), record, sizes, [i for i in owner if owner[i] == index])
+    return assembled
+
+
+def _place(
+    assembled: Assembled,
+    wheel: _Wheel,
+    folder: Path,
+    record: dict[str, Any],
+    sizes: dict[str, int],
+    owned: list[str],
+) -> None:
+    tree = assembled.tree
+    planned = {item.destination: item for item in wheel.planned}
+    name = wheel.file.path.name
+    for path in sorted(owned):
+        tree.files[path] = LayerFile(path, planned[path].info.file_size, wheel.distribution, name)
+        if path in wheel.processed:
+            (tree.root / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).rename(tree.root / path)
+            assembled.final_sizes[path] = sizes[path]
+        elif path in wheel.stored:
+            tree.held_made[path] = folder / path
+    owned_set = set(owned)
+    for source, pyc in record["pycs"].items():
+        if source in owned_set:
+            assembled.pycs[source] = (pyc, folder / pyc)
+            assembled.final_sizes[pyc] = sizes[pyc]
+    for source, error in record["failed"].items():
+        if source in owned_set:
+            assembled.failed[source] = error
+    for path, outcome in record["strip"].items():
+        if path in owned_set:
+            assembled.strip[path] = outcome
+
+
+def finish(
+    assembled: Assembled,
+    slim: SlimReport,
+    mode: str,
+    compiler: Interpreter | None,
+    *,
+    debug_ranges: bool,
+    jobs: int,
+) -> tuple[BytecodeReport, StripReport]:
+    """After slimming: the pieces' bytecode for what stayed, the spared modules compiled, sizes after
+    stripping. Returns what compile_tree and strip_debug would have said of the whole tree."""
+    tree = assembled.tree
+    for path in list(tree.files):
+        size = assembled.final_sizes.get(path)
+        if size is not None:
+            tree.files[path] = dataclasses.replace(tree.files[path], size=size)
+    strip = _strip_report({p: o for p, o in assembled.strip.items() if p in tree.files})
+    if mode == "none" or compiler is None:
+        return compile_tree(tree, mode, compiler), strip
+    added: list[LayerFile] = []
+    for source, (pyc, made) in sorted(assembled.pycs.items()):
+        origin = tree.files.get(source)
+        if origin is None:
+            continue
+        (tree.root / pyc).parent.mkdir(parents=True, exist_ok=True)
+        made.replace(tree.root / pyc)
+        tree.files[pyc] = LayerFile(pyc, assembled.final_sizes[pyc], origin.distribution, origin.wheel)
+        added.append(tree.files[pyc])
+    failed = [f"{s}: {e}" for s, e in sorted(assembled.failed.items()) if s in tree.files]
+    spared = sorted(s.path for s in slim.spared if s.path.endswith(".py") and s.path in tree.files)
+    if spared:
+        guarded = LayerTree(tree.root, files={path: tree.files[path] for path in spared})
+        report = compile_tree(
+            guarded, mode, compiler, jobs=jobs, debug_ranges=debug_ranges, keep_sources=True
+        )
+        failed += report.failed
+        for path, layer_file in guarded.files.items():
+            if path not in spared:
+                tree.files[path] = layer_file
+                added.append(layer_file)
+    removed_sources = 0
+    if mode == "sourceless":
+        for layer_file in added:
+            source = layer_file.path[:-1]
+            (tree.root / source).unlink()
+            del tree.files[source]
+            removed_sources += 1
+    report = BytecodeReport(
+        mode,
+        str(compiler.path),
+        len(added),
+        tuple(sorted(failed)),
+        sum(f.size for f in added),
+        removed_sources,
+        debug_ranges=debug_ranges,
+    )
+    return report, strip
+
+
+def _strip_report(outcomes: dict[str, dict[str, Any]]) -> StripReport:
+    stripped = tuple(sorted(p for p, o in outcomes.items() if "saved" in o))
+    return StripReport(
+        stripped=stripped,
+        saved=MappingProxyType({p: int(outcomes[p]["saved"]) for p in stripped}),
+        unchanged=tuple(sorted(p for p, o in outcomes.items() if o.get("unchanged"))),
+        skipped=MappingProxyType(
+            {p: str(o["skipped"]) for p, o in sorted(outcomes.items()) if "skipped" in o}
+        ),
+    )
+
+
+def _deduplicated(planned: list[_Planned]) -> tuple[_Planned, ...]:
+    """One entry per destination (`x.py` and `x.data/purelib/x.py` land on the same file): the last."""
+    return tuple({item.destination: item for item in planned}.values())
+
+
+def _describe(
+    wheel: WheelFile, planned: tuple[_Planned, ...], matcher: RuleMatcher, settings: PieceSettings
+) -> _Wheel:
+    distribution = canonicalize_name(parse_wheel_filename(wheel.path.name)[0])
+    stored: set[str] = set()
+    processed: set[str] = set()
+    rules = hashlib.sha256()
+    for item in sorted(planned, key=lambda p: p.destination):
+        rule = matcher.rule_for(item.destination, distribution)
+        if rule is None:
+            processed.add(item.destination)
+            stored.add(item.destination)
+            continue
+        rules.update(f"{item.destination}\0{rule.name}\0{int(rule.guarded)}\n".encode())
+        # Only a guarded module can be spared by the import guard: the rest of what a rule removes goes.
+        if rule.guarded and item.destination.endswith(".py"):
+            stored.add(item.destination)
+    material = {
+        "layerforge": __version__,
+        "code": _code(),
+        "wheel": [wheel.path.name, wheel.sha256],
+        "rules": rules.hexdigest(),
+        "settings": dataclasses.asdict(settings),
+    }
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return _Wheel(wheel, distribution, planned, frozenset(stored), frozenset(processed), key)
+
+
+@cache
+def _code() -> str:
+    modules = [unpack, bytecode, _compile_worker, elfstrip, elfexcise, elfheaders]
+    here = Path(__file__)
+    return code_fingerprint([here, *(Path(str(m.__file__)) for m in modules)])
+
+
+def _obtain(
+    wheel: _Wheel,
+    folder: Path,
+    cache_: PieceCache,
+    settings: PieceSettings,
+    compiler: Interpreter | None,
+    jobs: int,
+) -> tuple[dict[str, Any], dict[str, int], bool]:
+    """The piece checked out into `folder`: (its record, its files' sizes, whether it came from the cache)."""
+    manifest = cache_.manifest(wheel.key)
+    if manifest is not None:
+        files = manifest["files"]
+        record = _valid_record(manifest.get("record"), wheel, files)
+        entry = cache_.entry_dir(wheel.key) / FILES
+        if record is not None and checkout(entry, folder, files, jobs=1):
+            return record, {p: int(v[0]) for p, v in files.items()}, True
+        cache_.discard(wheel.key)
+        remove_tree(folder)
+    temporary = cache_.temporary()
+    made = temporary / FILES if temporary is not None else folder
+    record = _process(wheel, made, settings, compiler, jobs)
+    sizes = {path: (made / path).stat().st_size for path in _files(made)}
+    if temporary is not None:
+        if not checkout(made, folder, dict.fromkeys(sizes), jobs=1, check=False):
+            raise OSError(f"the piece of {wheel.file.path.name} could not be checked out of {temporary}")
+        cache_.install(temporary, wheel.key, record)
+    return record, sizes, False
+
+
+def _files(top: Path) -> list[str]:
+    return sorted(p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file())
+
+
+def _process(
+    wheel: _Wheel, root: Path, settings: PieceSettings, compiler: Interpreter | None, jobs: int
+) -> dict[str, Any]:
+    root.mkdir(parents=True, exist_ok=True)
+    items = [item for item in wheel.planned if item.destination in wheel.stored]
+    _write_batches(root, {wheel.file.path: items}, jobs=jobs)
+    name = wheel.file.path.name
+    piece = LayerTree(
+        root,
+        files={
+            item.destination: LayerFile(item.destination, item.info.file_size, wheel.distribution, name)
+            for item in items
+            if item.destination in wheel.processed
+        },
+    )
+    before = dict(piece.files)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        stripping = None
+        if settings.strip_level is not None:
+            paths = sorted(piece.files)
+            stripping = background.submit(
+                strip_debug, root, jobs=jobs, level=settings.strip_level, paths=paths
+            )
+        report = compile_tree(
+            piece,
+            settings.bytecode,
+            compiler if settings.compiler is not None else None,
+            jobs=jobs,
+            debug_ranges=settings.debug_ranges,
+            keep_sources=True,
+        )
+        stripped = stripping.result() if stripping is not None else None
+    sources = sorted(p for p in before if p.endswith(".py"))
+    pycs = {}
+    for source in sources:
+        for pyc in _candidate_pycs(source, settings, compiler):
+            if pyc in piece.files and piece.files[pyc] is not before.get(pyc):
+                pycs[source] = pyc
+    return {"pycs": pycs, "failed": _failures(report.failed, set(sources)), "strip": _outcomes(stripped)}
+
+
+def _candidate_pycs(source: str, settings: PieceSettings, compiler: Interpreter | None) -> Iterable[str]:
+    if settings.compiler is None or compiler is None:
+        return ()
+    tag = f"{compiler.implementation}-{compiler.version[0]}{compiler.version[1]}"
+    return (bytecode.pyc_for(source, settings.bytecode, tag),)
+
+
+def _failures(failed: Iterable[str], sources: set[str]) -> dict[str, str]:
+    """compile_tree's `source: error` lines, split where the part before is one of the sources."""
+    found = {}
+    for line in failed:
+        at = line.find(": ")
+        while at != -1:
+            if line[:at] in sources:
+                found[line[:at]] = line[at + 2 :]
+                break
+            at = line.find(": ", at + 1)
+    return found
+
+
+def _outcomes(report: StripReport | None) -> dict[str, dict[str, Any]]:
+    if report is None:
+        return {}
+    outcomes: dict[str, dict[str, Any]] = {}
+    for path in report.stripped:
+        outcomes[path] = {"saved": report.saved.get(path, 0)}
+    for path in report.unchanged:
+        outcomes[path] = {"unchanged": True}
+    for path, reason in report.skipped.items():
+        outcomes[path] = {"skipped": reason}
+    return outcomes
+
+
+def _valid_record(record: object, wheel: _Wheel, files: dict[str, Any]) -> dict[str, Any] | None:
+    """A restored cache is input too: the record may name only this wheel's files and the piece's own."""
+    if not isinstance(record, dict):
+        return None
+    pycs, failed, strip = record.get("pycs"), record.get("failed"), record.get("strip")
+    if not (isinstance(pycs, dict) and isinstance(failed, dict) and isinstance(strip, dict)):
+        return None
+    if not all(s in wheel.processed and isinstance(p, str) and p in files for s, p in pycs.items()):
+        return None
+    if not all(s in wheel.processed and isinstance(e, str) for s, e in failed.items()):
+        return None
+    if not all(p in wheel.processed and isinstance(o, dict) for p, o in strip.items()):
+        return None
+    if not all(path in files for path in wheel.stored):
+        return None
+    if not set(files) <= wheel.stored | set(pycs.values()):
+        return None
+    return record
