@@ -269,6 +269,8 @@ class _Slimmed:
     bytecode: BytecodeReport
     interpreter: Interpreter | None
     binaries: StripReport | None  # None when the recipe leaves shared objects as they are
+    # Wheel names: those whose piece came from the processed-wheel cache, and those processed here.
+    pieces: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _build_in(
@@ -332,6 +334,7 @@ def _build_in(
     )
     manifest["build_key"] = key
     manifest["binaries"] = _binaries_summary(prepared.binaries)
+    manifest["processed_wheels"] = prepared.pieces
     manifest["runtime_provided"] = _runtime_provided_summary(options, lock, provided, verify)
     sbom_path = options.out_dir / f"{options.stem}{SBOM_SUFFIX}"
     atomic_write_text(sbom_path, build_document(inventory, name=zip_path.name, zip_sha256=result.sha256))
@@ -383,7 +386,8 @@ def _prepare_tree(
             "/opt will compile from source"
         )
 
-    return _Slimmed(tree, unpacked_bytes, slim, bytecode, interpreter, binaries)
+    pieces = {"from_cache": sorted(assembled.from_cache), "processed": sorted(assembled.processed)}
+    return _Slimmed(tree, unpacked_bytes, slim, bytecode, interpreter, binaries, pieces)
 
 
 def _audit(options: BuildOptions, tree: LayerTree, events: BuildEvents) -> AuditReport:

@@ -1,6 +1,7 @@
 """Upkeep of the cache root: what each kind holds (`cache info`), and pruning by age and by size budget.
 
-One folder per kind under the root: `wheels/` (layerforge.cache) and `members/` (layerforge.member_cache).
+One folder per kind under the root: `wheels/` (layerforge.cache), `members/` (layerforge.member_cache) and
+`pieces/` (layerforge.piece_cache).
 Every use of an entry touches its mtime, so the least recently used go first.
 
 A prune may run while builds run:
@@ -11,11 +12,15 @@ A prune may run while builds run:
   hard link or copy (build.py checks wheels out of the cache into its staging folder), which an unlink of
   the cache's name leaves alone. The entry's `.lock` file stays: removing a lock file another process
   waits on would let two processes hold "the" lock at once.
+- a piece (a processed wheel) is renamed away whole, then removed: a build that already checked it out
+  holds its own hard links (or copies), which the removal leaves alone; one that looks it up after finds
+  nothing and processes the wheel again;
 - a temporary file is removed only when the process named in it is dead (this host) or it is a day old.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -28,10 +33,14 @@ from .cache import PARTIAL_PREFIX, PARTIAL_SUFFIX
 from .errors import InputError
 from .member_cache import KIND as MEMBERS
 from .member_cache import TEMP_PREFIX, TEMP_SUFFIX
+from .piece_cache import KIND as PIECES
+from .piece_cache import MANIFEST as PIECE_MANIFEST
+from .piece_cache import TEMP_SUFFIX as PIECE_TEMP_SUFFIX
+from .piece_cache import entry_bytes, remove_tree
 from .staging import host_label, process_alive
 
 WHEELS = "wheels"
-KINDS = (WHEELS, MEMBERS)
+KINDS = (WHEELS, MEMBERS, PIECES)
 # A temporary file of another host cannot be checked for a live owner: after a day, none is writing it.
 STALE_TEMPORARY_SECONDS = 24 * 3600
 _OWNED_TEMPORARY = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?P<host>[A-Za-z0-9.-]+)-(?P<pid>\d+)-")
@@ -95,7 +104,7 @@ class PruneResult:
 
 def entries(root: Path) -> list[CacheEntry]:
     """Every entry of every kind, in no particular order."""
-    return [*_wheel_entries(root), *_member_entries(root)]
+    return [*_wheel_entries(root), *_member_entries(root), *_piece_entries(root)]
 
 
 def cache_info(root: Path) -> CacheInfo:
@@ -136,7 +145,10 @@ def prune(
     temporaries = [p for p in _temporaries(root) if _abandoned(p, now)]
     if not dry_run:
         for path in temporaries:
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                remove_tree(path)
+            else:
+                path.unlink(missing_ok=True)
     return PruneResult(removed, busy, temporaries, total, dry_run)
 
 
@@ -170,6 +182,17 @@ def _member_entries(root: Path) -> Iterator[CacheEntry]:
             yield CacheEntry(MEMBERS, path, status.st_size, status.st_mtime)
 
 
+def _piece_entries(root: Path) -> Iterator[CacheEntry]:
+    # Temporary folders sit beside the shards, and are no entries.
+    shards = [s for s in _children(root / PIECES) if not s.name.startswith(".")]
+    for folder in (p for shard in shards for p in _children(shard) if p.is_dir() and not p.is_symlink()):
+        # Used when its manifest was last read; an entry without one is counted, and pruned, all the same.
+        used = _mtime(folder / PIECE_MANIFEST)
+        yield CacheEntry(
+            PIECES, folder, entry_bytes(folder), _mtime(folder) if used == float("inf") else used
+        )
+
+
 def _two_levels(folder: Path) -> Iterator[Path]:
     for shard in _children(folder):
         yield from (p for p in _children(shard) if p.is_dir() and not p.is_symlink())
@@ -187,6 +210,19 @@ def _remove(entry: CacheEntry) -> bool:
     if entry.kind == MEMBERS:
         entry.path.unlink(missing_ok=True)
         return True
+    if entry.kind == PIECES:
+        # Renamed away first, under the owner pattern of a temporary: a prune killed mid-removal leaves a
+        # folder the next prune sweeps, never a half-removed entry under its key.
+        aside = (
+            entry.path.parent.parent
+            / f"{TEMP_PREFIX}{host_label()}-{os.getpid()}-prune-{entry.path.name[:16]}{PIECE_TEMP_SUFFIX}"
+        )
+        try:
+            os.rename(entry.path, aside)
+        except OSError:
+            return not entry.path.exists()
+        remove_tree(aside)
+        return True
     lock = FileLock(str(entry.path / ".lock"), timeout=0)
     try:
         with lock:
@@ -203,6 +239,11 @@ def _temporaries(root: Path) -> Iterator[Path]:
         yield from (
             p for p in _children(shard) if p.name.startswith(TEMP_PREFIX) and p.name.endswith(TEMP_SUFFIX)
         )
+    yield from (
+        p
+        for p in _children(root / PIECES)
+        if p.name.startswith(TEMP_PREFIX) and p.name.endswith(PIECE_TEMP_SUFFIX)
+    )
     # Unfinished downloads: a prune never touches them outside their entry's lock (WheelCache does).
     for folder in _two_levels(root / WHEELS):
         yield from folder.glob(f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}")
@@ -218,6 +259,8 @@ def _abandoned(path: Path, now: float) -> bool:
 
 
 def _size(path: Path) -> int:
+    if path.is_dir() and not path.is_symlink():
+        return entry_bytes(path)
     try:
         return path.stat().st_size
     except OSError:

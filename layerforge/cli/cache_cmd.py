@@ -17,7 +17,7 @@ from .output import Output, json_option, quiet_option, reporting
 
 @main.group("cache")
 def cache_group() -> None:
-    """What the cache holds (wheels, compressed zip members), and pruning it."""
+    """What the cache holds (wheels, compressed zip members, processed wheels), and pruning it."""
 
 
 @cache_group.command("info")

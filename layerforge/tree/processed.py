@@ -305,8 +305,9 @@ def _obtain(
         entry = cache_.entry_dir(wheel.key) / FILES
         if record is not None and checkout(entry, folder, files, jobs=1):
             return record, {p: int(v[0]) for p, v in files.items()}, True
-        cache_.discard(wheel.key)
         remove_tree(folder)
+    # Damaged, or of another format: an entry is whole from its rename on, so none is mid-write here.
+    cache_.discard(wheel.key)
     temporary = cache_.temporary()
     made = temporary / FILES if temporary is not None else folder
     record = _process(wheel, made, settings, compiler, jobs)
