@@ -294,10 +294,9 @@ def run_build(command: list[str]) -> dict[str, Any]:
     return payload
 
 
-def test_a_build_killed_while_writing_an_entry_is_followed_by_a_correct_build(
-    stack: LocalIndex, tmp_path: Path
-) -> None:
-    # Big incompressible files and many modules: making this piece takes long enough to be caught.
+def bulk_recipe(stack: LocalIndex, tmp_path: Path) -> tuple[Path, Path]:
+    """Big incompressible files and many modules: making or checking out this piece takes long enough
+    to be caught. The recipe and its lock."""
     stack.add_wheel(
         "bulk",
         "1.0",
@@ -312,6 +311,13 @@ def test_a_build_killed_while_writing_an_entry_is_followed_by_a_correct_build(
     lock.write(lock_path)
     recipe = tmp_path / "bulk.toml"
     recipe.write_text('name = "bulk"\nrequirements = ["demo", "bulk"]\n', encoding="utf-8")
+    return recipe, lock_path
+
+
+def test_a_build_killed_while_writing_an_entry_is_followed_by_a_correct_build(
+    stack: LocalIndex, tmp_path: Path
+) -> None:
+    recipe, lock_path = bulk_recipe(stack, tmp_path)
     cache = tmp_path / "cache"
     victim = subprocess.Popen(
         build_command(recipe, lock_path, stack, cache, tmp_path / "killed"),
@@ -364,3 +370,29 @@ def kill_while_making_a_piece(process: subprocess.Popen[str], cache: Path) -> Pa
             os.kill(process.pid, signal.SIGCONT)
         time.sleep(0.001)
     pytest.fail("timed out waiting for the build to make a piece")
+
+
+def test_pruning_the_pieces_over_and_over_during_a_warm_build_leaves_it_correct(
+    stack: LocalIndex, tmp_path: Path
+) -> None:
+    recipe, lock_path = bulk_recipe(stack, tmp_path)
+    cache = tmp_path / "cache"
+    reference = run_build(build_command(recipe, lock_path, stack, cache, tmp_path / "first"))
+    assert len(entries(cache)) == 3
+    build = subprocess.Popen(
+        build_command(recipe, lock_path, stack, cache, tmp_path / "pruned"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    removed = 0
+    while build.poll() is None:
+        # Every entry of every kind goes at once; the pieces taken are counted.
+        taken = prune(cache, max_bytes=0).removed
+        removed += sum(1 for entry in taken if entry.kind == KIND)
+        time.sleep(0.002)
+    stdout, stderr = build.communicate()
+    assert build.returncode == 0, stderr
+    assert json.loads(stdout)["sha256"] == reference["sha256"]
+    assert removed > 0
+    assert all(intact(entry) for entry in entries(cache))
