@@ -310,12 +310,17 @@ def _obtain(
     cache_.discard(wheel.key)
     temporary = cache_.temporary()
     made = temporary / FILES if temporary is not None else folder
-    record = _process(wheel, made, settings, compiler, jobs)
-    sizes = {path: (made / path).stat().st_size for path in _files(made)}
-    if temporary is not None:
-        if not checkout(made, folder, dict.fromkeys(sizes), jobs=1, check=False):
-            raise OSError(f"the piece of {wheel.file.path.name} could not be checked out of {temporary}")
-        cache_.install(temporary, wheel.key, record)
+    try:
+        record = _process(wheel, made, settings, compiler, jobs)
+        sizes = {path: (made / path).stat().st_size for path in _files(made)}
+        if temporary is not None:
+            if not checkout(made, folder, dict.fromkeys(sizes), jobs=1, check=False):
+                raise OSError(f"the piece of {wheel.file.path.name} could not be checked out of {temporary}")
+            cache_.install(temporary, wheel.key, record)
+    finally:
+        # A wheel refused as hostile, or a failure: nothing of it stays in the cache.
+        if temporary is not None:
+            remove_tree(temporary)
     return record, sizes, False
 
 
