@@ -24,12 +24,14 @@ import pytest
 from layerforge.build import BuildOptions, BuildResult, build
 from layerforge.cache import sha256_of
 from layerforge.cache_admin import cache_info, prune
+from layerforge.errors import UnsafeArchiveError
 from layerforge.piece_cache import FILES, KIND, MANIFEST, TEMP_SUFFIX
 from layerforge.recipe import recipe_from_mapping
 from layerforge.resolve.lock import resolve
 from layerforge.target import Target
 from tests.layers import publish_demo_stack
 from tests.support.index import LocalIndex
+from tests.support.wheelfactory import RawEntry
 from tests.test_cache_builds import wait_stopped
 
 ALPHA_INIT = "from alpha.tests.helpers import make\n\nvalue = make()\n"
@@ -254,6 +256,18 @@ def test_cache_info_and_prune_know_the_pieces(stack: LocalIndex, tmp_path: Path)
     again = build(options(stack, tmp_path, ["demo", "beta"], cache="cache", out="two"))
     assert sorted(processed(again)) == ["beta", "demo", "fastlib"]
     assert again.manifest["sha256"] == first.manifest["sha256"]
+
+
+def test_a_wheel_refused_while_its_piece_is_made_leaves_nothing_in_the_cache(
+    stack: LocalIndex, tmp_path: Path
+) -> None:
+    stack.add_wheel(
+        "liar", "1.0", files={"liar/__init__.py": ""}, raw_entries=[RawEntry("liar/x.py", "x = 1\n")]
+    )
+    with pytest.raises(UnsafeArchiveError, match="not listed in RECORD"):
+        build(options(stack, tmp_path, ["demo", "liar"], cache="cache", out="one"))
+    assert piece_temporaries(tmp_path / "cache") == []
+    assert not [e for e in entries(tmp_path / "cache") if (e / FILES / "python" / "liar").exists()]
 
 
 # ---------------------------------------------------------------------------------------------------
