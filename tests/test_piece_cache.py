@@ -211,9 +211,23 @@ def list_a_foreign_pyc(entry: Path) -> None:
     (entry / MANIFEST).write_text(json.dumps(manifest))
 
 
+def claim_a_strip_outcome(entry: Path) -> None:
+    manifest = json.loads((entry / MANIFEST).read_text())
+    manifest["record"]["strip"]["python/beta/mod.py"] = {"saved": "a lot"}
+    (entry / MANIFEST).write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize(
     "damage",
-    [flip_a_byte, truncate, remove_a_file, plant_a_file, damage_the_manifest, list_a_foreign_pyc],
+    [
+        flip_a_byte,
+        truncate,
+        remove_a_file,
+        plant_a_file,
+        damage_the_manifest,
+        list_a_foreign_pyc,
+        claim_a_strip_outcome,
+    ],
 )
 def test_a_damaged_entry_is_detected_and_made_again(stack: LocalIndex, tmp_path: Path, damage: Any) -> None:
     requirements = ["demo", "beta"]

@@ -30,7 +30,7 @@ from typing import Any
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .. import __version__
-from ..binaries import elfexcise, elfheaders, elfstrip
+from ..binaries import binfmt, elfexcise, elfheaders, elfstrip
 from ..binaries.elfstrip import StripLevel, StripReport, strip_debug
 from ..piece_cache import FILES, PieceCache, checkout, code_fingerprint, remove_tree
 from ..runners.interpreters import Interpreter
@@ -284,7 +284,7 @@ def _describe(
 
 @cache
 def _code() -> str:
-    modules = [unpack, bytecode, _compile_worker, elfstrip, elfexcise, elfheaders]
+    modules = [unpack, bytecode, _compile_worker, elfstrip, elfexcise, elfheaders, binfmt]
     here = Path(__file__)
     return code_fingerprint([here, *(Path(str(m.__file__)) for m in modules)])
 
@@ -413,10 +413,22 @@ def _valid_record(record: object, wheel: _Wheel, files: dict[str, Any]) -> dict[
         return None
     if not all(s in wheel.processed and isinstance(e, str) for s, e in failed.items()):
         return None
-    if not all(p in wheel.processed and isinstance(o, dict) for p, o in strip.items()):
+    if not all(p in wheel.processed and _outcome_shape(o) for p, o in strip.items()):
         return None
     if not all(path in files for path in wheel.stored):
         return None
     if not set(files) <= wheel.stored | set(pycs.values()):
         return None
     return record
+
+
+def _outcome_shape(outcome: object) -> bool:
+    """One of the three shapes `_outcomes` writes, and nothing else."""
+    if not isinstance(outcome, dict) or len(outcome) != 1:
+        return False
+    ((kind, value),) = outcome.items()
+    return (
+        (kind == "saved" and type(value) is int)
+        or (kind == "unchanged" and value is True)
+        or (kind == "skipped" and isinstance(value, str))
+    )
