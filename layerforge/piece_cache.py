@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,12 @@ class PieceCache:
         remove_tree(aside)
 
 
-def checkout(source: Path, folder: Path, files: dict[str, Any], *, jobs: int, check: bool = True) -> bool:
-    """Link (or copy) every listed file of `source` into `folder` and check the build's own copies against
-    their listed size and sha256. False when anything is missing, extra or different. `check=False` for
-    an entry this build has just made."""
+def checkout(
+    source: Path, target_for: Callable[[str], Path], files: dict[str, Any], *, jobs: int, check: bool = True
+) -> bool:
+    """Link (or copy) every listed file of `source` to `target_for(path)` and check the build's own copies
+    against their listed size and sha256. False when anything is missing, extra or different.
+    `check=False` for an entry this build has just made."""
     try:
         present = set(_walk(source))
     except OSError:
@@ -108,7 +111,7 @@ def checkout(source: Path, folder: Path, files: dict[str, Any], *, jobs: int, ch
         return False
 
     def one(path: str) -> bool:
-        target = folder / path
+        target = target_for(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         if not link_or_copy(source / path, target):
             return False
@@ -129,7 +132,7 @@ def link_or_copy(source: Path, target: Path) -> bool:
     """A hard link where the file system allows, a copy otherwise; False when the source is gone."""
     try:
         os.link(source, target)
-    except FileNotFoundError:
+    except (FileNotFoundError, FileExistsError):  # never a copy over a file that is there: it may be linked
         return False
     except OSError:
         try:

@@ -115,18 +115,6 @@ def assemble(
     _refuse_file_folder_clashes({path: list(planned) for path, planned in plans.items()})
     described = [_describe(w, plans[w.path], matcher, settings) for w in wheels]
     described.sort(key=lambda w: w.file.path.name)
-    # Biggest first, so that the threads finish together.
-    order = sorted(range(len(described)), key=lambda i: -described[i].file.path.stat().st_size)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        outcomes = dict(
-            zip(
-                order,
-                pool.map(
-                    lambda i: _obtain(described[i], work / str(i), cache, settings, compiler, jobs), order
-                ),
-                strict=True,
-            )
-        )
     assembled = Assembled(LayerTree(root))
     owner: dict[str, int] = {}
     for index, wheel in enumerate(described):
@@ -138,12 +126,44 @@ def assemble(
                     f"{wheel.file.path.name}; kept {wheel.file.path.name}'s"
                 )
             owner[item.destination] = index
+    owned: list[list[str]] = [[] for _ in described]
+    for path, index in owner.items():
+        owned[index].append(path)
     root.mkdir(parents=True, exist_ok=True)
+
+    def obtain(index: int) -> tuple[dict[str, Any], dict[str, int], bool]:
+        # What the tree takes as it is goes straight in; the rest waits in the piece's own folder.
+        direct = frozenset(p for p in owned[index] if p in described[index].processed)
+        where = _Where(root, work / str(index), direct)
+        return _obtain(described[index], where, cache, settings, compiler, jobs)
+
+    # Biggest first, so that the threads finish together.
+    order = sorted(range(len(described)), key=lambda i: -described[i].file.path.stat().st_size)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        outcomes = dict(zip(order, pool.map(obtain, order), strict=True))
     for index, wheel in enumerate(described):
         record, sizes, hit = outcomes[index]
         (assembled.from_cache if hit else assembled.processed).append(wheel.file.path.name)
-        _place(assembled, wheel, work / str(index), record, sizes, [i for i in owner if owner[i] == index])
+        _place(assembled, wheel, work / str(index), record, sizes, owned[index])
     return assembled
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a piece's files are checked out: those in `direct` into the tree, the rest into `folder`."""
+
+    root: Path
+    folder: Path
+    direct: frozenset[str]
+
+    def __call__(self, path: str) -> Path:
+        return (self.root if path in self.direct else self.folder) / path
+
+    def clear(self) -> None:
+        """Undo a checkout that failed its check, before the piece is made again."""
+        for path in self.direct:
+            (self.root / path).unlink(missing_ok=True)
+        remove_tree(self.folder)
 
 
 def _place(
@@ -159,9 +179,7 @@ def _place(
     name = wheel.file.path.name
     for path in sorted(owned):
         tree.files[path] = LayerFile(path, planned[path].info.file_size, wheel.distribution, name)
-        if path in wheel.processed:
-            (tree.root / path).parent.mkdir(parents=True, exist_ok=True)
-            (folder / path).rename(tree.root / path)
+        if path in wheel.processed:  # checked out into the tree already
             assembled.final_sizes[path] = sizes[path]
         elif path in wheel.stored:
             tree.held_made[path] = folder / path
@@ -291,7 +309,7 @@ def _code() -> str:
 
 def _obtain(
     wheel: _Wheel,
-    folder: Path,
+    where: _Where,
     cache_: PieceCache,
     settings: PieceSettings,
     compiler: Interpreter | None,
@@ -303,19 +321,19 @@ def _obtain(
         files = manifest["files"]
         record = _valid_record(manifest.get("record"), wheel, files)
         entry = cache_.entry_dir(wheel.key) / FILES
-        if record is not None and checkout(entry, folder, files, jobs=1):
+        if record is not None and checkout(entry, where, files, jobs=1):
             return record, {p: int(v[0]) for p, v in files.items()}, True
-        remove_tree(folder)
+        where.clear()
     # Damaged, or of another format: an entry is whole from its rename on, so none is mid-write here.
     cache_.discard(wheel.key)
     temporary = cache_.temporary()
-    made = temporary / FILES if temporary is not None else folder
+    made = temporary / FILES if temporary is not None else where.folder / "made"
     try:
         record = _process(wheel, made, settings, compiler, jobs)
         sizes = {path: (made / path).stat().st_size for path in _files(made)}
+        if not checkout(made, where, dict.fromkeys(sizes), jobs=1, check=False):
+            raise OSError(f"the piece of {wheel.file.path.name} could not be checked out of {made}")
         if temporary is not None:
-            if not checkout(made, folder, dict.fromkeys(sizes), jobs=1, check=False):
-                raise OSError(f"the piece of {wheel.file.path.name} could not be checked out of {temporary}")
             cache_.install(temporary, wheel.key, record)
     finally:
         # A wheel refused as hostile, or a failure: nothing of it stays in the cache.
