@@ -154,6 +154,26 @@ def test_sourceless_bytecode_from_pieces_matches_a_cold_build(stack: LocalIndex,
         assert f"{module}.pyc" in names and f"{module}.py" not in names
 
 
+def test_a_wheel_that_ships_its_own_bytecode_keeps_the_target_s(stack: LocalIndex, tmp_path: Path) -> None:
+    """With no strip rules, the host bytecode a wheel ships stays where the build writes its own: the
+    build's replaces it, from a piece as in a cold build."""
+    stack.add_wheel(
+        "shipped",
+        "1.0",
+        files={
+            "shipped/__init__.py": "z = 3\n",
+            "shipped/__pycache__/__init__.cpython-311.pyc": b"not bytecode at all",
+        },
+    )
+    recipe = {"strip": {"profile": "none"}}
+    first = build(options(stack, tmp_path, ["demo", "shipped"], cache="cache", out="one", **recipe))
+    warm = build(options(stack, tmp_path, ["demo", "shipped"], cache="cache", out="two", **recipe))
+    assert processed(warm) == [] and warm.manifest["sha256"] == first.manifest["sha256"]
+    with zipfile.ZipFile(warm.zip_path) as archive:
+        pyc = archive.read("python/shipped/__pycache__/__init__.cpython-311.pyc")
+    assert pyc != b"not bytecode at all" and len(pyc) > 16
+
+
 def test_one_requirement_added_processes_only_the_new_wheel(stack: LocalIndex, tmp_path: Path) -> None:
     build(options(stack, tmp_path, ["demo", "alpha", "beta"], cache="cache", out="one"))
     added = build(options(stack, tmp_path, ["demo", "alpha", "beta", "gamma"], cache="cache", out="two"))

@@ -186,7 +186,10 @@ def _place(
     owned_set = set(owned)
     for source, pyc in record["pycs"].items():
         if source in owned_set:
-            assembled.pycs[source] = (pyc, folder / pyc)
+            # A wheel that ships host bytecode at that path (no rule removed it): checked out into the
+            # tree already, and replaced by itself.
+            in_tree = pyc in owned_set and pyc in wheel.processed
+            assembled.pycs[source] = (pyc, (tree.root if in_tree else folder) / pyc)
             assembled.final_sizes[pyc] = sizes[pyc]
     for source, error in record["failed"].items():
         if source in owned_set:
