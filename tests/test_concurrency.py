@@ -132,8 +132,10 @@ def test_a_build_killed_mid_download_leaves_nothing_corrupt_and_the_other_succee
     setup: Setup, processes: Callable[[Setup, Path], subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     killed_out, other_out = tmp_path / "killed", tmp_path / "other"
+    # Long enough that the victim is still downloading when it is killed on a loaded machine (3 s was not
+    # always); the kill comes as soon as both builds are where the test wants them, so it costs no time.
     for wheel in setup.wheels:
-        setup.index.latency(3.0, wheel)
+        setup.index.latency(15.0, wheel)
     victim = processes(setup, killed_out)
     # The victim holds every wheel's entry lock, each with a download in progress.
     wait_until(lambda: len(partial_downloads(setup.cache)) == len(setup.wheels), "the victim is downloading")
