@@ -56,9 +56,11 @@ def pin(index: LocalIndex, filename: str, url: str | None = None) -> LockedPacka
 
 def cache_problems(root: Path) -> list[str]:
     """Everything in a wheel cache that should not be there: partial files, and files whose content
-    is not the sha256 their entry folder is named after. Empty for a sound cache."""
-    problems = [f"partial file {p}" for p in root.rglob("*.part")]
-    for path in root.rglob("*"):
+    is not the sha256 their entry folder is named after. Empty for a sound cache. Only the wheel kind:
+    a build also files zip members and processed wheels beside it, each checked by its own tests."""
+    wheels = root / "wheels"
+    problems = [f"partial file {p}" for p in wheels.rglob("*.part")]
+    for path in wheels.rglob("*"):
         if not path.is_file() or path.name == ".lock" or path.name.endswith(".part"):
             continue
         if path.parent.parent.parent.name != "wheels" or sha256_of(path) != path.parent.name:
