@@ -33,11 +33,9 @@ RUNTIME_PROVIDED: Mapping[str, str] = {
 # python-dateutil (which needs six) and urllib3. The runtime's folders come after /opt's on sys.path, so a
 # layer's copy wins when it ships one. awslambdaric, the runtime interface client, is the runtime's own code
 # and not something a layer ships. Not checked here against a live image: the tests cannot pull one.
-_SDK_CLOSURE = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"})
-RUNTIME_PROVIDED_DISTRIBUTIONS: Mapping[str, frozenset[str]] = {
-    runtime: _SDK_CLOSURE
-    for runtime in ("python3.9", "python3.10", "python3.11", "python3.12", "python3.13", "python3.14")
-}
+# Derived from RUNTIME_PROVIDED so that the two tables cannot drift; every runtime ships the same set
+# (RUNTIME_PROVIDED_DISTRIBUTIONS, below RUNTIMES).
+_SDK_CLOSURE = frozenset(RUNTIME_PROVIDED.values()) - {"awslambdaric"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +60,8 @@ RUNTIMES: dict[str, RuntimeFacts] = {
         RuntimeFacts("python3.14", (3, 14), "Amazon Linux 2023", (2, 34)),
     )
 }
+
+RUNTIME_PROVIDED_DISTRIBUTIONS: Mapping[str, frozenset[str]] = {runtime: _SDK_CLOSURE for runtime in RUNTIMES}
 
 # Lambda's architecture names against the machine names that wheel tags and ELF headers use.
 ARCHES: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}

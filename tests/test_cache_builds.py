@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -29,56 +28,15 @@ from layerforge.resolve.lock import resolve
 from layerforge.target import Target
 from layerforge.tree.archive import CACHE_FLOOR, member_key
 from tests.layers import publish_demo_stack
+from tests.support.cli_build import build_command, run_build, wait_stopped
 from tests.support.index import LocalIndex
 
 BLOBS = 6
 BLOB_BYTES = 6 * 1024 * 1024
 
 
-def build_command(recipe: Path, lock: Path, index: LocalIndex, cache: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "layerforge",
-        "build",
-        str(recipe),
-        "--lock",
-        str(lock),
-        "--index-url",
-        index.url,
-        "--cache-dir",
-        str(cache),
-        "--out",
-        str(out),
-        "--no-verify",
-        "--quiet",
-        "--json",
-    ]
-
-
-def run_build(command: list[str]) -> dict[str, object]:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    payload: dict[str, object] = json.loads(done.stdout)
-    return payload
-
-
 def temporaries(cache: Path) -> list[Path]:
     return list((cache / KIND).glob(f"*/{TEMP_PREFIX}*{TEMP_SUFFIX}"))
-
-
-def wait_stopped(pid: int) -> None:
-    """SIGSTOP is delivered asynchronously: wait until every thread of the process is stopped."""
-    while True:
-        states = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
-            except (OSError, IndexError):
-                continue
-        if states and all(state in "Tt" for state in states):
-            return
-        time.sleep(0.0002)
 
 
 def kill_while_writing_the_cache(process: subprocess.Popen[str], cache: Path) -> Path:

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -30,9 +29,9 @@ from layerforge.recipe import recipe_from_mapping
 from layerforge.resolve.lock import resolve
 from layerforge.target import Target
 from tests.layers import publish_demo_stack
+from tests.support.cli_build import build_command, run_build, wait_stopped
 from tests.support.index import LocalIndex
 from tests.support.wheelfactory import RawEntry
-from tests.test_cache_builds import wait_stopped
 
 ALPHA_INIT = "from alpha.tests.helpers import make\n\nvalue = make()\n"
 
@@ -312,34 +311,6 @@ BLOB_BYTES = 8 * 1024 * 1024
 
 def piece_temporaries(cache: Path) -> list[Path]:
     return list((cache / KIND).glob(f".tmp-*{TEMP_SUFFIX}"))
-
-
-def build_command(recipe: Path, lock: Path, index: LocalIndex, cache: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "layerforge",
-        "build",
-        str(recipe),
-        "--lock",
-        str(lock),
-        "--index-url",
-        index.url,
-        "--cache-dir",
-        str(cache),
-        "--out",
-        str(out),
-        "--no-verify",
-        "--quiet",
-        "--json",
-    ]
-
-
-def run_build(command: list[str]) -> dict[str, Any]:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    payload: dict[str, Any] = json.loads(done.stdout)
-    return payload
 
 
 def bulk_recipe(stack: LocalIndex, tmp_path: Path) -> tuple[Path, Path]:

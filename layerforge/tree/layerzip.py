@@ -75,6 +75,15 @@ def distribution_names(tree: LayerTree) -> list[str]:
     return sorted(names)
 
 
+# A dist-info file of a layer from elsewhere is hostile input: read no more of it than metadata can need.
+METADATA_MAX_BYTES = 4 * 1024 * 1024
+
+
+def read_metadata_text(path: Path) -> str:
+    with path.open("rb") as handle:
+        return handle.read(METADATA_MAX_BYTES).decode("utf-8", "replace")
+
+
 def owners(tree: LayerTree) -> dict[str, str]:
     """Layer path -> the distribution that ships it, as far as the layer's dist-info folders tell: their
     RECORD and top_level.txt, and auditwheel's `<distribution>.libs` folder beside them."""
@@ -84,14 +93,14 @@ def owners(tree: LayerTree) -> dict[str, str]:
             continue
         folder = path.rsplit("/", 1)[0]
         base = folder.rsplit("/", 1)[0]
-        name = HeaderParser().parsestr((tree.root / path).read_text("utf-8", "replace")).get("Name")
+        name = HeaderParser().parsestr(read_metadata_text(tree.root / path)).get("Name")
         if not name:
             continue
         tops = {f"{canonicalize_name(name).replace('-', '_')}.libs"}
         for listing in ("top_level.txt", "RECORD"):
             listed = tree.root / folder / listing
             if listed.is_file():
-                lines = listed.read_text("utf-8", "replace").splitlines()
+                lines = read_metadata_text(listed).splitlines()
                 tops.update(line.split(",", 1)[0].split("/", 1)[0] for line in lines if line.strip())
         for top in tops:
             by_top.setdefault((base, top.removesuffix(".py")), str(name))

@@ -30,11 +30,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..target import Target
+from ..tree.layerzip import owners as dist_info_owners
+from ..tree.layerzip import read_metadata_text
 from ..tree.toplevel import top_level_modules, top_level_name
 from ..tree.unpack import LayerTree
 
 # A METADATA file is hostile input: what is read of it is bounded.
-_METADATA_MAX_BYTES = 4 * 1024 * 1024
 _EXTRA = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
 _MARKER_ERRORS = (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName)
 
@@ -134,9 +135,11 @@ def optional_policy(
         metadata = _metadata(tree, path)
         name = canonicalize_name(metadata.name or info.parent.name.split("-", 1)[0])
         needs[name] = _needs(metadata, environment)
-        # A zip from elsewhere has no attribution: the dist-info says which names are its own.
-        for module in _declared_modules(tree, info.parent):
-            owners.setdefault(module, set()).add(name)
+    # A zip from elsewhere has no attribution: its dist-info folders say which names are whose.
+    for path, distribution in dist_info_owners(tree).items():
+        module = top_level_name(path)
+        if module is not None:
+            owners.setdefault(module, set()).add(canonicalize_name(distribution))
     provided = set(top_level_modules(tree))
     provided.update(name for name in map(top_level_name, removed) if name is not None)
     return OptionalPolicy(
@@ -156,8 +159,7 @@ class _Metadata:
 
 
 def _metadata(tree: LayerTree, path: str) -> _Metadata:
-    with (tree.root / path).open("rb") as handle:
-        text = handle.read(_METADATA_MAX_BYTES).decode("utf-8", "replace")
+    text = read_metadata_text(tree.root / path)
     headers = HeaderParser().parsestr(text)
     return _Metadata(
         name=str(headers.get("Name") or ""),
@@ -207,30 +209,3 @@ def _environment(target: Target) -> dict[str, str]:
         "platform_release": "",
         "platform_version": "",
     }
-
-
-def _declared_modules(tree: LayerTree, info: PurePosixPath) -> set[str]:
-    """top_level.txt's names, else the first folder of each RECORD path, when the layer has them."""
-    for leaf in ("top_level.txt", "RECORD"):
-        path = f"{info}/{leaf}"
-        if path not in tree.files:
-            continue
-        with (tree.root / path).open("rb") as handle:
-            text = handle.read(_METADATA_MAX_BYTES).decode("utf-8", "replace")
-        if leaf == "top_level.txt":
-            names = {line.strip().split("/", 1)[0] for line in text.splitlines()}
-        else:
-            names = {_record_top(line) for line in text.splitlines()}
-        found = {name for name in names if name and name.isidentifier()}
-        if found:
-            return found
-    return set()
-
-
-def _record_top(line: str) -> str:
-    """`pkg/mod.py,sha256=...,12` -> pkg; `mod.py,...` -> mod; anything in a dist-info or .data -> ''."""
-    path = line.split(",", 1)[0]
-    head = path.split("/", 1)[0]
-    if "/" not in path:
-        head = re.sub(r"\..*$", "", head) if path.endswith((".py", ".so", ".pyc")) else ""
-    return "" if head.endswith((".dist-info", ".data", ".libs")) else head
