@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -53,6 +54,17 @@ def touch(path: Path) -> None:
         os.utime(path)
 
 
+# (path, device, inode, size, mtime in ns) -> the sha256 this process found for that file.
+_HASHED: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _identity(path: Path) -> tuple[str, int, int, int, int]:
+    found = path.stat()
+    if not stat.S_ISREG(found.st_mode):
+        raise FileNotFoundError(path)
+    return str(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
 class WheelCache:
     """`<root>/wheels/<aa>/<sha256>/<file name>`; the name is kept because pip and humans read it."""
 
@@ -84,15 +96,27 @@ class WheelCache:
         return removed
 
     def lookup(self, sha256: str, filename: str) -> Path | None:
-        """A cached wheel whose content still has the hash it is stored under; a damaged one is removed."""
+        """A cached wheel whose content still has the hash it is stored under; a damaged one is removed.
+
+        A file this process has hashed already, unchanged since (same inode, size and mtime), is not
+        hashed again: the resolution and the download stage both look up every wheel.
+        """
         path = self.path_for(sha256, filename)
-        if not path.is_file():
+        try:
+            identity = _identity(path)
+        except OSError:
             return None
-        if sha256_of(path) != sha256:
+        if _HASHED.get(identity) != sha256 and sha256_of(path) != sha256:
             path.unlink(missing_ok=True)
             return None
         touch(path)
+        with contextlib.suppress(OSError):
+            _HASHED[_identity(path)] = sha256  # the touch moved its mtime
         return path
+
+    def note_hashed(self, path: Path, sha256: str) -> None:
+        """`path` was written from bytes whose hash was checked as they came: no need to read it again."""
+        _HASHED[_identity(path)] = sha256
 
     def checkout(self, path: Path, folder: Path) -> Path | None:
         """The build's own name for a cached wheel in `folder`: a hard link, else a copy. A prune that

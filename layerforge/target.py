@@ -167,6 +167,23 @@ class Target:
     def tag_set(self) -> frozenset[Tag]:
         return frozenset(self.tags)
 
+    def marker_environment(self) -> dict[str, str]:
+        """PEP 508 marker values of the runtime, those known without running it: enough for a guess at
+        what a resolver will ask for next, never for deciding what goes in a layer."""
+        full = self.python_dotted + ".0"
+        return {
+            "python_version": self.python_dotted,
+            "python_full_version": full,
+            "implementation_version": full,
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+            "platform_system": "Linux",
+            "sys_platform": "linux",
+            "os_name": "posix",
+            "platform_machine": self.machine,
+            "extra": "",
+        }
+
     def accepts(self, wheel_tags: frozenset[Tag]) -> bool:
         return not wheel_tags.isdisjoint(self.tag_set)
 

@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 
 from layerforge.errors import InputError
 from layerforge.recipe import Recipe, load_recipe
-from layerforge.resolve.lock import Lock, LockedPackage, read_lock
+from layerforge.resolve.lock import Lock, read_lock
+from layerforge.resolve.locked import LockedPackage
 
 EXAMPLES = 1000
 CLI_EXAMPLES = 30

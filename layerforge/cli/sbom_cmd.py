@@ -8,7 +8,8 @@ import click
 
 from ..fsutil import atomic_write_text, sibling
 from ..recipe import PolicyConfig, load_recipe
-from ..resolve.lock import LockedPackage, read_lock
+from ..resolve.lock import read_lock
+from ..resolve.locked import LockedPackage
 from ..sbom import SBOM_SUFFIX
 from ..sbom.from_zip import ZipSbom, sbom_for_zip
 from ..sbom.licenses import enforce

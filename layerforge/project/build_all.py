@@ -21,6 +21,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from ..build import BuildOptions, build
 from ..cache import WheelCache
 from ..errors import LayerforgeError, LockError
+from ..resolve.local_index import SharedListings
 from ..resolve.lock import DEFAULT_INDEX_URL, read_lock
 from ..resolve.source_build import SourceBuilder
 from .config import Cell, Project
@@ -202,7 +204,7 @@ def jobs_for(
     return jobs
 
 
-def resolve_cell(job: CellJob) -> CellOutcome | None:
+def resolve_cell(job: CellJob, shared: SharedListings | None = None) -> CellOutcome | None:
     """Write the cell's lock where its build looks for it, unless a lock that answers is there already or
     a committed one is to be built; a failure to resolve is the cell's outcome (its build is not tried)."""
     options = job.options
@@ -220,7 +222,11 @@ def resolve_cell(job: CellJob) -> CellOutcome | None:
         ):
             return None
     sources = SourceBuilder(
-        options.target, options.index_url, WheelCache(options.cache_dir), options.docker is True
+        options.target,
+        options.index_url,
+        WheelCache(options.cache_dir),
+        options.docker is True,
+        shared_listings=shared,
     )
     try:
         lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
@@ -258,9 +264,11 @@ def build_cells(
     resolvers = ThreadPoolExecutor(
         max_workers=max(1, min(RESOLVERS, len(jobs))), thread_name_prefix="resolve"
     )
-    with builders, resolvers:
+    # The runtimes of one recipe read the same project pages: each is read once for the whole run.
+    shared = SharedListings()
+    with builders, resolvers, closing(shared):
         pending: dict[Future[CellOutcome | None], tuple[str, CellJob]] = {
-            resolvers.submit(resolve_cell, job): ("resolve", job) for job in jobs
+            resolvers.submit(resolve_cell, job, shared): ("resolve", job) for job in jobs
         }
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)

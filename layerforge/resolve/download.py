@@ -21,7 +21,7 @@ from pathlib import Path
 from ..cache import PARTIAL_PREFIX, PARTIAL_SUFFIX, WheelCache
 from ..errors import DownloadError, HashMismatchError
 from .index import describe_network_error, open_url, redact_url, with_index_credentials
-from .lock import LockedPackage
+from .locked import LockedPackage
 
 TIMEOUT_SECONDS: float = 60  # per socket operation: connecting, or waiting for the next bytes
 ATTEMPTS = 3
@@ -74,6 +74,7 @@ def fetch_one(
         cache.discard_partials(package.sha256)
         destination = cache.path_for(package.sha256, package.wheel)
         received = _download_with_retries(package, destination, progress, index_url)
+        cache.note_hashed(destination, package.sha256)
         return FetchedWheel(package, destination, False, received)
 
 

@@ -8,16 +8,20 @@ the wrong type, file names of another project and URLs of other schemes are drop
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 import urllib.response
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache, cached_property
 from html.parser import HTMLParser
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
@@ -42,6 +46,8 @@ class IndexWheel:
     tags: frozenset[Tag]
     yanked: bool
     requires_python: str | None = None
+    url: str = ""  # absolute; may carry the index's credentials
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,9 @@ class IndexSdist:
 
 
 @dataclass(frozen=True)
-class _Link:
+class IndexLink:
     filename: str
-    href: str  # as the page gives it: made absolute only for the few links that are sdists
+    href: str  # absolute once read_listing has it; as the page gives it before
     yanked: bool
     requires_python: str | None
     sha256: str | None
@@ -86,33 +92,73 @@ def project_url(index_url: str, name: str) -> str:
 ProjectFiles = tuple[list[IndexWheel], list[IndexSdist], str | None]
 
 
-def fetch_project_files(index_url: str, name: str) -> ProjectFiles:
-    """Every wheel and source distribution the index lists for a project, and why the page could not be
-    read (None if it was): "HTTP 404" means the index has no such project; anything else means the index
-    failed to answer."""
+@dataclass(frozen=True)
+class Listing:
+    """One reading of a project's page: its links with absolute URLs, or why it could not be read."""
+
+    page: str  # the page's URL; may carry the index's credentials
+    links: tuple[IndexLink, ...]
+    failure: str | None  # None when the page was read; "HTTP 404 ..." when the index has no such project
+
+    @cached_property
+    def wheels(self) -> list[IndexWheel]:
+        """The wheels, each file name parsed once (numpy's page lists about 11,000)."""
+        return _wheels(list(self.links))
+
+    def project_files(self, name: str) -> ProjectFiles:
+        return list(self.wheels), _sdists(list(self.links), name, self.page), self.failure
+
+
+def read_listing(index_url: str, name: str) -> Listing:
+    """Every file link of a project's page, made absolute; links of other schemes than the page's family
+    are dropped, as a hostile page may list anything."""
     page = project_url(index_url, name)
     try:
         body, content_type = _fetch(page)
     except urllib.error.HTTPError as error:
-        return [], [], f"HTTP {error.code} {error.reason}"
+        return Listing(page, (), f"HTTP {error.code} {error.reason}")
     except urllib.error.URLError as error:
-        return [], [], describe_network_error(error.reason)
+        return Listing(page, (), describe_network_error(error.reason))
     except (OSError, ValueError, http.client.HTTPException) as error:
-        return [], [], describe_network_error(error)
+        return Listing(page, (), describe_network_error(error))
     if "json" in content_type:
         try:
             links = _json_links(body)
         except (ValueError, KeyError, TypeError, AttributeError):
-            return [], [], "the project page is not valid PEP 691 JSON"
+            return Listing(page, (), "the project page is not valid PEP 691 JSON")
     else:
         parser = _LinkParser()
         parser.feed(body.decode("utf-8", "replace"))
         found = (_html_link(href, yanked, requires) for href, yanked, requires in parser.links)
         links = [link for link in found if link is not None]
-    return _wheels(links), _sdists(links, name, page), None
+    return Listing(page, tuple(_absolute(links, page)), None)
 
 
-def _json_links(body: bytes) -> list[_Link]:
+def fetch_project_files(index_url: str, name: str) -> ProjectFiles:
+    """Every wheel and source distribution the index lists for a project, and why the page could not be
+    read (None if it was): "HTTP 404" means the index has no such project; anything else means the index
+    failed to answer."""
+    return read_listing(index_url, name).project_files(name)
+
+
+def _absolute(links: list[IndexLink], page: str) -> list[IndexLink]:
+    allowed = ("file",) if urllib.parse.urlsplit(page).scheme == "file" else ("http", "https")
+    absolute = []
+    for link in links:
+        if link.href.startswith(("https://", "http://")) and "http" in allowed:
+            absolute.append(link)  # PyPI's JSON gives every URL whole: nothing to join
+            continue
+        try:
+            url = urllib.parse.urljoin(page, link.href)
+            scheme = urllib.parse.urlsplit(url).scheme
+        except ValueError:
+            continue
+        if scheme in allowed:
+            absolute.append(dataclasses.replace(link, href=url))
+    return absolute
+
+
+def _json_links(body: bytes) -> list[IndexLink]:
     links = []
     for entry in json.loads(body)["files"]:
         filename, url = entry["filename"], entry.get("url", "")
@@ -125,7 +171,7 @@ def _json_links(body: bytes) -> list[_Link]:
         except ValueError:  # a malformed URL (an unclosed IPv6 bracket) names no file: skipped
             continue
         links.append(
-            _Link(
+            IndexLink(
                 filename,
                 url,
                 bool(entry.get("yanked")),
@@ -136,13 +182,13 @@ def _json_links(body: bytes) -> list[_Link]:
     return links
 
 
-def _html_link(href: str, yanked: bool, requires: str | None) -> _Link | None:
+def _html_link(href: str, yanked: bool, requires: str | None) -> IndexLink | None:
     try:
         parts = urllib.parse.urlsplit(href)
     except ValueError:
         return None
     algorithm, _, digest = parts.fragment.partition("=")
-    return _Link(
+    return IndexLink(
         urllib.parse.unquote(parts.path.rsplit("/", 1)[-1]),
         href,
         yanked,
@@ -199,8 +245,10 @@ def open_url(
     """GET a URL. Credentials in it (`https://user:token@host/...`) become a Basic Authorization header
     for that host only: never sent on a redirect to another host, never part of an error's text."""
     parts = urllib.parse.urlsplit(url)
+    # One TLS context for the process: loading the system's certificates costs 0.1 s each time.
+    tls = urllib.request.HTTPSHandler(context=_tls_context())
     if parts.username is None and parts.password is None:
-        opener = urllib.request.build_opener()
+        opener = urllib.request.build_opener(tls)
     else:
         netloc = parts.netloc.rpartition("@")[2]
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
@@ -212,13 +260,18 @@ def open_url(
             urllib.parse.unquote(parts.password or ""),
             is_authenticated=True,
         )
-        opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(passwords))
+        opener = urllib.request.build_opener(tls, urllib.request.HTTPBasicAuthHandler(passwords))
     request = urllib.request.Request(url, headers={"User-Agent": "layerforge", **(headers or {})})  # noqa: S310
     response: http.client.HTTPResponse | urllib.response.addinfourl = opener.open(request, timeout=timeout)
     return response
 
 
-def _wheels(links: list[_Link]) -> list[IndexWheel]:
+@cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def _wheels(links: list[IndexLink]) -> list[IndexWheel]:
     wheels = []
     for link in links:
         if not link.filename.endswith(".whl"):
@@ -227,26 +280,28 @@ def _wheels(links: list[_Link]) -> list[IndexWheel]:
             _, version, _, tags = parse_wheel_filename(link.filename)
         except (InvalidWheelFilename, InvalidVersion):
             continue
-        wheels.append(IndexWheel(link.filename, version, tags, link.yanked, link.requires_python))
+        wheels.append(
+            IndexWheel(
+                link.filename, version, tags, link.yanked, link.requires_python, link.href, link.sha256
+            )
+        )
     return wheels
 
 
-def _sdists(links: list[_Link], name: str, page: str) -> list[IndexSdist]:
-    """The project's own sdists at URLs of the page's scheme family: a hostile page may list anything."""
+def _sdists(links: list[IndexLink], name: str, page: str) -> list[IndexSdist]:
+    """The project's own sdists (the links are absolute and of the page's scheme family already)."""
     project = canonicalize_name(name)
-    allowed = ("file",) if urllib.parse.urlsplit(page).scheme == "file" else ("http", "https")
     sdists = []
     for link in links:
         try:
             sdist_name, version = parse_sdist_filename(link.filename)
-            if sdist_name != project:
-                continue
-            url = urllib.parse.urljoin(page, link.href)
-        except (InvalidSdistFilename, InvalidVersion, ValueError):
+        except (InvalidSdistFilename, InvalidVersion):
             continue
-        if urllib.parse.urlsplit(url).scheme not in allowed:
+        if sdist_name != project:
             continue
-        sdists.append(IndexSdist(link.filename, url, version, link.sha256, link.yanked, link.requires_python))
+        sdists.append(
+            IndexSdist(link.filename, link.href, version, link.sha256, link.yanked, link.requires_python)
+        )
     return sdists
 
 
@@ -260,3 +315,13 @@ def _fetch(url: str) -> tuple[bytes, str]:
             return handle.read(_MAX_PAGE_BYTES), "text/html"
     with open_url(url, timeout=TIMEOUT_SECONDS, headers={"Accept": _ACCEPT}) as response:
         return response.read(_MAX_PAGE_BYTES), response.headers.get("Content-Type", "")
+
+
+def supports_python(requires_python: str | None, python: Version) -> bool:
+    """Whether a release's Requires-Python admits `python`; one pip cannot read admits nothing, as in pip."""
+    if not requires_python:
+        return True
+    try:
+        return SpecifierSet(requires_python).contains(python, prereleases=True)
+    except InvalidSpecifier:
+        return False

@@ -25,16 +25,24 @@ from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from packaging.requirements import Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from .. import __version__
-from ..cache import is_sha256
+from ..cache import WheelCache, is_sha256
 from ..errors import LockError, ResolutionError, TargetError
 from ..fsutil import atomic_write_text
 from ..target import RUNTIMES, Target
-from .index import IndexSdist, IndexWheel, ProjectFiles, fetch_project_files, redact_url
+from .index import (
+    IndexSdist,
+    IndexWheel,
+    ProjectFiles,
+    fetch_project_files,
+    redact_url,
+    supports_python,
+)
+from .local_index import LocalIndex, SharedListings
+from .locked import HOST_BUILDER, BuiltFrom, LocalWheel, LockedPackage
 
 LOCK_SCHEMA_VERSION = 1
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
@@ -45,75 +53,6 @@ _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
 _IMAGE_DIGEST = re.compile(r"^([a-z0-9][a-z0-9._/:-]{0,200}@)?sha256:[0-9a-f]{64}$")
 # Years after 2100 are no build date: a bound keeps a hostile number from reaching the container.
 _MAX_EPOCH = 4_102_444_800
-
-
-HOST_BUILDER = "host"
-
-
-@dataclass(frozen=True)
-class BuiltFrom:
-    """Where a wheel that layerforge built from source came from: the sdist it built and the image, or
-    this machine (`image` None) for a pure-Python sdist."""
-
-    sdist: str  # the sdist's URL, without credentials
-    sdist_sha256: str
-    image: str | None
-    source_date_epoch: int
-    # What `image` was when it built the wheel: a tag moves, a digest does not. Rebuilds run by digest.
-    image_digest: str | None = None
-
-    @property
-    def where(self) -> str:
-        return f"in {self.image}" if self.image is not None else "on this machine (pure Python)"
-
-    def as_dict(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "sdist": self.sdist,
-            "sdist_sha256": self.sdist_sha256,
-            "source_date_epoch": self.source_date_epoch,
-        }
-        if self.image is None:
-            entry["builder"] = HOST_BUILDER
-        else:
-            entry["image"] = self.image
-        if self.image_digest is not None:
-            entry["image_digest"] = self.image_digest
-        return entry
-
-
-@dataclass(frozen=True)
-class LocalWheel:
-    """A wheel built from source and kept in the wheel cache, offered to pip through --find-links."""
-
-    path: Path
-    sha256: str
-    built_from: BuiltFrom
-
-
-@dataclass(frozen=True)
-class LockedPackage:
-    name: str
-    version: str
-    wheel: str
-    url: str
-    sha256: str
-    requested: bool = False
-    # Set only for a wheel built from source in the build image: never downloaded, found in the cache
-    # by its sha256 or built again there.
-    built_from: BuiltFrom | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        entry = {
-            "name": self.name,
-            "version": self.version,
-            "wheel": self.wheel,
-            "url": self.url,
-            "sha256": self.sha256,
-            "requested": self.requested,
-        }
-        if self.built_from is not None:
-            entry["built_from"] = self.built_from.as_dict()
-        return entry
 
 
 @dataclass(frozen=True)
@@ -460,41 +399,85 @@ def resolve(
     index_url: str = DEFAULT_INDEX_URL,
     exclude: Iterable[str] = (),
     built: Sequence[LocalWheel] = (),
+    cache: WheelCache | None = None,
+    shared: SharedListings | None = None,
 ) -> Lock:
-    """Resolve with pip. Raises MissingWheel when a requirement has no wheel for the target."""
+    """Resolve with pip. Raises MissingWheel when a requirement has no wheel for the target.
+
+    pip reads an http(s) index through a LocalIndex, which serves wheel metadata out of `cache` (a
+    folder of the resolution's own when None) and leaves the wheels there for the build.
+    """
+    with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch:
+        wheels = cache if cache is not None else WheelCache(Path(scratch) / "cache")
+        if urlsplit(index_url).scheme in ("http", "https"):
+            with LocalIndex(index_url, wheels, target, linux_platform=bool(built), shared=shared) as local:
+                local.prefetch(requirements)
+                return _resolve_with(
+                    recipe_name, requirements, target, index_url, exclude, built, Path(scratch), local
+                )
+        return _resolve_with(
+            recipe_name, requirements, target, index_url, exclude, built, Path(scratch), None
+        )
+
+
+def _resolve_with(
+    recipe_name: str,
+    requirements: Sequence[str],
+    target: Target,
+    index_url: str,
+    exclude: Iterable[str],
+    built: Sequence[LocalWheel],
+    scratch: Path,
+    local: LocalIndex | None,
+) -> Lock:
     requested: set[str] = {canonicalize_name(Requirement(r).name) for r in requirements}
-    with (
-        tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch,
-        ThreadPoolExecutor(max_workers=8) as listings,
-    ):
-        # pip keeps one core busy for a second or two; the other reads the requested projects' index
-        # pages meanwhile, which explain_choices needs afterwards (most of the stack's listings).
-        prefetched = {name: listings.submit(fetch_project_files, index_url, name) for name in requested}
-        report_path = Path(scratch) / "report.json"
-        links = Path(scratch) / "built"
+    with ThreadPoolExecutor(max_workers=8) as pages:
+
+        def listing(name: str) -> Future[ProjectFiles]:
+            if local is not None:
+                # The page pip was served, read once: the explanations and pip see the same listing.
+                future: Future[ProjectFiles] = Future()
+                source = local.listing_future(name)
+                source.add_done_callback(lambda done: future.set_result(done.result().project_files(name)))
+                return future
+            return pages.submit(fetch_project_files, index_url, name)
+
+        # pip keeps one core busy for a second or two; the requested projects' pages, which
+        # explain_choices needs afterwards, are read meanwhile.
+        prefetched = {name: listing(name) for name in requested}
+        report_path = scratch / "report.json"
+        links = scratch / "built"
         offered = _find_links(links, built)
         command = pip_command(
             requirements,
             target,
             report_path,
-            Path(scratch) / "target",
+            scratch / "target",
             find_links=links if built else None,
         )
         completed = subprocess.run(
-            command, env=pip_environment(index_url), capture_output=True, text=True, check=False
+            command,
+            env=_pip_environment_for(local, index_url),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if completed.returncode != 0:
-            failure = _resolution_failure(completed.stderr, target, index_url, prefetched)
-            listings.shutdown(cancel_futures=True)
-            raise failure
+            stderr = local.shown(completed.stderr) if local is not None else completed.stderr
+            if local is not None and local.failures:
+                # The index served pip a wheel that failed its hash check, or none at all: that is the news.
+                raise local.failures[0]
+            raise _resolution_failure(stderr, target, index_url, prefetched)
         report = json.loads(report_path.read_text(encoding="utf-8"))
         excluded = {canonicalize_name(n) for n in exclude}
-        reported = [_package_from_report(item, requested, offered) for item in report.get("install", [])]
+        reported = [
+            _package_from_report(item, requested, offered, local) for item in report.get("install", [])
+        ]
         packages = tuple(package for package in reported if package.name not in excluded)
         left_out = tuple(package for package in reported if package.name in excluded)
         for package in packages:
             if package.name not in prefetched:
-                prefetched[package.name] = listings.submit(fetch_project_files, index_url, package.name)
+                prefetched[package.name] = listing(package.name)
         notes = explain_choices(packages, target, {name: f.result()[0] for name, f in prefetched.items()})
     return Lock(
         recipe_name,
@@ -509,6 +492,17 @@ def resolve(
     )
 
 
+def _pip_environment_for(local: LocalIndex | None, index_url: str) -> dict[str, str]:
+    if local is None:
+        return pip_environment(index_url)
+    env = pip_environment(local.url)
+    # The local index is on loopback: a proxy set for the machine must not be asked for it.
+    for variable in ("NO_PROXY", "no_proxy"):
+        hosts = [host for host in env.get(variable, "").split(",") if host]
+        env[variable] = ",".join([*hosts, "127.0.0.1", "localhost"])
+    return env
+
+
 def _find_links(folder: Path, built: Sequence[LocalWheel]) -> dict[str, LocalWheel]:
     """Copy the built wheels into a folder of their own (pip must find nothing else there); by file URL."""
     folder.mkdir()
@@ -521,23 +515,28 @@ def _find_links(folder: Path, built: Sequence[LocalWheel]) -> dict[str, LocalWhe
 
 
 def _package_from_report(
-    item: Mapping[str, Any], requested: set[str], built: Mapping[str, LocalWheel]
+    item: Mapping[str, Any],
+    requested: set[str],
+    built: Mapping[str, LocalWheel],
+    local: LocalIndex | None,
 ) -> LockedPackage:
     info = item["download_info"]
     url: str = info["url"].split("#", 1)[0]
-    name = canonicalize_name(item["metadata"]["name"])
-    wheel = unquote(url.rsplit("/", 1)[-1])
-    local = built.get(url)
     if local is not None:
+        url = local.original_url(url)
+    name = canonicalize_name(item["metadata"]["name"])
+    wheel = unquote(url.rsplit("/", 1)[-1].split("?", 1)[0])
+    made = built.get(url)
+    if made is not None:
         # Recorded as the cache's copy (not pip's scratch folder), with the hash layerforge took itself.
         return LockedPackage(
             name,
             item["metadata"]["version"],
             wheel,
-            local.path.as_uri(),
-            local.sha256,
+            made.path.as_uri(),
+            made.sha256,
             requested=name in requested,
-            built_from=local.built_from,
+            built_from=made.built_from,
         )
     _refuse_unportable(name, wheel)
     hashes = info.get("archive_info", {}).get("hashes", {})
@@ -709,16 +708,6 @@ def _why_no_fit(version: Version, wheels: list[IndexWheel], target: Target) -> s
     return f"has no Linux {target.machine} wheel for {target.abi}"
 
 
-def supports_python(requires_python: str | None, python: Version) -> bool:
-    """Whether a release's Requires-Python admits `python`; one pip cannot read admits nothing, as in pip."""
-    if not requires_python:
-        return True
-    try:
-        return SpecifierSet(requires_python).contains(python, prereleases=True)
-    except InvalidSpecifier:
-        return False
-
-
 def explain_choices(
     packages: Sequence[LockedPackage], target: Target, listings: Mapping[str, list[IndexWheel]]
 ) -> tuple[ResolutionNote, ...]:
@@ -744,11 +733,14 @@ def _explain_one(package: LockedPackage, wheels: list[IndexWheel], target: Targe
     if not newer:
         return None
     newest = newer[0]
-    fitting = [v for v in newer if any(target.accepts(w.tags) for w in wheels if w.version == v)]
+    by_version: dict[Version, list[IndexWheel]] = {}
+    for wheel in wheels:
+        by_version.setdefault(wheel.version, []).append(wheel)
+    fitting = [v for v in newer if any(target.accepts(w.tags) for w in by_version.get(v, []))]
     if not fitting:
         # Explain with the newest release that supports this Python at all: "needs glibc 2.28" is the
         # useful answer, where "the newest needs Python 3.12" alone would hide it.
-        reasons = [(v, _why_no_fit(v, wheels, target)) for v in newer]
+        reasons = [(v, _why_no_fit(v, by_version.get(v, []), target)) for v in newer]
         closest = next(((v, r) for v, r in reasons if not r.startswith("requires Python")), reasons[0])
         reason = f"{package.name} {closest[0]} {closest[1]}"
         if closest[0] != newest:

@@ -38,18 +38,10 @@ from ..runners.docker import DockerClient, docker_from_env, ensure_image, image_
 from ..target import Target
 from .container_build import build_image, build_wheel_in_docker
 from .host_build import NotPurePython, build_pure_wheel
-from .index import IndexSdist, redact_url
-from .lock import (
-    BuiltFrom,
-    LocalWheel,
-    Lock,
-    LockedPackage,
-    MissingWheel,
-    ResolutionNote,
-    describe_target,
-    resolve,
-    supports_python,
-)
+from .index import IndexSdist, redact_url, supports_python
+from .local_index import SharedListings
+from .lock import Lock, MissingWheel, ResolutionNote, describe_target, resolve
+from .locked import BuiltFrom, LocalWheel, LockedPackage
 
 # 1980-01-01, the oldest time a zip (so a wheel) can hold: the same stamp on every build, here or later.
 SOURCE_DATE_EPOCH = 315_532_800
@@ -80,6 +72,7 @@ class SourceBuilder:
     note: Callable[[str], None] = _quiet
     image_override: str | None = None  # --build-image
     host_builds: bool = True
+    shared_listings: SharedListings | None = None  # pages read once for a project's resolutions
 
     @property
     def image(self) -> str:
@@ -104,6 +97,8 @@ class SourceBuilder:
                     index_url=self.index_url,
                     exclude=exclude,
                     built=built,
+                    cache=self.cache,
+                    shared=self.shared_listings,
                 )
             except MissingWheel as missing:
                 if not missing.has_sdist or not (self.enabled or self.host_builds):

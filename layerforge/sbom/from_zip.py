@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..cache import sha256_of
 from ..errors import InputError
-from ..resolve.lock import LockedPackage
+from ..resolve.locked import LockedPackage
 from ..tree.layerzip import extract_layer
 from ..tree.unpack import LAYER_PREFIX
 from .document import build_document

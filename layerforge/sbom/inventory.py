@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from packaging.utils import canonicalize_name
 
 from ..binaries.elfheaders import ElfHeaders, NotReadable, mapped_file
-from ..resolve.lock import LockedPackage
+from ..resolve.locked import LockedPackage
 from ..tree.toplevel import top_level_name
 from ..tree.unpack import LAYER_PREFIX
 from .licenses import LicenseInfo, license_of

@@ -30,8 +30,7 @@ archs = ["x86_64"]
 @pytest.fixture()
 def project(local_index: LocalIndex, tmp_path: Path) -> Path:
     publish_demo_stack(local_index, tmp_path / "wheels-src")
-    # pip reads PEP 658 metadata to resolve, so every wheel fetched whole is one the build downloaded.
-    local_index.serve_metadata = True
+    local_index.serve_metadata = True  # layerforge's own metadata serving is used all the same
     root = tmp_path / "project"
     root.mkdir()
     (root / "demo.toml").write_text('name = "demo"\nrequirements = ["demo"]\n')
@@ -72,6 +71,9 @@ def test_four_cells_build_four_verified_zips_sharing_one_wheel_cache(
     assert downloads["demo-1.0-py3-none-any.whl"] == 1
     assert downloads["fastlib-1.0-cp311-cp311-manylinux2014_x86_64.whl"] == 1
     assert set(downloads.values()) == {1}
+    # The two runtimes of each recipe resolved from one reading of each project page.
+    pages = Counter(r.path for r in local_index.requests if r.path.startswith("/simple/"))
+    assert pages and set(pages.values()) == {1}, pages
     # One table at the end, on stderr.
     assert "cells" in result.stderr and all(name[:18] in result.stderr for name in names)
 

@@ -31,7 +31,8 @@ from layerforge.errors import DownloadError, HashMismatchError
 from layerforge.recipe import recipe_from_mapping
 from layerforge.resolve import download
 from layerforge.resolve.download import FetchedWheel, fetch_all, fetch_one
-from layerforge.resolve.lock import Lock, LockedPackage, resolve
+from layerforge.resolve.lock import Lock, resolve
+from layerforge.resolve.locked import LockedPackage
 from layerforge.target import Target
 from tests.layers import publish_demo_stack
 from tests.support.index import LocalIndex, project_of

@@ -36,7 +36,8 @@ from layerforge.errors import AuditError, BuildError, HashMismatchError, LockErr
 from layerforge.recipe import recipe_from_mapping
 from layerforge.resolve.container_build import build_image
 from layerforge.resolve.index import fetch_project_files
-from layerforge.resolve.lock import LockedPackage, lock_from_dict, pip_command, read_lock
+from layerforge.resolve.lock import lock_from_dict, pip_command, read_lock
+from layerforge.resolve.locked import LockedPackage
 from layerforge.resolve.source_build import SOURCE_DATE_EPOCH, SourceBuilder, pick_sdist
 from layerforge.target import Target
 from tests.support.elf import compile_shared_object

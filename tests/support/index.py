@@ -74,6 +74,7 @@ class _Faults:
     latency: dict[str | None, float] = field(default_factory=dict)  # None: every path
     redirect: dict[str, tuple[str, int]] = field(default_factory=dict)  # location, status
     fake_hash: dict[str, str] = field(default_factory=dict)  # file name -> hex advertised
+    yanked: dict[str, str] = field(default_factory=dict)  # file name -> the reason (PEP 592)
 
 
 def project_of(filename: str) -> str:
@@ -295,6 +296,11 @@ class LocalIndex:
         with self._lock:
             self._faults.fake_hash[filename] = sha256_hex
 
+    def yank(self, filename: str, reason: str = "") -> None:
+        """Mark ``filename`` yanked in project pages (``data-yanked``), as PEP 592 does."""
+        with self._lock:
+            self._faults.yanked[filename] = reason
+
     def require_auth(self, user: str, password: str) -> None:
         """Answer 401 to every request without these Basic credentials, as a private index does."""
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -439,10 +445,13 @@ class LocalIndex:
             return None
         with self._lock:
             fake = dict(self._faults.fake_hash)
+            yanked = dict(self._faults.yanked)
         links = []
         for filename in files:
             digest, metadata = self._info(self.wheel_dir / filename)
             attrs = f'href="../../files/{quote(filename)}#sha256={fake.get(filename, digest)}"'
+            if filename in yanked:
+                attrs += f' data-yanked="{html.escape(yanked[filename])}"'
             if metadata is not None:
                 requires_python = (
                     HeaderParser().parsestr(metadata.decode("utf-8", "replace")).get("Requires-Python")

@@ -1,0 +1,121 @@
+"""Resolution through the local index (resolve/local_index.py), against a real pip and a test index.
+
+What it must show: pip's answers are the ones pip gives reading the index itself, every wheel is
+downloaded once for the resolution and the build together, a wheel whose bytes do not match the page's
+hash is refused by name, and the local index answers nobody who does not know its secret path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from layerforge.cache import WheelCache
+from layerforge.errors import HashMismatchError
+from layerforge.resolve.download import fetch_all
+from layerforge.resolve.local_index import LocalIndex as ResolutionIndex
+from layerforge.resolve.lock import pip_command, resolve
+from layerforge.target import Target
+from tests.support.index import LocalIndex, offline_pip_env
+
+TARGET = Target("python3.11", "x86_64")
+
+
+def crowded_index(index: LocalIndex) -> None:
+    """A project whose page lists what pip must weigh and refuse: other platforms, another Python, a
+    glibc newer than the target's, a yanked release, a release that needs a newer Python."""
+    for tag in (
+        "cp311-cp311-win_amd64",
+        "cp311-cp311-macosx_11_0_arm64",
+        "cp312-cp312-manylinux_2_17_x86_64",
+        "cp310-cp310-manylinux_2_17_x86_64",
+        "cp311-cp311-manylinux_2_17_aarch64",
+        "cp311-cp311-musllinux_1_1_x86_64",
+    ):
+        index.add_wheel("crowd", "3.0", tag)
+    index.add_wheel("crowd", "2.0", "cp311-cp311-manylinux_2_28_x86_64")  # glibc 2.28 > 2.26
+    index.add_wheel("crowd", "1.5", "cp311-cp311-manylinux_2_17_x86_64", requires_python=">=3.12")
+    index.add_wheel("crowd", "1.4", "cp311-cp311-manylinux_2_17_x86_64")
+    index.yank("crowd-1.4-cp311-cp311-manylinux_2_17_x86_64.whl", "broken")
+    index.add_wheel("crowd", "1.3", "cp311-cp311-manylinux_2_17_x86_64")
+    index.add_wheel("crowd", "1.3", "cp311-abi3-manylinux_2_17_x86_64")
+    index.add_wheel("crowd", "1.3", "py3-none-any")
+    index.add_wheel("helper", "1.0", "py3-none-any")
+    index.add_wheel("helper", "1.1", "cp39-abi3-manylinux2014_x86_64")
+    index.add_wheel("app", "1.0", requires=["crowd", "helper"])
+
+
+def pip_alone(index: LocalIndex, requirements: list[str], tmp_path: Path) -> dict[str, str]:
+    """What pip takes reading the test index itself, with the same options as layerforge: name -> file."""
+    report = tmp_path / "alone.json"
+    command = pip_command(requirements, TARGET, report, tmp_path / "scratch")
+    env = offline_pip_env()
+    env["PIP_INDEX_URL"] = index.url
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    taken = json.loads(report.read_text())["install"]
+    return {item["metadata"]["name"]: item["download_info"]["url"].rsplit("/", 1)[-1] for item in taken}
+
+
+def test_pip_takes_the_same_wheels_through_the_local_index(local_index: LocalIndex, tmp_path: Path) -> None:
+    crowded_index(local_index)
+    alone = pip_alone(local_index, ["app"], tmp_path)
+    lock = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=WheelCache(tmp_path / "cache"))
+    assert {p.name: p.wheel for p in lock.packages} == alone
+    # The choices themselves, so that a page cut too far cannot pass as "the same" by both being wrong.
+    assert alone["crowd"] == "crowd-1.3-cp311-cp311-manylinux_2_17_x86_64.whl"
+    assert alone["helper"] == "helper-1.1-cp39-abi3-manylinux2014_x86_64.whl"
+    for package in lock.packages:
+        assert package.url == local_index.file_url(package.wheel)
+        assert package.sha256 == local_index.sha256(package.wheel)
+
+
+def test_each_wheel_is_downloaded_once_for_the_resolution_and_the_build(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    crowded_index(local_index)
+    cache = WheelCache(tmp_path / "cache")
+    lock = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache)
+    fetched = fetch_all(lock.packages, cache, index_url=local_index.url)
+    assert all(f.from_cache for f in fetched)
+    assert sorted(local_index.downloads()) == sorted(p.wheel for p in lock.packages)
+    # The resolution never read a page twice, though pip and the explanations both wanted them.
+    assert local_index.hits("/simple/crowd/") == 1
+
+
+def test_a_second_resolution_downloads_nothing(local_index: LocalIndex, tmp_path: Path) -> None:
+    crowded_index(local_index)
+    cache = WheelCache(tmp_path / "cache")
+    first = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache)
+    local_index.reset_log()
+    again = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache)
+    assert again.packages == first.packages
+    assert local_index.downloads() == []
+
+
+def test_a_wheel_whose_bytes_do_not_match_the_page_is_refused_by_name(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    local_index.add_wheel("app", "1.0")
+    local_index.fake_hash("app-1.0-py3-none-any.whl", "0" * 64)
+    cache = WheelCache(tmp_path / "cache")
+    with pytest.raises(HashMismatchError, match=re.escape("app-1.0-py3-none-any.whl")):
+        resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache)
+    assert not list((tmp_path / "cache" / "wheels").rglob("*.whl"))
+
+
+def test_the_local_index_answers_only_under_its_secret_path(local_index: LocalIndex, tmp_path: Path) -> None:
+    local_index.add_wheel("app", "1.0")
+    with ResolutionIndex(local_index.url, WheelCache(tmp_path / "cache"), TARGET) as served:
+        with urllib.request.urlopen(served.url + "app/") as response:
+            assert json.load(response)["files"][0]["filename"] == "app-1.0-py3-none-any.whl"
+        host = served.url.split("/", 3)[:3]
+        for path in ("/simple/app/", "/x/simple/app/", "/" + "a" * 32 + "/simple/app/"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen("/".join(host) + path)
+            assert refused.value.code == 404
