@@ -287,34 +287,45 @@ def _build_in(
     interpreter = prepared.interpreter
     unpacked_bytes = prepared.unpacked_bytes
     inventory = _check_licenses(options, lock, tree, events)
-    # Before the size check: a layer whose binaries cannot load on Lambda (opencv-python's libGL) needs
-    # another package, which no slimming for size would give.
-    audit = _audit(options, tree, events)
-
-    checks = _limit_checks(options, tree.total_bytes(), None)
-    _enforce(checks, tree, options)
-    provided = _runtime_stand_ins(staging, options, lock)
-
-    # The tree is final: zip it in the background while the verifier (a subprocess) imports it. The zip
-    # is written inside staging and moved into the output folder only once the layer passed.
+    # The tree is final: the audit, the zip and the verifier (a subprocess) all read it at once. The zip
+    # is written inside staging and moved into the output folder only once the layer passed. The audit's
+    # verdict still comes first: a layer whose binaries cannot load on Lambda (opencv-python's libGL)
+    # needs another package, which no slimming for size and no import error would say.
     cancelled = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as background:
-        zipping = background.submit(
-            write_zip,
-            tree.root,
-            staging / "layer.zip",
-            jobs=options.jobs,
-            progress=_unless(cancelled),
-            cache=MemberCache(options.cache_dir),
+    with ThreadPoolExecutor(max_workers=2) as background:
+        auditing = _PendingAudit(
+            background.submit(
+                audit_tree,
+                tree.root,
+                options.target,
+                tree.origins(),
+                provided=options.recipe.audit.system_libraries,
+            ),
+            events,
         )
         try:
+            checks = _limit_checks(options, tree.total_bytes(), None)
+            if any(check.exceeded for check in checks):
+                auditing.verdict()
+            _enforce(checks, tree, options)
+            provided = _runtime_stand_ins(staging, options, lock)
+            zipping = background.submit(
+                write_zip,
+                tree.root,
+                staging / "layer.zip",
+                jobs=options.jobs,
+                progress=_unless(cancelled),
+                cache=MemberCache(options.cache_dir),
+            )
             events.stage("verify")
             verify = _verify(options, tree, slim, interpreter, events, provided)
+            audit = auditing.verdict()
             if not verify.ran:
                 events.warn(verify.not_run_reason)
             verify.raise_for_failures()
         except BaseException:
             cancelled.set()
+            auditing.cancel()
             raise
         events.stage("zip")
         staged = zipping.result()
@@ -390,14 +401,25 @@ def _prepare_tree(
     return _Slimmed(tree, unpacked_bytes, slim, bytecode, interpreter, binaries, pieces)
 
 
-def _audit(options: BuildOptions, tree: LayerTree, events: BuildEvents) -> AuditReport:
-    events.stage("audit")
-    provided = options.recipe.audit.system_libraries
-    audit = audit_tree(tree.root, options.target, tree.origins(), provided=provided)
-    for finding in audit.warnings:
-        events.warn(finding.message)
-    audit.raise_for_errors()
-    return audit
+class _PendingAudit:
+    """The audit, running beside the size check and verification; its warnings are shown once, and its
+    errors raised whenever its verdict is asked for."""
+
+    def __init__(self, future: Future[AuditReport], events: BuildEvents) -> None:
+        self._future = future
+        self._events = events
+        self._report: AuditReport | None = None
+
+    def verdict(self) -> AuditReport:
+        if self._report is None:
+            self._report = self._future.result()
+            for finding in self._report.warnings:
+                self._events.warn(finding.message)
+        self._report.raise_for_errors()
+        return self._report
+
+    def cancel(self) -> None:
+        self._future.cancel()
 
 
 def _binaries_summary(report: StripReport | None) -> dict[str, Any] | None:
