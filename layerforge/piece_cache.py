@@ -21,13 +21,14 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .cache import is_sha256, sha256_of, touch
+from .cache import is_sha256, touch
 from .member_cache import TEMP_PREFIX
 from .staging import host_label
 
@@ -74,7 +75,11 @@ class PieceCache:
         files = temporary / FILES
         listed: dict[str, tuple[int, str]] = {}
         for path in sorted(_walk(files)):
-            listed[path] = ((files / path).stat().st_size, sha256_of(files / path))
+            size = (files / path).stat().st_size
+            digest = _sha256_of_file(files / path, size)
+            if digest is None:
+                raise OSError(f"{files / path} changed while the piece was filed")
+            listed[path] = (size, digest)
             _read_only(files / path)
         manifest = {"format": FORMAT, "key": key, "files": listed, "record": record}
         manifest["bytes"] = sum(int(size) for size, _ in listed.values())
@@ -110,9 +115,15 @@ def checkout(
     if present != set(files):
         return False
 
+    # A piece holds thousands of small files: each folder is made once, and each file costs one link, one
+    # lstat and one read.
+    made: set[Path] = set()
+
     def one(path: str) -> bool:
         target = target_for(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
         if not link_or_copy(source / path, target):
             return False
         if not check:
@@ -120,12 +131,36 @@ def checkout(
         expected = files[path]
         if not (isinstance(expected, list) and len(expected) == 2 and is_sha256(str(expected[1]))):
             return False
-        if target.is_symlink() or not target.is_file() or target.stat().st_size != expected[0]:
+        try:
+            found = os.lstat(target)
+        except OSError:
             return False
-        return bool(sha256_of(target) == expected[1])
+        if not stat.S_ISREG(found.st_mode) or found.st_size != expected[0]:
+            return False
+        return _sha256_of_file(target, found.st_size) == str(expected[1])
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return all(pool.map(one, sorted(files)))
+
+
+def _sha256_of_file(path: Path, size: int) -> str | None:
+    """The sha256 of a regular file read through one descriptor (no Python file object per file); None
+    when it cannot be read or does not hold `size` bytes."""
+    digest = hashlib.sha256()
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        read = 0
+        while chunk := os.read(descriptor, 1024 * 1024):
+            digest.update(chunk)
+            read += len(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+    return digest.hexdigest() if read == size else None
 
 
 def link_or_copy(source: Path, target: Path) -> bool:

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,8 @@ class SharedListings:
             return found
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # A guess still downloading finishes into the cache on its own: the resolution does not wait.
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class LocalIndex:
@@ -114,14 +116,17 @@ class LocalIndex:
         handler = _handler_for(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="layerforge-index", daemon=True).start()
+        # A short poll: shutdown() waits for the loop to notice, and the resolution waits for shutdown().
+        serve = partial(self._server.serve_forever, poll_interval=0.02)
+        threading.Thread(target=serve, name="layerforge-index", daemon=True).start()
         return self
 
     def __exit__(self, *_: object) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # A guess still downloading finishes into the cache on its own: the resolution does not wait.
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def url(self) -> str:
