@@ -24,7 +24,7 @@ from . import __version__
 from .binaries.audit import AuditReport, audit_tree
 from .binaries.elfstrip import StripLevel, StripReport
 from .cache import WheelCache, sha256_of
-from .errors import DownloadError, LockError
+from .errors import LockError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
 from .limits import (
@@ -39,7 +39,7 @@ from .member_cache import MemberCache
 from .piece_cache import PieceCache
 from .recipe import Recipe, StripConfig
 from .report.over_limit import size_limit_error
-from .resolve.download import FetchedWheel, fetch_all, fetch_one
+from .resolve.download import FetchedWheel, fetch_all, fetch_into
 from .resolve.lock import DEFAULT_INDEX_URL, Lock, read_lock
 from .resolve.source_build import DockerClientFactory, SourceBuilder
 from .runners.docker import docker_from_env
@@ -238,6 +238,7 @@ def _sources(options: BuildOptions, events: BuildEvents) -> SourceBuilder:
         events.note,
         image_override=options.build_image,
         host_builds=options.host_builds,
+        prefetch_wheels=True,
     )
 
 
@@ -501,20 +502,12 @@ def _debug_ranges(config: StripConfig) -> bool:
 
 def _check_out(fetched: list[FetchedWheel], cache: WheelCache, folder: Path, index_url: str) -> list[Path]:
     """The build's own links to its wheels, so that `cache prune` cannot remove one mid-read; a wheel a
-    prune removed between its fetch and here is fetched again."""
+    prune removed between its fetch and here is fetched again, and linked under its entry's lock."""
     paths = []
     for wheel in fetched:
         path = cache.checkout(wheel.path, folder)
-        for _ in range(2):
-            if path is not None:
-                break
-            path = cache.checkout(fetch_one(wheel.package, cache, index_url=index_url).path, folder)
         if path is None:
-            raise DownloadError(
-                f"{wheel.package.wheel} left the wheel cache as soon as it was fetched, three times",
-                hint="is a `layerforge cache prune` running in a loop? Stop it, or give the build its own "
-                "--cache-dir",
-            )
+            path = fetch_into(wheel.package, cache, folder, index_url=index_url)
         paths.append(path)
     return paths
 

@@ -116,7 +116,8 @@ class WheelCache:
 
     def note_hashed(self, path: Path, sha256: str) -> None:
         """`path` was written from bytes whose hash was checked as they came: no need to read it again."""
-        _HASHED[_identity(path)] = sha256
+        with contextlib.suppress(OSError):  # a prune may have taken it already
+            _HASHED[_identity(path)] = sha256
 
     def checkout(self, path: Path, folder: Path) -> Path | None:
         """The build's own name for a cached wheel in `folder`: a hard link, else a copy. A prune that

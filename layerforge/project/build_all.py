@@ -227,6 +227,7 @@ def resolve_cell(job: CellJob, shared: SharedListings | None = None) -> CellOutc
         WheelCache(options.cache_dir),
         options.docker is True,
         shared_listings=shared,
+        prefetch_wheels=True,
     )
     try:
         lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)

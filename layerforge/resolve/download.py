@@ -78,6 +78,29 @@ def fetch_one(
         return FetchedWheel(package, destination, False, received)
 
 
+def fetch_into(
+    package: LockedPackage, cache: WheelCache, folder: Path, *, index_url: str | None = None
+) -> Path:
+    """The wheel linked (or copied) into `folder`, fetched first if the cache lacks it, all under its entry's
+    lock: `cache prune` removes a wheel only under that lock, so it cannot take it between the fetch and
+    the link, however often it runs."""
+    with cache.lock_for(package.sha256):
+        path = cache.lookup(package.sha256, package.wheel)
+        if path is None:
+            cache.discard_partials(package.sha256)
+            path = cache.path_for(package.sha256, package.wheel)
+            _download_with_retries(package, path, None, index_url)
+            cache.note_hashed(path, package.sha256)
+        linked = cache.checkout(path, folder)
+    if linked is None:
+        raise DownloadError(
+            f"{package.wheel} left the wheel cache while its entry was locked",
+            hint="something other than layerforge removes files from the cache folder; give the build its "
+            "own --cache-dir",
+        )
+    return linked
+
+
 def _download_with_retries(
     package: LockedPackage, destination: Path, progress: ProgressCallback | None, index_url: str | None
 ) -> int:

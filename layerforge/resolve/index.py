@@ -48,6 +48,7 @@ class IndexWheel:
     requires_python: str | None = None
     url: str = ""  # absolute; may carry the index's credentials
     sha256: str | None = None
+    metadata: str | None = None  # PEP 658: None, not offered; "", offered without a hash; else its sha256
 
 
 @dataclass(frozen=True)
@@ -69,19 +70,23 @@ class IndexLink:
     yanked: bool
     requires_python: str | None
     sha256: str | None
+    metadata: str | None = None  # as IndexWheel.metadata
 
 
 class _LinkParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.links: list[tuple[str, bool, str | None]] = []
+        self.links: list[tuple[str, bool, str | None, str | None]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
             values = dict(attrs)
             href = values.get("href")
             if href:
-                self.links.append((href, "data-yanked" in values, values.get("data-requires-python")))
+                metadata = values.get("data-core-metadata", values.get("data-dist-info-metadata"))
+                self.links.append(
+                    (href, "data-yanked" in values, values.get("data-requires-python"), metadata)
+                )
 
 
 def project_url(index_url: str, name: str) -> str:
@@ -129,7 +134,7 @@ def read_listing(index_url: str, name: str) -> Listing:
     else:
         parser = _LinkParser()
         parser.feed(body.decode("utf-8", "replace"))
-        found = (_html_link(href, yanked, requires) for href, yanked, requires in parser.links)
+        found = (_html_link(*link) for link in parser.links)
         links = [link for link in found if link is not None]
     return Listing(page, tuple(_absolute(links, page)), None)
 
@@ -177,12 +182,30 @@ def _json_links(body: bytes) -> list[IndexLink]:
                 bool(entry.get("yanked")),
                 requires if isinstance(requires, str) else None,
                 _sha256(hashes.get("sha256")),
+                _json_metadata(entry.get("core-metadata", entry.get("dist-info-metadata"))),
             )
         )
     return links
 
 
-def _html_link(href: str, yanked: bool, requires: str | None) -> IndexLink | None:
+def _json_metadata(value: object) -> str | None:
+    """PEP 691/714: `true`, or a dict of hashes; a hash that is not sha256 is an offer without a hash."""
+    if value is True:
+        return ""
+    if isinstance(value, dict):
+        return _sha256(value.get("sha256")) or ""
+    return None
+
+
+def _html_metadata(value: str | None) -> str | None:
+    """PEP 658: `true`, or `<algorithm>=<hex>`."""
+    if value is None:
+        return None
+    algorithm, _, digest = value.partition("=")
+    return (_sha256(digest) or "") if algorithm == "sha256" else ("" if value == "true" else None)
+
+
+def _html_link(href: str, yanked: bool, requires: str | None, metadata: str | None) -> IndexLink | None:
     try:
         parts = urllib.parse.urlsplit(href)
     except ValueError:
@@ -194,6 +217,7 @@ def _html_link(href: str, yanked: bool, requires: str | None) -> IndexLink | Non
         yanked,
         requires,
         _sha256(digest) if algorithm == "sha256" else None,
+        _html_metadata(metadata),
     )
 
 
@@ -282,7 +306,14 @@ def _wheels(links: list[IndexLink]) -> list[IndexWheel]:
             continue
         wheels.append(
             IndexWheel(
-                link.filename, version, tags, link.yanked, link.requires_python, link.href, link.sha256
+                link.filename,
+                version,
+                tags,
+                link.yanked,
+                link.requires_python,
+                link.href,
+                link.sha256,
+                link.metadata,
             )
         )
     return wheels

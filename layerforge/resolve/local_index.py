@@ -48,6 +48,7 @@ from ..target import Target
 from .download import fetch_one
 from .index import IndexWheel, Listing, read_listing, redact_url, supports_python
 from .locked import LockedPackage
+from .remote_metadata import WheelMetadataError, metadata_from_zip, remote_metadata
 
 # A METADATA file is a few kilobytes; anything near this is not one.
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
@@ -109,6 +110,7 @@ class LocalIndex:
         self.failures: list[LayerforgeError] = []  # what went wrong serving pip, to explain its failure
         self._pool = ThreadPoolExecutor(max_workers=_PREFETCH_JOBS + 4, thread_name_prefix="layerforge-index")
         self._server: ThreadingHTTPServer | None = None
+        self._prefetching = False  # a build fetches the wheels it will need; a lock alone does not
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -161,8 +163,10 @@ class LocalIndex:
         )
 
     def prefetch(self, requirements: Sequence[str]) -> None:
-        """Start fetching the wheel pip will most likely ask about first for each named requirement: the
-        newest release the specifier allows, in its best-fitting wheel. A wrong guess costs a download."""
+        """For a build, which needs the wheels: start fetching the one pip will most likely take for each
+        named requirement (the newest release the specifier allows, in its best-fitting wheel), and, as
+        pip reads each wheel's metadata, its dependencies'. A wrong guess costs a download."""
+        self._prefetching = True
         for text in requirements:
             requirement = Requirement(text)
             if requirement.marker is not None or requirement.url:
@@ -186,7 +190,7 @@ class LocalIndex:
                 continue
             name = canonicalize_name(requirement.name)
             self._listing_future(name)
-            if not requirement.url:
+            if self._prefetching and not requirement.url:
                 self._pool.submit(self._prefetch_one, name, requirement)
 
     # ---- serving ---------------------------------------------------------------------------------------
@@ -256,14 +260,26 @@ class LocalIndex:
         if found is None or found.wheel.sha256 is None:
             return 404, b"no such file"
         try:
-            wheel = self._fetch(file_id).result()
-            metadata = wheel_metadata(wheel, found.project)
+            metadata = self._metadata_of(file_id, found)
             # pip reads these projects' pages next, one after another: read them all now.
             self._pool.submit(self._prefetch_dependencies, metadata)
             return 200, metadata
         except LayerforgeError as error:
             self.failures.append(error)
             return 502, error.message.encode()
+
+    def _metadata_of(self, file_id: str, found: _File) -> bytes:
+        """From the wheel cache; else read remotely (PEP 658, range requests), which does not wait for a
+        download of the whole wheel; else from the whole wheel, downloaded into the cache."""
+        wheel = found.wheel
+        assert wheel.sha256 is not None
+        cached = self.cache.lookup(wheel.sha256, wheel.filename)
+        if cached is not None:
+            return wheel_metadata(cached, found.project)
+        remote = remote_metadata(wheel, found.project, self.upstream)
+        if remote is not None:
+            return remote
+        return wheel_metadata(self._fetch(file_id).result(), found.project)
 
     def wheel(self, file_id: str) -> tuple[int, Path | str | None]:
         """The file itself: from the cache when hashed, else the real index's URL to relay."""
@@ -293,27 +309,11 @@ class LocalIndex:
         return None
 
 
-class WheelMetadataError(LayerforgeError):
-    pass
-
-
 def wheel_metadata(wheel: Path, project: str) -> bytes:
-    """The METADATA of a wheel's one `.dist-info` folder, found as pip finds it."""
+    """The METADATA of a wheel in the cache, found as pip finds it."""
     try:
         with zipfile.ZipFile(wheel) as archive:
-            folders = {name.split("/", 1)[0] for name in archive.namelist() if "/" in name}
-            info = [f for f in folders if f.endswith(".dist-info")]
-            if len(info) != 1:
-                raise WheelMetadataError(
-                    f"{wheel.name} has {len(info)} .dist-info folders, not one: it is not a valid wheel"
-                )
-            if not canonicalize_name(info[0]).startswith(canonicalize_name(project)):
-                raise WheelMetadataError(f"{wheel.name}: its {info[0]} names another project")
-            member = archive.getinfo(f"{info[0]}/METADATA")
-            if member.file_size > _MAX_METADATA_BYTES:
-                raise WheelMetadataError(f"{wheel.name}: its METADATA is {member.file_size:,} bytes")
-            with archive.open(member) as stream:
-                return stream.read(_MAX_METADATA_BYTES + 1)[:_MAX_METADATA_BYTES]
+            return metadata_from_zip(archive, wheel.name, project)
     except (OSError, KeyError, zipfile.BadZipFile, ValueError) as error:
         raise WheelMetadataError(f"{wheel.name}: its METADATA could not be read ({error})") from error
 

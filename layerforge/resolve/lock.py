@@ -401,17 +401,20 @@ def resolve(
     built: Sequence[LocalWheel] = (),
     cache: WheelCache | None = None,
     shared: SharedListings | None = None,
+    prefetch: bool = False,
 ) -> Lock:
     """Resolve with pip. Raises MissingWheel when a requirement has no wheel for the target.
 
-    pip reads an http(s) index through a LocalIndex, which serves wheel metadata out of `cache` (a
-    folder of the resolution's own when None) and leaves the wheels there for the build.
+    pip reads an http(s) index through a LocalIndex, which serves wheel metadata from `cache` (a folder of
+    the resolution's own when None) or reads it remotely. `prefetch` (a build, which needs the wheels)
+    also fetches the wheels pip will most likely take into `cache` while pip resolves.
     """
     with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch:
         wheels = cache if cache is not None else WheelCache(Path(scratch) / "cache")
         if urlsplit(index_url).scheme in ("http", "https"):
             with LocalIndex(index_url, wheels, target, linux_platform=bool(built), shared=shared) as local:
-                local.prefetch(requirements)
+                if prefetch:
+                    local.prefetch(requirements)
                 return _resolve_with(
                     recipe_name, requirements, target, index_url, exclude, built, Path(scratch), local
                 )

@@ -73,6 +73,7 @@ class SourceBuilder:
     image_override: str | None = None  # --build-image
     host_builds: bool = True
     shared_listings: SharedListings | None = None  # pages read once for a project's resolutions
+    prefetch_wheels: bool = False  # a build: fetch the likely wheels while pip resolves
 
     @property
     def image(self) -> str:
@@ -99,6 +100,7 @@ class SourceBuilder:
                     built=built,
                     cache=self.cache,
                     shared=self.shared_listings,
+                    prefetch=self.prefetch_wheels,
                 )
             except MissingWheel as missing:
                 if not missing.has_sdist or not (self.enabled or self.host_builds):

@@ -1,8 +1,10 @@
 """Resolution through the local index (resolve/local_index.py), against a real pip and a test index.
 
-What it must show: pip's answers are the ones pip gives reading the index itself, every wheel is
-downloaded once for the resolution and the build together, a wheel whose bytes do not match the page's
-hash is refused by name, and the local index answers nobody who does not know its secret path.
+What it must show: pip's answers are the ones pip gives reading the index itself; a resolution reads
+wheel metadata without downloading wheels (the index's PEP 658 files, else range requests, else a whole
+download when the server ignores ranges); a build downloads every wheel once, for the resolution and the
+build together; a wheel whose bytes do not match the page's hash is refused by name; and the local index
+answers nobody who does not know its secret path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -75,25 +78,70 @@ def test_pip_takes_the_same_wheels_through_the_local_index(local_index: LocalInd
         assert package.sha256 == local_index.sha256(package.wheel)
 
 
-def test_each_wheel_is_downloaded_once_for_the_resolution_and_the_build(
+def whole_downloads(index: LocalIndex) -> list[str]:
+    """Wheels fetched whole: GETs of a file with no Range header."""
+    return sorted(
+        r.path.removeprefix("/files/")
+        for r in index.requests
+        if r.method == "GET" and r.path.startswith("/files/") and r.range is None and r.path.endswith(".whl")
+    )
+
+
+def test_a_lock_reads_wheel_metadata_through_ranges_and_downloads_no_wheel(
     local_index: LocalIndex, tmp_path: Path
 ) -> None:
     crowded_index(local_index)
+    lock = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=WheelCache(tmp_path / "cache"))
+    assert whole_downloads(local_index) == []
+    for package in lock.packages:
+        path = urlsplit(local_index.file_url(package.wheel)).path
+        ranges = [r for r in local_index.requests if r.path == path]
+        assert ranges and all(r.range is not None for r in ranges), package.wheel
+        size = (local_index.wheel_dir / package.wheel).stat().st_size
+        assert sum(r.bytes_sent for r in ranges) <= size, package.wheel
+    # The resolution never read a page twice, though pip and the explanations both wanted them.
+    assert local_index.hits("/simple/crowd/") == 1
+
+
+def test_the_index_s_own_metadata_files_are_read_where_it_serves_them(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    crowded_index(local_index)
+    local_index.serve_metadata = True
+    lock = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=WheelCache(tmp_path / "cache"))
+    for package in lock.packages:
+        assert local_index.hits(package.wheel + ".metadata") == 1
+        assert local_index.hits(package.wheel) == 0
+
+
+def test_a_server_that_ignores_ranges_gets_whole_downloads_the_build_keeps(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    crowded_index(local_index)
+    local_index.serve_ranges = False
     cache = WheelCache(tmp_path / "cache")
     lock = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache)
     fetched = fetch_all(lock.packages, cache, index_url=local_index.url)
     assert all(f.from_cache for f in fetched)
-    assert sorted(local_index.downloads()) == sorted(p.wheel for p in lock.packages)
-    # The resolution never read a page twice, though pip and the explanations both wanted them.
-    assert local_index.hits("/simple/crowd/") == 1
+    assert whole_downloads(local_index) == sorted(p.wheel for p in lock.packages)
+
+
+def test_a_build_downloads_each_wheel_once_for_the_resolution_and_the_build(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    crowded_index(local_index)
+    cache = WheelCache(tmp_path / "cache")
+    lock = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache, prefetch=True)
+    fetch_all(lock.packages, cache, index_url=local_index.url)
+    assert whole_downloads(local_index) == sorted(p.wheel for p in lock.packages)
 
 
 def test_a_second_resolution_downloads_nothing(local_index: LocalIndex, tmp_path: Path) -> None:
     crowded_index(local_index)
     cache = WheelCache(tmp_path / "cache")
-    first = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache)
+    first = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache, prefetch=True)
     local_index.reset_log()
-    again = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache)
+    again = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache, prefetch=True)
     assert again.packages == first.packages
     assert local_index.downloads() == []
 
@@ -103,6 +151,7 @@ def test_a_wheel_whose_bytes_do_not_match_the_page_is_refused_by_name(
 ) -> None:
     local_index.add_wheel("app", "1.0")
     local_index.fake_hash("app-1.0-py3-none-any.whl", "0" * 64)
+    local_index.serve_ranges = False  # the resolution must download it, and check it
     cache = WheelCache(tmp_path / "cache")
     with pytest.raises(HashMismatchError, match=re.escape("app-1.0-py3-none-any.whl")):
         resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache)

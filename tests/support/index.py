@@ -130,6 +130,7 @@ class LocalIndex:
         self.wheel_dir = wheel_dir
         self.wheel_dir.mkdir(parents=True, exist_ok=True)
         self.serve_metadata = False
+        self.serve_ranges = True  # False: a Range header is ignored, the whole file sent (200)
         """Serve PEP 658 ``<file>.metadata`` and advertise it (``data-core-metadata``)."""
         self._lock = threading.Lock()
         self._log: list[RequestRecord] = []
@@ -487,7 +488,7 @@ class LocalIndex:
         size = len(data)
         headers = {"Accept-Ranges": "bytes"}
         content_type = "application/octet-stream"
-        match = _RANGE.match(h.headers.get("Range", "").strip())
+        match = _RANGE.match(h.headers.get("Range", "").strip()) if self.serve_ranges else None
         if match is None:
             return self._send(h, path, 200, data, head=head, headers=headers, content_type=content_type)
         first, last = match.groups()
