@@ -175,11 +175,10 @@ def _available_memory() -> int:
     return CELL_MEMORY_BYTES * 64  # not Linux: cores alone decide
 
 
-def jobs_for(
-    project: Project, cells: Sequence[Cell], settings: ProjectBuildSettings, workers: int
-) -> list[CellJob]:
-    cores = os.cpu_count() or 1
-    inner = max(1, cores // workers)
+def jobs_for(project: Project, cells: Sequence[Cell], settings: ProjectBuildSettings) -> list[CellJob]:
+    # Every build may use every core: while several run, the system shares the cores among them; the
+    # last cell of a run (or a slow one) then has the machine to itself instead of leaving cores idle.
+    inner = os.cpu_count() or 1
     jobs = []
     for cell in cells:
         lock = project.lock_for(cell)
@@ -246,7 +245,7 @@ def build_cells(
 ) -> list[CellOutcome]:
     """Every cell, in project order in the result; `on_done` hears of each as it finishes."""
     workers = plan_workers(len(cells), settings.workers)
-    jobs = jobs_for(project, cells, settings, workers)
+    jobs = jobs_for(project, cells, settings)
     done: dict[str, CellOutcome] = {}
 
     def finish(outcome: CellOutcome) -> None:
@@ -268,6 +267,11 @@ def build_cells(
     # The runtimes of one recipe read the same project pages: each is read once for the whole run.
     shared = SharedListings()
     with builders, resolvers, closing(shared):
+        if workers > 1:
+            # Each worker starts (a fresh interpreter importing the build: about a second) while the cells
+            # resolve, not once the first lock is written.
+            for _ in range(workers):
+                builders.submit(worker_ready)
         pending: dict[Future[CellOutcome | None], tuple[str, CellJob]] = {
             resolvers.submit(resolve_cell, job, shared): ("resolve", job) for job in jobs
         }
@@ -288,6 +292,10 @@ def build_cells(
                 built = CellJob(job.cell, dataclasses.replace(job.options, refresh=False))
                 pending[builders.submit(build_cell, built)] = ("build", built)
     return [done[cell.name] for cell in cells]
+
+
+def worker_ready() -> None:
+    """Nothing: a build worker that runs it has imported this module, and with it the whole build."""
 
 
 def worst_exit_code(outcomes: Sequence[CellOutcome]) -> int:
