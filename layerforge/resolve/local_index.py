@@ -79,7 +79,7 @@ class SharedListings:
             return found
 
     def close(self) -> None:
-        # A guess still downloading finishes into the cache on its own: the resolution does not wait.
+        # A page still being read (a dependency's, read ahead) is left to finish on its own.
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -96,7 +96,10 @@ class LocalIndex:
         shared: SharedListings | None = None,
     ):
         self.upstream = upstream
-        self._shared = shared
+        # Pages are read in a pool of their own: a prefetch waits on a page, so pages and prefetches in
+        # one pool could fill it with waiters and never read the page they wait for.
+        self._own_pages = shared is None
+        self._pages = shared if shared is not None else SharedListings()
         self.cache = cache
         self.target = target
         # pip accepts `linux_<arch>` when wheels built here are offered; the page keeps such wheels so
@@ -104,7 +107,6 @@ class LocalIndex:
         self._linux_platform = linux_platform
         self._token = secrets.token_urlsafe(24)
         self._lock = threading.Lock()
-        self._listings: dict[str, Future[Listing]] = {}
         self._files: dict[str, _File] = {}  # id in the local URL -> the real file
         self._fetches: dict[str, Future[Path]] = {}  # sha256 -> the wheel in the cache
         self.failures: list[LayerforgeError] = []  # what went wrong serving pip, to explain its failure
@@ -129,6 +131,8 @@ class LocalIndex:
             self._server.server_close()
         # A guess still downloading finishes into the cache on its own: the resolution does not wait.
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_pages:
+            self._pages.close()
 
     @property
     def url(self) -> str:
@@ -196,14 +200,7 @@ class LocalIndex:
     # ---- serving ---------------------------------------------------------------------------------------
 
     def _listing_future(self, name: str) -> Future[Listing]:
-        if self._shared is not None:
-            return self._shared.future(self.upstream, name)
-        with self._lock:
-            future = self._listings.get(name)
-            if future is None:
-                future = self._pool.submit(read_listing, self.upstream, name)
-                self._listings[name] = future
-            return future
+        return self._pages.future(self.upstream, name)
 
     def _register(self, project: str, wheel: IndexWheel) -> str:
         # Keyed by the hash where there is one: the same bytes are one file whatever page lists them.
@@ -232,7 +229,7 @@ class LocalIndex:
             if wheel.requires_python is not None:
                 entry["requires-python"] = wheel.requires_python
             if wheel.sha256 is not None:
-                # Served from the wheel cache, which holds only wheels whose sha256 was checked.
+                # Served by `metadata` below: from the wheel cache, the index's PEP 658 file or ranges.
                 entry["core-metadata"] = True
             files.append(entry)
         body = {"meta": {"api-version": "1.1"}, "name": name, "files": files}

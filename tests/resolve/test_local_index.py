@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -134,6 +135,29 @@ def test_a_build_downloads_each_wheel_once_for_the_resolution_and_the_build(
     lock = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache, prefetch=True)
     fetch_all(lock.packages, cache, index_url=local_index.url)
     assert whole_downloads(local_index) == sorted(p.wheel for p in lock.packages)
+
+
+def test_a_build_of_many_requirements_resolves_with_every_prefetch_waiting_on_a_page(
+    local_index: LocalIndex, tmp_path: Path
+) -> None:
+    """Sixteen named requirements: more prefetches than the index has threads, each waiting on its page.
+    Pages are read in a pool of their own, so the resolution finishes (it hung when they shared one)."""
+    names = [f"dep{n}" for n in range(16)]
+    for name in names:
+        local_index.add_wheel(name, "1.0")
+    local_index.latency(0.05)  # every page takes a while, so the prefetches pile up waiting
+    result: list[object] = []
+    cache = WheelCache(tmp_path / "cache")
+    worker = threading.Thread(
+        target=lambda: result.append(
+            resolve("many", names, TARGET, index_url=local_index.url, cache=cache, prefetch=True)
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "the resolution hung"
+    assert sorted(p.name for p in result[0].packages) == sorted(names)  # type: ignore[attr-defined]
 
 
 def test_a_second_resolution_downloads_nothing(local_index: LocalIndex, tmp_path: Path) -> None:
