@@ -42,7 +42,8 @@ def is_sha256(text: str) -> bool:
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
+    # Unbuffered: no buffer object per file, and one read for a small one (a cached piece holds thousands).
+    with open(path, "rb", buffering=0) as stream:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

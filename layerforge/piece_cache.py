@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .cache import is_sha256, touch
+from .cache import is_sha256, sha256_of, touch
 from .member_cache import TEMP_PREFIX
 from .staging import host_label
 
@@ -75,11 +75,7 @@ class PieceCache:
         files = temporary / FILES
         listed: dict[str, tuple[int, str]] = {}
         for path in sorted(_walk(files)):
-            size = (files / path).stat().st_size
-            digest = _sha256_of_file(files / path, size)
-            if digest is None:
-                raise OSError(f"{files / path} changed while the piece was filed")
-            listed[path] = (size, digest)
+            listed[path] = ((files / path).stat().st_size, sha256_of(files / path))
             _read_only(files / path)
         manifest = {"format": FORMAT, "key": key, "files": listed, "record": record}
         manifest["bytes"] = sum(int(size) for size, _ in listed.values())
@@ -116,7 +112,7 @@ def checkout(
         return False
 
     # A piece holds thousands of small files: each folder is made once, and each file costs one link, one
-    # lstat and one read.
+    # lstat and one unbuffered read.
     made: set[Path] = set()
 
     def one(path: str) -> bool:
@@ -137,30 +133,10 @@ def checkout(
             return False
         if not stat.S_ISREG(found.st_mode) or found.st_size != expected[0]:
             return False
-        return _sha256_of_file(target, found.st_size) == str(expected[1])
+        return sha256_of(target) == str(expected[1])
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return all(pool.map(one, sorted(files)))
-
-
-def _sha256_of_file(path: Path, size: int) -> str | None:
-    """The sha256 of a regular file read through one descriptor (no Python file object per file); None
-    when it cannot be read or does not hold `size` bytes."""
-    digest = hashlib.sha256()
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        read = 0
-        while chunk := os.read(descriptor, 1024 * 1024):
-            digest.update(chunk)
-            read += len(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(descriptor)
-    return digest.hexdigest() if read == size else None
 
 
 def link_or_copy(source: Path, target: Path) -> bool:

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "layerforge"
 # The foundation: Lambda facts as data, recipes, the exception hierarchy, and small shared utilities.
 FOUNDATION = frozenset(
     {"__init__", "__version__", "target", "recipe", "errors", "events", "fsutil", "cache", "staging"}
-    | {"limits", "system_libraries"}
+    | {"limits", "system_libraries", "rangefile"}
     | {
         "member_cache",
         "piece_cache",

@@ -29,6 +29,7 @@ from .. import limits
 from ..aws import remote_zip
 from ..errors import InputError, SizeLimitError
 from ..limits import LimitCheck
+from ..rangefile import DEFAULT_TAIL_BYTES, read_members
 
 SCHEMA_VERSION = 1  # of the report's JSON
 _MANIFEST_SCHEMA_VERSION = 1  # of the build manifests it reads (docs/manifest.md)
@@ -437,12 +438,10 @@ def measure_layer_arn(
 ) -> SourceReport:
     """A published layer version, from its zip's central directory, read by HTTP ranges."""
     layer = remote_zip.locate_layer(arn, endpoint_url=endpoint_url)
-    archive, handle = remote_zip.open_remote_zip(
-        layer.location, tail_bytes=tail_bytes or remote_zip.DEFAULT_TAIL_BYTES
-    )
+    archive, handle = remote_zip.open_remote_zip(layer.location, tail_bytes=tail_bytes or DEFAULT_TAIL_BYTES)
 
     def read(names: Sequence[str]) -> dict[str, bytes]:
-        return remote_zip.read_members(archive, handle, names)
+        return read_members(archive, handle, names)
 
     tree = _zip_tree(archive, handle.size, read)
     label = layer.arn.split(":layer:", 1)[1]  # "name:version", as the Lambda console shows it

@@ -66,16 +66,7 @@ def fetch_one(
     if cached:
         return FetchedWheel(package, cached, True, 0)
     with cache.lock_for(package.sha256):
-        # Another process may have fetched it while this one waited for the lock.
-        cached = cache.lookup(package.sha256, package.wheel)
-        if cached:
-            return FetchedWheel(package, cached, True, 0)
-        # Holding the entry's lock, no one else is writing here: a `.part` left now is a dead process's.
-        cache.discard_partials(package.sha256)
-        destination = cache.path_for(package.sha256, package.wheel)
-        received = _download_with_retries(package, destination, progress, index_url)
-        cache.note_hashed(destination, package.sha256)
-        return FetchedWheel(package, destination, False, received)
+        return _fetch_locked(package, cache, progress, index_url)
 
 
 def fetch_into(
@@ -85,13 +76,7 @@ def fetch_into(
     lock: `cache prune` removes a wheel only under that lock, so it cannot take it between the fetch and
     the link, however often it runs."""
     with cache.lock_for(package.sha256):
-        path = cache.lookup(package.sha256, package.wheel)
-        if path is None:
-            cache.discard_partials(package.sha256)
-            path = cache.path_for(package.sha256, package.wheel)
-            _download_with_retries(package, path, None, index_url)
-            cache.note_hashed(path, package.sha256)
-        linked = cache.checkout(path, folder)
+        linked = cache.checkout(_fetch_locked(package, cache, None, index_url).path, folder)
     if linked is None:
         raise DownloadError(
             f"{package.wheel} left the wheel cache while its entry was locked",
@@ -99,6 +84,22 @@ def fetch_into(
             "own --cache-dir",
         )
     return linked
+
+
+def _fetch_locked(
+    package: LockedPackage, cache: WheelCache, progress: ProgressCallback | None, index_url: str | None
+) -> FetchedWheel:
+    """The wheel from the cache or the index; the caller holds its entry's lock."""
+    # Another process may have fetched it while this one waited for the lock.
+    cached = cache.lookup(package.sha256, package.wheel)
+    if cached:
+        return FetchedWheel(package, cached, True, 0)
+    # Holding the entry's lock, no one else is writing here: a `.part` left now is a dead process's.
+    cache.discard_partials(package.sha256)
+    destination = cache.path_for(package.sha256, package.wheel)
+    received = _download_with_retries(package, destination, progress, index_url)
+    cache.note_hashed(destination, package.sha256)
+    return FetchedWheel(package, destination, False, received)
 
 
 def _download_with_retries(

@@ -26,7 +26,7 @@ import secrets
 import threading
 import urllib.parse
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,10 +146,10 @@ class LocalIndex:
     # ---- what the resolution reads back ---------------------------------------------------------------
 
     def listing(self, name: str) -> Listing:
-        return self._listing_future(name).result()
+        return self.listing_future(name).result()
 
     def listing_future(self, name: str) -> Future[Listing]:
-        return self._listing_future(name)
+        return self._pages.future(self.upstream, name)
 
     def original_url(self, url: str) -> str:
         """The real index's URL of a file pip took through this one; other URLs (find-links) unchanged."""
@@ -193,14 +193,11 @@ class LocalIndex:
             except ValueError:  # a marker that names an extra, or one packaging cannot evaluate
                 continue
             name = canonicalize_name(requirement.name)
-            self._listing_future(name)
+            self.listing_future(name)
             if self._prefetching and not requirement.url:
                 self._pool.submit(self._prefetch_one, name, requirement)
 
     # ---- serving ---------------------------------------------------------------------------------------
-
-    def _listing_future(self, name: str) -> Future[Listing]:
-        return self._pages.future(self.upstream, name)
 
     def _register(self, project: str, wheel: IndexWheel) -> str:
         # Keyed by the hash where there is one: the same bytes are one file whatever page lists them.
@@ -334,7 +331,7 @@ def _dependencies(metadata: bytes) -> list[Requirement]:
     return found
 
 
-def _fitting(target: Target, *, linux_platform: bool) -> Any:
+def _fitting(target: Target, *, linux_platform: bool) -> Callable[[Tag], bool]:
     """A test that is true of every tag pip could accept for the target (and of a few it would not): the
     page keeps a wheel if any of its tags passes, so pip decides among everything it could take."""
     machine = target.machine

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
-import re
 import urllib.error
 import urllib.parse
 import zipfile
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from ..errors import LayerforgeError
+from ..rangefile import RangeFile, RangeReadError, read_members
 from .index import IndexWheel, open_url, with_index_credentials
 
 # A METADATA file is a few kilobytes; anything near this is not one.
@@ -32,16 +33,14 @@ MAX_METADATA_BYTES = 16 * 1024 * 1024
 # What one wheel's range reads may fetch in all before a download is cheaper and simpler.
 _MAX_RANGE_BYTES = 8 * 1024 * 1024
 _TAIL_BYTES = 64 * 1024
-_READ_AHEAD = 64 * 1024
 _TIMEOUT_SECONDS = 30
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
 class WheelMetadataError(LayerforgeError):
     pass
 
 
-def metadata_from_zip(archive: zipfile.ZipFile, wheel: str, project: str) -> bytes:
+def metadata_member(archive: zipfile.ZipFile, wheel: str, project: str) -> zipfile.ZipInfo:
     """The METADATA of a wheel's one `.dist-info` folder, found as pip finds it."""
     folders = {name.split("/", 1)[0] for name in archive.namelist() if "/" in name}
     info = [f for f in folders if f.endswith(".dist-info")]
@@ -54,8 +53,11 @@ def metadata_from_zip(archive: zipfile.ZipFile, wheel: str, project: str) -> byt
     member = archive.getinfo(f"{info[0]}/METADATA")
     if member.file_size > MAX_METADATA_BYTES:
         raise WheelMetadataError(f"{wheel}: its METADATA is {member.file_size:,} bytes")
-    with archive.open(member) as stream:
-        return stream.read(MAX_METADATA_BYTES + 1)[:MAX_METADATA_BYTES]
+    return member
+
+
+def metadata_from_zip(archive: zipfile.ZipFile, wheel: str, project: str) -> bytes:
+    return archive.read(metadata_member(archive, wheel, project))
 
 
 def remote_metadata(wheel: IndexWheel, project: str, index_url: str) -> bytes | None:
@@ -65,15 +67,27 @@ def remote_metadata(wheel: IndexWheel, project: str, index_url: str) -> bytes | 
         if offered is not None:
             return offered
     try:
-        remote = _RangeFile.open(with_index_credentials(wheel.url, index_url))
-        if remote is None:
-            return None
+        remote = RangeFile(
+            with_index_credentials(urllib.parse.urldefrag(wheel.url).url, index_url),
+            tail_bytes=_TAIL_BYTES,
+            timeout=_TIMEOUT_SECONDS,
+            opener=_index_opener,
+            max_bytes=_MAX_RANGE_BYTES,
+            # A server that ignores ranges gets a download, hash-checked, rather than trusted bytes.
+            whole_if_small=False,
+        )
         with remote, zipfile.ZipFile(remote) as archive:
-            return metadata_from_zip(archive, wheel.filename, project)
-    except (_TooMuch, OSError, ValueError, KeyError, zipfile.BadZipFile, http.client.HTTPException):
+            member = metadata_member(archive, wheel.filename, project)
+            return read_members(archive, remote, [member.filename])[member.filename]
+    except (RangeReadError, OSError, ValueError, KeyError, zipfile.BadZipFile, http.client.HTTPException):
         return None
     except WheelMetadataError:
         return None  # the download says what is wrong with the wheel, with its hash checked first
+
+
+def _index_opener(url: str, headers: Mapping[str, str], timeout: float) -> AbstractContextManager[Any]:
+    """A request as the index expects it: its login as a Basic header for its host only, one TLS context."""
+    return open_url(url, timeout=timeout, headers=headers)
 
 
 def _pep658(wheel: IndexWheel, index_url: str) -> bytes | None:
@@ -88,78 +102,3 @@ def _pep658(wheel: IndexWheel, index_url: str) -> bytes | None:
     if wheel.metadata and hashlib.sha256(body).hexdigest() != wheel.metadata:
         return None  # not what the page vouches for: the wheel itself is read instead
     return body
-
-
-class _TooMuch(Exception):
-    pass
-
-
-class _RangeFile(io.RawIOBase):
-    """A remote file read through range requests, read ahead in blocks, bounded in what it fetches."""
-
-    def __init__(self, url: str, size: int, tail: bytes) -> None:
-        super().__init__()
-        self._url = url
-        self._size = size
-        self._spans: list[tuple[int, bytes]] = [(size - len(tail), tail)]
-        self._fetched = len(tail)
-        self._position = 0
-
-    @classmethod
-    def open(cls, url: str) -> _RangeFile | None:
-        status, body, total = _get_range(url, f"bytes=-{_TAIL_BYTES}")
-        if status == 206 and total is not None and body is not None:
-            return cls(url, total, body)
-        return None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        wanted = min(len(buffer), self._size - self._position)
-        if wanted <= 0:
-            return 0
-        data = self._bytes(self._position, wanted)
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-    def _bytes(self, start: int, length: int) -> bytes:
-        for span_start, span in self._spans:
-            if span_start <= start and start + length <= span_start + len(span):
-                return span[start - span_start : start - span_start + length]
-        end = min(self._size, start + max(length, _READ_AHEAD)) - 1
-        if self._fetched + (end - start + 1) > _MAX_RANGE_BYTES:
-            raise _TooMuch
-        status, body, _ = _get_range(self._url, f"bytes={start}-{end}")
-        if status != 206 or body is None or len(body) != end - start + 1:
-            raise OSError("the server answered a range request with something else")
-        self._fetched += len(body)
-        self._spans.append((start, body))
-        return body[:length]
-
-
-def _get_range(url: str, byte_range: str) -> tuple[int, bytes | None, int | None]:
-    """(status, body, the file's total size from Content-Range); the body of a 206 only."""
-    with open_url(url, timeout=_TIMEOUT_SECONDS, headers={"Range": byte_range}) as response:
-        status = int(response.status or 0)
-        if status == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            body = response.read(_MAX_RANGE_BYTES + 1)
-            if match is None or len(body) > _MAX_RANGE_BYTES:
-                return status, None, None
-            return status, body, int(match.group(3))
-        # Anything else (a 200 with the whole wheel): not read here; the caller downloads the wheel into
-        # the cache, its hash checked.
-        return status, None, None

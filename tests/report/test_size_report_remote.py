@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner
 
-from layerforge.aws.remote_zip import RangeFile, RemoteZipError, open_remote_zip
+from layerforge.aws.remote_zip import RemoteZipError, open_remote_zip
 from layerforge.cli import main
+from layerforge.rangefile import RangeFile
 from tests.support.aws import AwsServer
 from tests.support.size_zips import Zeros, dist, entry_sizes, write_zip
 
