@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +42,7 @@ from .index import (
 )
 from .local_index import LocalIndex, SharedListings
 from .locked import HOST_BUILDER, BuiltFrom, LocalWheel, LockedPackage
+from .pip_runner import run_pip, warm_up
 
 LOCK_SCHEMA_VERSION = 1
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
@@ -409,6 +409,7 @@ def resolve(
     the resolution's own when None) or reads it remotely. `prefetch` (a build, which needs the wheels)
     also fetches the wheels pip will most likely take into `cache` while pip resolves.
     """
+    warm_up()  # pip imports in its fork server while the local index starts and reads the first pages
     with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch:
         wheels = cache if cache is not None else WheelCache(Path(scratch) / "cache")
         if urlsplit(index_url).scheme in ("http", "https"):
@@ -458,13 +459,8 @@ def _resolve_with(
             scratch / "target",
             find_links=links if built else None,
         )
-        completed = subprocess.run(
-            command,
-            env=_pip_environment_for(local, index_url),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        # command is `python -m pip ARGS`: pip_runner runs ARGS in a fork of a process that imported pip.
+        completed = run_pip(command[3:], _pip_environment_for(local, index_url))
         if completed.returncode != 0:
             stderr = local.shown(completed.stderr) if local is not None else completed.stderr
             if local is not None and local.failures:

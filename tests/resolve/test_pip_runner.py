@@ -1,0 +1,143 @@
+"""pip run from its fork server (resolve/pip_runner.py), against a real pip and test indexes on 127.0.0.1.
+
+What it must show: each run sees exactly the environment it was given and nothing of an earlier run (two
+indexes, one after the other and side by side, give each its own answer); pip's failures come back with
+its exit status and its own message; the fork server and `python -m pip` give the same report; and a
+run that dies is an error, not a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from layerforge.resolve import pip_runner
+from layerforge.resolve.lock import pip_command
+from layerforge.target import Target
+from tests.support.index import LocalIndex, offline_pip_env
+
+TARGET = Target("python3.11", "x86_64")
+
+pytestmark = pytest.mark.skipif(not pip_runner.forkserver_enabled(), reason="the fork server is Linux-only")
+
+
+def dry_run(index: LocalIndex, requirement: str, folder: Path) -> tuple[pip_runner.PipRun, dict[str, str]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    report = folder / "report.json"
+    command = pip_command([requirement], TARGET, report, folder / "target")
+    env = offline_pip_env()
+    env["PIP_INDEX_URL"] = index.url
+    run = pip_runner.run_pip(command[3:], env)
+    taken = json.loads(report.read_text())["install"] if run.returncode == 0 else []
+    return run, {item["metadata"]["name"]: item["metadata"]["version"] for item in taken}
+
+
+@pytest.fixture
+def two_indexes(tmp_path: Path) -> tuple[LocalIndex, LocalIndex]:
+    first = LocalIndex(tmp_path / "first").start()
+    second = LocalIndex(tmp_path / "second").start()
+    first.add_wheel("demo", "1.0")
+    second.add_wheel("demo", "2.0")
+    second.add_wheel("extra", "1.0")
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def test_each_run_reads_the_index_its_own_environment_names(
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path
+) -> None:
+    first, second = two_indexes
+    run, taken = dry_run(first, "demo", tmp_path / "a")
+    assert run.returncode == 0, run.stderr
+    assert taken == {"demo": "1.0"}
+    run, taken = dry_run(second, "demo", tmp_path / "b")
+    assert taken == {"demo": "2.0"}
+    # Back to the first: nothing of the second run's environment or options stayed in the server.
+    run, taken = dry_run(first, "demo", tmp_path / "c")
+    assert taken == {"demo": "1.0"}
+    assert first.hits("/simple/demo/") >= 2 and second.hits("/simple/demo/") >= 1
+
+
+def test_runs_side_by_side_each_get_their_own_answer(
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path
+) -> None:
+    first, second = two_indexes
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(
+            pool.map(
+                lambda n: dry_run(first if n % 2 else second, "demo", tmp_path / f"run{n}")[1], range(6)
+            )
+        )
+    assert answers == [{"demo": "2.0" if n % 2 == 0 else "1.0"} for n in range(6)]
+
+
+def test_a_failed_resolution_comes_back_with_pips_status_and_message(
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path
+) -> None:
+    run, taken = dry_run(two_indexes[0], "extra", tmp_path / "a")
+    assert run.returncode == 1 and taken == {}
+    assert "No matching distribution found for extra" in run.stderr
+
+
+def test_the_fork_server_and_python_m_pip_write_the_same_report(
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served, forked = dry_run(two_indexes[1], "demo", tmp_path / "forked")
+    monkeypatch.setenv("LAYERFORGE_PIP_FORKSERVER", "0")
+    assert not pip_runner.forkserver_enabled()
+    alone, spawned = dry_run(two_indexes[1], "demo", tmp_path / "spawned")
+    assert served.returncode == alone.returncode == 0
+    assert forked == spawned == {"demo": "2.0"}
+
+    def report(folder: str) -> dict[str, object]:
+        data = json.loads((tmp_path / folder / "report.json").read_text())
+        # Where pip ran from differs by design (the environment block names the interpreter, not the run).
+        return {"install": data["install"], "version": data["version"]}
+
+    assert report("forked") == report("spawned")
+
+
+def test_a_run_that_dies_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """pip is killed while it waits on an index that never answers: run_pip returns, with the signal."""
+    with LocalIndex(tmp_path / "slow") as index:
+        index.add_wheel("demo", "1.0")
+        index.latency(120.0)
+        before = _forked_children()
+        outcome: dict[str, pip_runner.PipRun] = {}
+        runner = threading.Thread(
+            target=lambda: outcome.setdefault("run", dry_run(index, "demo", tmp_path / "a")[0]), daemon=True
+        )
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not (_forked_children() - before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = _forked_children() - before
+        assert children, "no pip process was forked"
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        runner.join(timeout=60)
+        assert not runner.is_alive(), "run_pip hung on a dead pip"
+    run = outcome["run"]
+    assert run.returncode == 1 and "killed by signal 9" in run.stderr
+
+
+def _forked_children() -> set[int]:
+    """The pip processes the fork server runs: the server's own children."""
+    servers = _children(os.getpid())
+    return {child for server in servers for child in _children(server)}
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text()
+        found |= {int(x) for x in text.split()}
+    return found
