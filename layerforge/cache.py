@@ -40,7 +40,7 @@ def is_sha256(text: str) -> bool:
     return len(text) == 64 and set(text) <= _HEX_DIGITS
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     # Unbuffered: no buffer object per file, and one read for a small one (a cached piece holds thousands).
     with open(path, "rb", buffering=0) as stream:

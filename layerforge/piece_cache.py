@@ -24,7 +24,6 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -99,47 +98,51 @@ class PieceCache:
 
 
 def checkout(
-    source: Path, target_for: Callable[[str], Path], files: dict[str, Any], *, jobs: int, check: bool = True
+    source: Path, target_for: Callable[[str], str], files: dict[str, Any], *, check: bool = True
 ) -> bool:
     """Link (or copy) every listed file of `source` to `target_for(path)` and check the build's own copies
     against their listed size and sha256. False when anything is missing, extra or different.
-    `check=False` for an entry this build has just made."""
+    `check=False` for an entry this build has just made.
+
+    One thread: the callers check pieces out side by side. A piece holds thousands of small files, so
+    each costs one link, one lstat and one unbuffered read, on plain strings (pathlib's parsing cost more
+    than the hashing), and each folder is made once. Handing each file to a pool thread cost twice the
+    work itself (the sklearn stack's 12,000 files: 5.4 s against 1.8 s, one thread each).
+    """
     try:
         present = set(_walk(source))
     except OSError:
         return False
     if present != set(files):
         return False
-
-    # A piece holds thousands of small files: each folder is made once, and each file costs one link, one
-    # lstat and one unbuffered read.
-    made: set[Path] = set()
-
-    def one(path: str) -> bool:
+    origin = os.fspath(source)
+    made: set[str] = set()
+    for path in sorted(files):
         target = target_for(path)
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
-        if not link_or_copy(source / path, target):
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        if not link_or_copy(os.path.join(origin, path), target):
             return False
-        if not check:
-            return True
-        expected = files[path]
-        if not (isinstance(expected, list) and len(expected) == 2 and is_sha256(str(expected[1]))):
+        if check and not _matches(target, files[path]):
             return False
-        try:
-            found = os.lstat(target)
-        except OSError:
-            return False
-        if not stat.S_ISREG(found.st_mode) or found.st_size != expected[0]:
-            return False
-        return sha256_of(target) == str(expected[1])
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return all(pool.map(one, sorted(files)))
+    return True
 
 
-def link_or_copy(source: Path, target: Path) -> bool:
+def _matches(target: str, expected: Any) -> bool:
+    if not (isinstance(expected, list) and len(expected) == 2 and is_sha256(str(expected[1]))):
+        return False
+    try:
+        found = os.lstat(target)
+    except OSError:
+        return False
+    if not stat.S_ISREG(found.st_mode) or found.st_size != expected[0]:
+        return False
+    return sha256_of(target) == str(expected[1])
+
+
+def link_or_copy(source: str | Path, target: str | Path) -> bool:
     """A hard link where the file system allows, a copy otherwise; False when the source is gone."""
     try:
         os.link(source, target)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -156,8 +157,8 @@ class _Where:
     folder: Path
     direct: frozenset[str]
 
-    def __call__(self, path: str) -> Path:
-        return (self.root if path in self.direct else self.folder) / path
+    def __call__(self, path: str) -> str:
+        return os.path.join(self.root if path in self.direct else self.folder, path)
 
     def clear(self) -> None:
         """Undo a checkout that failed its check, before the piece is made again."""
@@ -324,7 +325,7 @@ def _obtain(
         files = manifest["files"]
         record = _valid_record(manifest.get("record"), wheel, files)
         entry = cache_.entry_dir(wheel.key) / FILES
-        if record is not None and checkout(entry, where, files, jobs=1):
+        if record is not None and checkout(entry, where, files):
             return record, {p: int(v[0]) for p, v in files.items()}, True
         where.clear()
     # Damaged, or of another format: an entry is whole from its rename on, so none is mid-write here.
@@ -334,7 +335,7 @@ def _obtain(
     try:
         record = _process(wheel, made, settings, compiler, jobs)
         sizes = {path: (made / path).stat().st_size for path in _files(made)}
-        if not checkout(made, where, dict.fromkeys(sizes), jobs=1, check=False):
+        if not checkout(made, where, dict.fromkeys(sizes), check=False):
             raise OSError(f"the piece of {wheel.file.path.name} could not be checked out of {made}")
         if temporary is not None:
             cache_.install(temporary, wheel.key, record)
