@@ -58,7 +58,13 @@ class PipRun:
 def forkserver_enabled() -> bool:
     if os.environ.get("LAYERFORGE_PIP_FORKSERVER", "1") == "0":
         return False
-    return sys.platform == "linux" and "forkserver" in multiprocessing.get_all_start_methods()
+    # Before 3.10.9 the server listened on an abstract socket any local user could reach (CVE-2022-42919);
+    # since, on a socket file in a folder only this user can open.
+    return (
+        sys.platform == "linux"
+        and sys.version_info >= (3, 10, 9)
+        and "forkserver" in multiprocessing.get_all_start_methods()
+    )
 
 
 def warm_up() -> None:
