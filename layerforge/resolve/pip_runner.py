@@ -8,29 +8,35 @@ process of its own, forked from a server that has done nothing but import, so no
 logging set-up, its options, the environment) reaches another: the isolation of `python -m pip`,
 without its start-up.
 
-The fork server is the standard library's (multiprocessing's "forkserver"), on Linux only: macOS
-forbids some system frameworks after fork (truststore uses Security.framework there) and Windows has no
-fork. Elsewhere, or with LAYERFORGE_PIP_FORKSERVER=0, pip runs as `python -m pip` exactly as before.
+The server is `_pip_server.py`, a child of this process on pipes, not multiprocessing's forkserver:
+that one re-imports the caller's main module in every child (layerforge's CLI, or a user's script that
+then runs again if it has no `if __name__ == "__main__"`). On Linux only: macOS forbids some system
+frameworks after fork (truststore uses Security.framework there) and Windows has no fork. Elsewhere,
+with LAYERFORGE_PIP_FORKSERVER=0, or when the server cannot start or dies, pip runs as `python -m pip`
+exactly as before.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
-import multiprocessing
+import itertools
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from multiprocessing import forkserver
 from pathlib import Path
+from typing import IO
+
+from ..runners.interpreters import packaged_script
 
 # What `pip install --dry-run --report` imports on its way (measured with sys.modules after a run): the
-# fork server imports it all once.
+# server imports it all once.
 PRELOAD = (
     "pip._internal.cli.main",
     "pip._internal.cli.main_parser",
@@ -43,10 +49,6 @@ PRELOAD = (
     "pip._vendor.truststore",
 )
 
-_STARTED = threading.Lock()
-# The one fork server of this process, once started (a dict, so that no function rebinds a global).
-_SERVER: dict[str, multiprocessing.context.ForkServerContext] = {}
-
 
 @dataclass(frozen=True)
 class PipRun:
@@ -58,45 +60,33 @@ class PipRun:
 def forkserver_enabled() -> bool:
     if os.environ.get("LAYERFORGE_PIP_FORKSERVER", "1") == "0":
         return False
-    # Before 3.10.9 the server listened on an abstract socket any local user could reach (CVE-2022-42919);
-    # since, on a socket file in a folder only this user can open.
-    return (
-        sys.platform == "linux"
-        and sys.version_info >= (3, 10, 9)
-        and "forkserver" in multiprocessing.get_all_start_methods()
-    )
+    return sys.platform == "linux"
 
 
 def warm_up() -> None:
     """Start the fork server now, so that pip imports while the caller does other work."""
     if forkserver_enabled():
-        _forkserver()
+        _Server.shared()
 
 
 def run_pip(args: Sequence[str], env: Mapping[str, str]) -> PipRun:
     """`python -m pip ARGS` with exactly `env` as its environment, in this interpreter's pip."""
-    if not forkserver_enabled():
+    server = _Server.shared() if forkserver_enabled() else None
+    if server is None:
         return _run_as_process(args, env)
     with tempfile.TemporaryDirectory(prefix="layerforge-pip-") as scratch:
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
-        process = _forkserver().Process(
-            target=_pip_main, args=(list(args), dict(env), os.getcwd(), str(out), str(err)), daemon=True
+        status = server.run(
+            {"args": list(args), "env": dict(env), "cwd": os.getcwd(), "stdout": str(out), "stderr": str(err)}
         )
-        process.start()
-        try:
-            process.join()
-        except BaseException:
-            process.kill()
-            process.join()
-            raise
+        if status is None:  # the server died before it answered: run pip the plain way
+            return _run_as_process(args, env)
         stdout = out.read_text(errors="replace") if out.exists() else ""
         stderr = err.read_text(errors="replace") if err.exists() else ""
-        code = process.exitcode
-        if code is None or code < 0:
+        if status < 0:
             # Killed by a signal (the OOM killer, a crash in a C extension): say so, as a shell would.
-            stderr += f"\npip was killed by signal {-(code or 0)}"
-            code = 1
-        return PipRun(code, stdout, stderr)
+            return PipRun(1, stdout, stderr + f"\npip was killed by signal {-status}")
+        return PipRun(status, stdout, stderr)
 
 
 def _run_as_process(args: Sequence[str], env: Mapping[str, str]) -> PipRun:
@@ -106,42 +96,82 @@ def _run_as_process(args: Sequence[str], env: Mapping[str, str]) -> PipRun:
     return PipRun(completed.returncode, completed.stdout, completed.stderr)
 
 
-def _forkserver() -> multiprocessing.context.ForkServerContext:
-    with _STARTED:
-        if "context" not in _SERVER:
-            context = multiprocessing.get_context("forkserver")
-            # The process-wide fork server is shared with any other forkserver user of this process;
-            # layerforge has none, and a preload only adds imports.
-            context.set_forkserver_preload([__name__, *PRELOAD])
-            forkserver.ensure_running()
-            atexit.register(_stop)
-            _SERVER["context"] = context
-        return _SERVER["context"]
+class _Server:
+    """The one fork server of this process: requests by line on its stdin, answers read by a thread."""
 
+    _lock = threading.Lock()
+    _instance: _Server | None = None
+    _failed = False
 
-def _stop() -> None:
-    """Stop the fork server and wait for it, so that no process outlives layerforge and its CPU time
-    counts as this process's children's (`getrusage`, `time`). The method is private in 3.11 to 3.13:
-    without it the server still ends on its own once this process has gone."""
-    stop = getattr(forkserver._forkserver, "_stop", None)
-    if callable(stop):
-        with contextlib.suppress(OSError, ChildProcessError):
-            stop()
+    @classmethod
+    def shared(cls) -> _Server | None:
+        with cls._lock:
+            if cls._instance is None and not cls._failed:
+                try:
+                    cls._instance = cls()
+                except OSError:
+                    cls._failed = True
+                else:
+                    atexit.register(cls._instance.stop)
+            return cls._instance
 
+    def __init__(self) -> None:
+        # The server's own environment is the one `python -m pip` had: no pip settings, no user site.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        env["PYTHONNOUSERSITE"] = "1"
+        self._process = subprocess.Popen(
+            [sys.executable, "-s", "-c", packaged_script("resolve/_pip_server.py"), json.dumps(PRELOAD)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=tempfile.gettempdir(),
+        )
+        self._waiting: dict[int, Future[int | None]] = {}
+        self._ids = itertools.count()
+        self._sending = threading.Lock()
+        self._alive = True
+        threading.Thread(target=self._answers, args=(self._process.stdout,), daemon=True).start()
 
-def _pip_main(args: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: str) -> None:
-    """The forked child: pip's own entry point, as `python -m pip` would call it, with its own streams."""
-    for fd, path in ((1, stdout), (2, stderr)):
-        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(opened, fd)
-        os.close(opened)
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
-    sys.argv = [os.path.join(os.path.dirname(sys.executable), "pip"), *args]
-    # Imported by the fork server already (PRELOAD); never by layerforge's own process.
-    main = importlib.import_module("pip._internal.cli.main").main
-    code = main(args)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
+    def run(self, request: dict[str, object]) -> int | None:
+        """The child's exit status (minus the signal that killed it), or None if the server is gone."""
+        answer: Future[int | None] = Future()
+        with self._sending:
+            if not self._alive or self._process.stdin is None:
+                return None
+            number = next(self._ids)
+            self._waiting[number] = answer
+            try:
+                self._process.stdin.write((json.dumps({"id": number, **request}) + "\n").encode())
+                self._process.stdin.flush()
+            except OSError:
+                self._waiting.pop(number, None)
+                return None
+        return answer.result()
+
+    def _answers(self, stream: IO[bytes] | None) -> None:
+        if stream is not None:
+            for line in stream:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    answer = json.loads(line)
+                    with self._sending:
+                        waiting = self._waiting.pop(int(answer["id"]), None)
+                    if waiting is not None:
+                        waiting.set_result(int(answer["status"]))
+        with self._sending:
+            self._alive = False
+            orphans, self._waiting = list(self._waiting.values()), {}
+        for waiting in orphans:
+            waiting.set_result(None)
+
+    def stop(self) -> None:
+        """End of input: the server finishes its children and exits; waited for, so that no process outlives
+        layerforge and the server's CPU time counts as this process's children's (`time`, getrusage)."""
+        with contextlib.suppress(OSError):
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
