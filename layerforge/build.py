@@ -587,7 +587,7 @@ def _verify(
             distributions=(),
             smoke=None,
             removed=removed,
-            link=True,
+            in_place=True,
             runtime_paths=runtime_paths,
             system_libraries=libraries,
         )
@@ -599,8 +599,8 @@ def _verify(
         smoke=recipe.smoke,
         removed=removed,
         note=events.note,
-        # The tree is the build's own and finished: hard links beat a copy (0.2 s against 0.8 s here).
-        link=True,
+        # The tree is the build's own and finished: checked in place, no copy.
+        in_place=True,
         runtime_paths=runtime_paths,
         system_libraries=libraries,
     ).skipping_optional(optional)

@@ -74,7 +74,7 @@ class Verifier:
         note: Callable[[str], None] | None = None,
         **local_options: Any,
     ) -> VerifyReport:
-        """Run the check. `local_options` (link=...) go to verify_layer only."""
+        """Run the check. `local_options` (in_place=...) go to verify_layer only."""
         if self.kind == "local":
             return verify_layer(
                 layer_root,

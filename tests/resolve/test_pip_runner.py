@@ -72,9 +72,7 @@ def test_runs_side_by_side_each_get_their_own_answer(
     first, second = two_indexes
     with ThreadPoolExecutor(max_workers=4) as pool:
         answers = list(
-            pool.map(
-                lambda n: dry_run(first if n % 2 else second, "demo", tmp_path / f"run{n}")[1], range(6)
-            )
+            pool.map(lambda n: dry_run(first if n % 2 else second, "demo", tmp_path / f"run{n}")[1], range(6))
         )
     assert answers == [{"demo": "2.0" if n % 2 == 0 else "1.0"} for n in range(6)]
 

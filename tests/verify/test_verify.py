@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import py_compile
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -300,18 +301,45 @@ def test_the_copy_is_read_only_and_removed_afterwards(tmp_path: Path) -> None:
     assert list(scratch.iterdir()) == []
 
 
-def test_hard_linked_sandbox_gives_the_same_answers(tmp_path: Path, interpreter: Interpreter) -> None:
+def test_a_check_in_place_gives_the_same_answers_and_leaves_the_tree_removable(
+    tmp_path: Path, interpreter: Interpreter
+) -> None:
     writer = "import os\nopen(os.path.join(os.path.dirname(__file__), '__init__.py'), 'w').write('')\n"
     layer = make_layer(tmp_path / "build" / "layer", {**GOOD, "python/writer/__init__.py": writer})
     report = verify_layer(
-        layer, TARGET, modules=["good", "writer"], distributions=["good"], interpreter=interpreter, link=True
+        layer,
+        TARGET,
+        modules=["good", "writer"],
+        distributions=["good"],
+        interpreter=interpreter,
+        in_place=True,
     )
     assert report.imported == ("good",)
     assert report.failures[0].error.startswith("PermissionError")
     assert report.metadata_versions == {"good": "1.0"}
-    # The module could not truncate its own file through the shared inode; the sandbox is gone.
+    # The module could not truncate its own file; the task and tmp folders are gone.
     assert (layer / "python/writer/__init__.py").read_text() == writer
     assert sorted(path.name for path in (tmp_path / "build").iterdir()) == ["layer"]
+    # The folders are writable again (the build removes its tree), the files stay read-only.
+    assert os.stat(layer / "python/good").st_mode & 0o200
+    assert not os.stat(layer / "python/good/core.py").st_mode & 0o222
+    shutil.rmtree(layer)
+
+
+def test_a_check_in_place_of_a_relative_path_finds_the_layer(
+    tmp_path: Path, interpreter: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_layer(tmp_path / "layer", GOOD)
+    monkeypatch.chdir(tmp_path)
+    report = verify_layer(
+        Path("layer"),
+        TARGET,
+        modules=["good"],
+        distributions=["good"],
+        interpreter=interpreter,
+        in_place=True,
+    )
+    assert report.ok and report.imported == ("good",)
 
 
 def test_an_interpreter_that_dies_at_once_is_a_setup_failure(tmp_path: Path) -> None:
