@@ -74,7 +74,11 @@ class PieceCache:
         files = temporary / FILES
         listed: dict[str, tuple[int, str]] = {}
         for path in sorted(_walk(files)):
-            listed[path] = ((files / path).stat().st_size, sha256_of(files / path))
+            size = (files / path).stat().st_size
+            digest = sha256_of(files / path)
+            if (files / path).stat().st_size != size:
+                raise OSError(f"{files / path} changed while the piece was filed")
+            listed[path] = (size, digest)
             _read_only(files / path)
         manifest = {"format": FORMAT, "key": key, "files": listed, "record": record}
         manifest["bytes"] = sum(int(size) for size, _ in listed.values())

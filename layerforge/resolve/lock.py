@@ -350,6 +350,17 @@ def pip_command(
     scratch: Path,
     find_links: Path | None = None,
 ) -> list[str]:
+    """pip_arguments as a command line of this interpreter's pip: what the resolution runs, by hand."""
+    return [sys.executable, "-m", "pip", *pip_arguments(requirements, target, report, scratch, find_links)]
+
+
+def pip_arguments(
+    requirements: Sequence[str],
+    target: Target,
+    report: Path,
+    scratch: Path,
+    find_links: Path | None = None,
+) -> list[str]:
     """pip's resolution on the host. `--only-binary=:all:` always: an sdist is never built by it.
 
     `find_links` is a folder holding only wheels layerforge built in the build image; they are tagged
@@ -357,9 +368,6 @@ def pip_command(
     index is not here but in pip_environment.
     """
     command = [
-        sys.executable,
-        "-m",
-        "pip",
         "install",
         "--dry-run",
         "--ignore-installed",
@@ -452,15 +460,14 @@ def _resolve_with(
         report_path = scratch / "report.json"
         links = scratch / "built"
         offered = _find_links(links, built)
-        command = pip_command(
+        arguments = pip_arguments(
             requirements,
             target,
             report_path,
             scratch / "target",
             find_links=links if built else None,
         )
-        # command is `python -m pip ARGS`: pip_runner runs ARGS in a fork of a process that imported pip.
-        completed = run_pip(command[3:], _pip_environment_for(local, index_url))
+        completed = run_pip(arguments, _pip_environment_for(local, index_url))
         if completed.returncode != 0:
             stderr = local.shown(completed.stderr) if local is not None else completed.stderr
             if local is not None and local.failures:

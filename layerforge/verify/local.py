@@ -289,8 +289,8 @@ def verify_layer(
     `layer_root` holds `python/` (the layer as unpacked at /opt). `removed` maps layer-relative posix
     paths to the strip rule that removed them, so a failure can name the rule. `timeout` bounds the
     whole check, both processes together. `in_place` checks `layer_root` itself, made read-only in place,
-    instead of a copy: its files stay read-only afterwards (see read_only_copy), so it is for a build's
-    own finished tree only.
+    instead of a copy: its files stay read-only afterwards (see read_only_in_place), so it is for a
+    build's own finished tree only.
     `runtime_paths` stand in for the runtime's own site folders (boto3 and its kin): they come after the
     layer on sys.path, as on Lambda, so a layer's own copy still wins.
     A library the check loads from this machine that the target's runtime lacks is a failure
@@ -305,7 +305,7 @@ def verify_layer(
     deadline = time.monotonic() + timeout
     removed = removed or {}
     started = time.perf_counter()
-    with read_only_copy(layer_root, in_place=in_place) as sandbox:
+    with read_only_in_place(layer_root) if in_place else read_only_copy(layer_root) as sandbox:
         copy_seconds = time.perf_counter() - started
         roots = layer_roots(sandbox.layer, target)
         config = {
@@ -390,26 +390,14 @@ class Sandbox:
 
 
 @contextmanager
-def read_only_copy(
-    layer_root: Path, *, in_place: bool = False, scratch: Path | None = None
-) -> Iterator[Sandbox]:
-    """A copy of the layer with files 0444 (0555 if executable) and folders 0555, removed afterwards
-    (or, with `in_place`, the layer itself made so).
+def read_only_copy(layer_root: Path, *, scratch: Path | None = None) -> Iterator[Sandbox]:
+    """A copy of the layer with files 0444 (0555 if executable) and folders 0555, removed afterwards.
 
     The copy goes to `scratch` when given, else to /dev/shm when that is a tmpfs with room to spare
     (copying there costs a tenth of copying to disk: 0.7 s against 2 to 10 s for 250 MB here), else to
-    the temp folder. `in_place=True` copies nothing: the layer itself is made read-only in place, and its
-    folders get their write bits back afterwards, while its files stay read-only. That is for a tree the
-    caller owns and has finished writing (a build's, which is then only read: the zip and the audit read
-    it meanwhile, and the zip takes no mode from disk but the executable bit, which stays). Hard-linking
-    the sklearn stack's 2,400 files into fresh folders and removing them afterwards cost about 0.9 s of
-    every build, on the critical path. The folders' write bits come back before removal, because deleting
-    an entry needs write access to its folder.
+    the temp folder. The folders' write bits come back before removal, because deleting an entry needs
+    write access to its folder.
     """
-    if in_place:
-        with _read_only_in_place(layer_root) as sandbox:
-            yield sandbox
-        return
     top = _scratch(layer_root, scratch=scratch)
     sandbox = Sandbox(layer=top / "opt", task=top / "task", tmp=top / "tmp")
     try:
@@ -426,8 +414,16 @@ def read_only_copy(
 
 
 @contextmanager
-def _read_only_in_place(layer_root: Path) -> Iterator[Sandbox]:
-    # The task and tmp folders go beside the layer, on the same disk, and are removed afterwards.
+def read_only_in_place(layer_root: Path) -> Iterator[Sandbox]:
+    """The layer itself made read-only, as read_only_copy makes its copy; its folders get their write bits
+    back afterwards, its files stay read-only.
+
+    For a tree the caller owns and has finished writing (a build's, which is then only read: the zip and
+    the audit read it meanwhile, and the zip takes no mode from disk but the executable bit, which stays).
+    Hard-linking the sklearn stack's 2,400 files into fresh folders and removing them afterwards cost
+    every build that much work for no difference in what the check proves. The task and tmp folders go
+    beside the layer and are removed afterwards.
+    """
     layer = layer_root.resolve()  # absolute: the check runs in a folder of its own
     top = Path(tempfile.mkdtemp(prefix=".layerforge-verify-", dir=layer.parent))
     sandbox = Sandbox(layer=layer, task=top / "task", tmp=top / "tmp")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.resolve import pip_runner
-from layerforge.resolve.lock import pip_command
+from layerforge.resolve.lock import pip_arguments
 from layerforge.target import Target
 from tests.support.index import LocalIndex, offline_pip_env
 
@@ -31,10 +31,10 @@ pytestmark = pytest.mark.skipif(not pip_runner.forkserver_enabled(), reason="the
 def dry_run(index: LocalIndex, requirement: str, folder: Path) -> tuple[pip_runner.PipRun, dict[str, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / "report.json"
-    command = pip_command([requirement], TARGET, report, folder / "target")
+    arguments = pip_arguments([requirement], TARGET, report, folder / "target")
     env = offline_pip_env()
     env["PIP_INDEX_URL"] = index.url
-    run = pip_runner.run_pip(command[3:], env)
+    run = pip_runner.run_pip(arguments, env)
     taken = json.loads(report.read_text())["install"] if run.returncode == 0 else []
     return run, {item["metadata"]["name"]: item["metadata"]["version"] for item in taken}
 
