@@ -8,7 +8,8 @@ then layerforge's builds, so a slow spell of the machine falls on both alike):
     cases with the cache the cold build left: one requirement added (requests), then one strip rule
     changed; each incremental zip's sha256 is checked against a cold build (empty cache) of the same
     lock and recipe
-  - where each build's time went, stage by stage (the build's own "<stage> done in N s" lines)
+  - where each build's time went, stage by stage (the build's own "<stage> done in N s" lines), and which
+    verification checks each build did not run again (the manifest's `verification.reused`)
   - zip time of the same tree: layerforge's writer against shutil.make_archive, and the zip sizes
   - unzipped and zipped bytes of each layer (the sum of its zip entries)
   - cold import of the stack from a read-only copy of each layer, in a fresh interpreter
@@ -213,6 +214,7 @@ def main() -> None:
     )
     times: dict[str, list[float]] = {case: [] for case in ("guide", *cases)}
     stages: dict[str, list[dict[str, float]]] = {case: [] for case in cases}
+    reused: dict[str, list[list[str]]] = {case: [] for case in cases}  # checks not run again (proofs)
     identical: list[bool] = []
     guide_rss = cold_rss = 0
     manifest: dict[str, Any] = {}
@@ -245,6 +247,7 @@ def main() -> None:
         for case, result in zip(cases, built, strict=True):
             times[case].append(result.elapsed)
             stages[case].append(result.stages)
+            reused[case].append(list(result.manifest.get("verification", {}).get("reused", [])))
 
         print(f"pair {run + 1}: cold builds of the incremental cases' locks, to compare ...", file=sys.stderr)
         for recipe, lock_copy, incremental in (
@@ -320,6 +323,7 @@ def main() -> None:
             "layerforge": {
                 "times_s": {case: times[case] for case in cases},
                 "stages_s": stages,
+                "verification_reused": reused,
                 "incremental_identical_to_cold": identical,
                 "unzipped_bytes": ours_unzipped,
                 "zipped_bytes": ours_zipped,
@@ -399,6 +403,10 @@ def main() -> None:
     print("| build | " + " | ".join((*STAGES, "other")) + " |\n|---|" + "---:|" * (len(STAGES) + 1))
     for case, spent in median_stages.items():
         print(f"| {case} | " + " | ".join(f"{spent[stage]:.2f}" for stage in (*STAGES, "other")) + " |")
+    print("\nverification checks not run again, because nothing they read changed (per pair):")
+    for case, per_pair in reused.items():
+        listed = "; ".join(", ".join(c.split(" of ")[0] for c in checks) or "none" for checks in per_pair)
+        print(f"- {case}: {listed}")
     verdict = "all identical" if all(identical) else "MISMATCH"
     print(f"\nincremental zips against cold builds of the same lock and recipe: {verdict} ({identical})")
     print(f"\nguide index: {results['guide_index']}\nlayerforge index: {results['layerforge_index']}")

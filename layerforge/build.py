@@ -15,6 +15,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
@@ -52,14 +53,17 @@ from .staging import make_staging_dir
 from .target import Target, host_machine
 from .tree.archive import ZipResult, write_zip
 from .tree.bytecode import BytecodeReport
-from .tree.processed import Assembled, WheelFile, assemble, finish, piece_settings
+from .tree.head_start import HeadStart
+from .tree.processed import Assembled, PieceSettings, WheelFile, assemble, finish, piece_settings
 from .tree.sharing import load_proof
 from .tree.slim import RuleMatcher, SlimReport, apply, plan
 from .tree.toplevel import declare_top_level, modules_to_verify
 from .tree.unpack import LayerTree, unpack_all
 from .verify.choose import already_found, choose_verifier
 from .verify.local import VerifyReport, not_run
+from .verify.opens import OpenWatch
 from .verify.optional import optional_policy
+from .verify.proofs import ProofStore
 
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -113,19 +117,21 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
     events = events or SilentEvents()
     options.out_dir.mkdir(parents=True, exist_ok=True)
     interpreters = _InterpreterSearch(options)
-    lock, lock_path = _lock(options, events, interpreters)
-    key = build_key(options, lock)
-    reused = _reuse(options, lock, lock_path, key)
-    if reused is not None:
-        events.note(
-            f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused"
-        )
-        return reused
     # Named after this host and process, so a later build can sweep it away if this one is killed outright.
     staging = make_staging_dir(options.out_dir, options.stem)
+    head_start = HeadStart(staging / "head-start", PieceCache(options.cache_dir))
     try:
-        return _build_in(staging, options, lock, lock_path, key, events, interpreters)
+        lock, lock_path = _lock(options, events, interpreters, head_start)
+        key = build_key(options, lock)
+        reused = _reuse(options, lock, lock_path, key)
+        if reused is not None:
+            events.note(
+                f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused"
+            )
+            return reused
+        return _build_in(staging, options, lock, lock_path, key, events, interpreters, head_start)
     finally:
+        head_start.stop()
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -191,11 +197,14 @@ def _reuse(options: BuildOptions, lock: Lock, lock_path: Path, key: str) -> Buil
     return BuildResult(zip_path, lock_path, manifest_path, sbom_path, manifest, lock, None, None, None, None)
 
 
-def _lock(options: BuildOptions, events: BuildEvents, interpreters: _InterpreterSearch) -> tuple[Lock, Path]:
+def _lock(
+    options: BuildOptions, events: BuildEvents, interpreters: _InterpreterSearch, head_start: HeadStart
+) -> tuple[Lock, Path]:
     destination = options.out_dir / f"{options.stem}.lock.json"
     recipe = options.recipe
+    previous = _previous_lock(destination, options) if options.lock_path is None else None
     current = (
-        _current_lock(destination, options) if options.lock_path is None and not options.refresh else None
+        previous if previous is not None and not options.refresh and _answers(previous, options) else None
     )
     if current is not None:
         lock = current
@@ -218,6 +227,8 @@ def _lock(options: BuildOptions, events: BuildEvents, interpreters: _Interpreter
     else:
         events.stage("resolve")
         interpreters.start()
+        if previous is not None:
+            _begin_head_start(head_start, previous, options, interpreters)
         excluded = recipe.excluded(options.target)
         lock = _sources(options, events).resolve(recipe.name, recipe.requirements, exclude=excluded)
         for note in lock.notes:
@@ -242,21 +253,54 @@ def _sources(options: BuildOptions, events: BuildEvents) -> SourceBuilder:
     )
 
 
-def _current_lock(path: Path, options: BuildOptions) -> Lock | None:
-    """The lock a previous build wrote, when it was resolved from exactly this recipe's inputs."""
+def _previous_lock(path: Path, options: BuildOptions) -> Lock | None:
+    """The lock a previous build of this recipe wrote for this target, if any."""
     if not path.is_file():
         return None
     try:
         lock = read_lock(path)
     except LockError:
         return None
+    return lock if (lock.runtime, lock.arch) == (options.target.runtime, options.target.arch) else None
+
+
+def _answers(lock: Lock, options: BuildOptions) -> bool:
+    """Whether `lock` was resolved from exactly this recipe's inputs."""
     recipe = options.recipe
-    return (
-        lock
-        if lock.answers(
-            recipe.requirements, recipe.excluded(options.target), options.target, options.index_url
-        )
-        else None
+    excluded = recipe.excluded(options.target)
+    return lock.answers(recipe.requirements, excluded, options.target, options.index_url)
+
+
+def _begin_head_start(
+    head_start: HeadStart, previous: Lock, options: BuildOptions, interpreters: _InterpreterSearch
+) -> None:
+    """While pip resolves, check out the pieces of the previous lock's wheels that are cached."""
+    cache = WheelCache(options.cache_dir)
+
+    def wheels() -> list[WheelFile]:
+        found = []
+        for package in previous.packages:
+            path = cache.lookup(package.sha256, package.wheel)
+            if path is not None:
+                found.append(WheelFile(path, package.sha256))
+        return found
+
+    head_start.begin(
+        wheels,
+        RuleMatcher(options.recipe.strip),
+        lambda: _piece_settings(options, interpreters.result()[1]),
+    )
+
+
+def _piece_settings(options: BuildOptions, compiler: Interpreter | None) -> PieceSettings:
+    config = options.recipe.strip
+    return piece_settings(
+        options.target.runtime,
+        options.target.arch,
+        config.bytecode,
+        debug_ranges=_debug_ranges(config),
+        strip_level=_strip_level(config) if config.binaries else None,
+        compiler=compiler,
     )
 
 
@@ -282,8 +326,9 @@ def _build_in(
     key: str,
     events: BuildEvents,
     interpreters: _InterpreterSearch,
+    head_start: HeadStart,
 ) -> BuildResult:
-    prepared = _prepare_tree(staging, options, lock, events, interpreters)
+    prepared = _prepare_tree(staging, options, lock, events, interpreters, head_start)
     tree, slim, bytecode = prepared.tree, prepared.slim, prepared.bytecode
     interpreter = prepared.interpreter
     unpacked_bytes = prepared.unpacked_bytes
@@ -293,7 +338,14 @@ def _build_in(
     # verdict still comes first: a layer whose binaries cannot load on Lambda (opencv-python's libGL)
     # needs another package, which no slimming for size and no import error would say.
     cancelled = threading.Event()
-    with ThreadPoolExecutor(max_workers=2) as background:
+    provided = _runtime_stand_ins(staging, options, lock)
+    # Opened before the audit and the zip start reading the tree and closed after they end, so that the
+    # watch can tell their opens from the checks' (verify/opens.py); passing checks are filed on close.
+    watched = [tree.root, *([provided.python_dir] if provided is not None else [])]
+    with (
+        OpenWatch(watched) if options.verify else nullcontext(None) as watch,
+        ThreadPoolExecutor(max_workers=2) as background,
+    ):
         auditing = _PendingAudit(
             background.submit(
                 audit_tree,
@@ -309,7 +361,6 @@ def _build_in(
             if any(check.exceeded for check in checks):
                 auditing.verdict()
             _enforce(checks, tree, options)
-            provided = _runtime_stand_ins(staging, options, lock)
             zipping = background.submit(
                 write_zip,
                 tree.root,
@@ -319,7 +370,7 @@ def _build_in(
                 cache=MemberCache(options.cache_dir),
             )
             events.stage("verify")
-            verify = _verify(options, tree, slim, interpreter, events, provided)
+            verify = _verify(options, tree, slim, interpreter, events, provided, watch)
             audit = auditing.verdict()
             if not verify.ran:
                 events.warn(verify.not_run_reason)
@@ -373,14 +424,19 @@ def _check_licenses(options: BuildOptions, lock: Lock, tree: LayerTree, events: 
 
 
 def _prepare_tree(
-    staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents, interpreters: _InterpreterSearch
+    staging: Path,
+    options: BuildOptions,
+    lock: Lock,
+    events: BuildEvents,
+    interpreters: _InterpreterSearch,
+    head_start: HeadStart,
 ) -> _Slimmed:
     """Download, unpack, slim, strip and compile: everything up to the audit and verification."""
     config = options.recipe.strip
     # Without a resolution to overlap, finding the interpreters overlaps the download.
     interpreters.start()
     tree, unpacked_bytes, slim, assembled, interpreter, compiler = _unpack_and_slim(
-        staging, options, lock, events, interpreters
+        staging, options, lock, events, interpreters, head_start
     )
     events.stage("bytecode")
     bytecode, stripped = finish(
@@ -435,7 +491,12 @@ def _binaries_summary(report: StripReport | None) -> dict[str, Any] | None:
 
 
 def _unpack_and_slim(
-    staging: Path, options: BuildOptions, lock: Lock, events: BuildEvents, interpreters: _InterpreterSearch
+    staging: Path,
+    options: BuildOptions,
+    lock: Lock,
+    events: BuildEvents,
+    interpreters: _InterpreterSearch,
+    head_start: HeadStart,
 ) -> tuple[LayerTree, dict[str, int], SlimReport, Assembled, Interpreter | None, Interpreter | None]:
     # Wheels built from source are never downloaded: in the cache by their sha256, or built again here
     # (only now, so that an up-to-date zip is reused without them).
@@ -455,14 +516,10 @@ def _unpack_and_slim(
     matcher = RuleMatcher(config)
     # Each wheel by itself (unpacked, stripped, compiled) from the processed-wheel cache, or made and
     # filed there; what a rule would remove stays out of the tree until the import guard has spoken.
-    settings = piece_settings(
-        options.target.runtime,
-        options.target.arch,
-        config.bytecode,
-        debug_ranges=_debug_ranges(config),
-        strip_level=_strip_level(config) if config.binaries else None,
-        compiler=compiler,
-    )
+    settings = _piece_settings(options, compiler)
+    ready = head_start.stop()
+    if ready:
+        events.note(f"{len(ready)} pieces were checked out from the cache while pip resolved")
     assembled = assemble(
         [WheelFile(path, wheel.package.sha256) for path, wheel in zip(wheels, fetched, strict=True)],
         staging / "layer",
@@ -472,6 +529,7 @@ def _unpack_and_slim(
         settings,
         compiler,
         jobs=options.jobs,
+        ready=ready,
     )
     tree = assembled.tree
     events.note(
@@ -550,6 +608,7 @@ def _verify(
     interpreter: Interpreter | None,
     events: BuildEvents,
     provided: LayerTree | None = None,
+    watch: OpenWatch | None = None,
 ) -> VerifyReport:
     if not options.verify:
         return not_run(options.target, "verification was turned off (--no-verify)")
@@ -580,6 +639,7 @@ def _verify(
             "provide: the check imports the lock's pins of them after the layer, where Lambda has its own"
         )
     libraries = options.recipe.audit.system_libraries
+    proofs = ProofStore(options.cache_dir)
     for group in others:
         alone = verifier.verify(
             tree.root,
@@ -590,6 +650,8 @@ def _verify(
             in_place=True,
             runtime_paths=runtime_paths,
             system_libraries=libraries,
+            proofs=proofs,
+            watch=watch,
         )
         alone.skipping_optional(optional).raise_for_failures()
     report = verifier.verify(
@@ -603,7 +665,13 @@ def _verify(
         in_place=True,
         runtime_paths=runtime_paths,
         system_libraries=libraries,
+        proofs=proofs,
+        watch=watch,
     ).skipping_optional(optional)
+    if report.reused:
+        events.note(
+            f"verification: not run again, since nothing they read has changed: {'; '.join(report.reused)}"
+        )
     for skipped in report.optional_modules:
         events.warn(skipped.message)
     _warn_memory(report, events)

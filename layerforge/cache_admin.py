@@ -1,7 +1,7 @@
 """Upkeep of the cache root: what each kind holds (`cache info`), and pruning by age and by size budget.
 
-One folder per kind under the root: `wheels/` (layerforge.cache), `members/` (layerforge.member_cache) and
-`pieces/` (layerforge.piece_cache).
+One folder per kind under the root: `wheels/` (layerforge.cache), `members/` (layerforge.member_cache),
+`pieces/` (layerforge.piece_cache) and `proofs/` (layerforge.proof_cache).
 Every use of an entry touches its mtime, so the least recently used go first.
 
 A prune may run while builds run:
@@ -15,6 +15,7 @@ A prune may run while builds run:
 - a piece (a processed wheel) is renamed away whole, then removed: a build that already checked it out
   holds its own hard links (or copies), which the removal leaves alone; one that looks it up after finds
   nothing and processes the wheel again;
+- a proof (a passing check's record) is a single file that a build reads whole, like a member entry;
 - a temporary file is removed only when the process named in it is dead (this host) or it is a day old.
 """
 
@@ -37,10 +38,11 @@ from .piece_cache import KIND as PIECES
 from .piece_cache import MANIFEST as PIECE_MANIFEST
 from .piece_cache import TEMP_SUFFIX as PIECE_TEMP_SUFFIX
 from .piece_cache import entry_bytes, remove_tree
+from .proof_cache import KIND as PROOFS
 from .staging import host_label, process_alive
 
 WHEELS = "wheels"
-KINDS = (WHEELS, MEMBERS, PIECES)
+KINDS = (WHEELS, MEMBERS, PIECES, PROOFS)
 # A temporary file of another host cannot be checked for a live owner: after a day, none is writing it.
 STALE_TEMPORARY_SECONDS = 24 * 3600
 _OWNED_TEMPORARY = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?P<host>[A-Za-z0-9.-]+)-(?P<pid>\d+)-")
@@ -104,7 +106,7 @@ class PruneResult:
 
 def entries(root: Path) -> list[CacheEntry]:
     """Every entry of every kind, in no particular order."""
-    return [*_wheel_entries(root), *_member_entries(root), *_piece_entries(root)]
+    return [*_wheel_entries(root), *_member_entries(root), *_piece_entries(root), *_proof_entries(root)]
 
 
 def cache_info(root: Path) -> CacheInfo:
@@ -171,7 +173,18 @@ def _wheel_entries(root: Path) -> Iterator[CacheEntry]:
 
 
 def _member_entries(root: Path) -> Iterator[CacheEntry]:
-    for shard in _children(root / MEMBERS):
+    return _file_entries(root, MEMBERS)
+
+
+def _proof_entries(root: Path) -> Iterator[CacheEntry]:
+    return _file_entries(root, PROOFS)
+
+
+def _file_entries(root: Path, kind: str) -> Iterator[CacheEntry]:
+    """Entries that are one file each, one folder down (a shard, or a check's context)."""
+    for shard in _children(root / kind):
+        if shard.name.startswith("."):
+            continue
         for path in _children(shard):
             if path.name.startswith("."):
                 continue
@@ -179,7 +192,7 @@ def _member_entries(root: Path) -> Iterator[CacheEntry]:
                 status = path.stat()
             except OSError:
                 continue
-            yield CacheEntry(MEMBERS, path, status.st_size, status.st_mtime)
+            yield CacheEntry(kind, path, status.st_size, status.st_mtime)
 
 
 def _piece_entries(root: Path) -> Iterator[CacheEntry]:
@@ -207,7 +220,7 @@ def _children(folder: Path) -> list[Path]:
 
 def _remove(entry: CacheEntry) -> bool:
     """Remove one entry; False when a build holds it."""
-    if entry.kind == MEMBERS:
+    if entry.kind in (MEMBERS, PROOFS):
         entry.path.unlink(missing_ok=True)
         return True
     if entry.kind == PIECES:
@@ -235,7 +248,7 @@ def _remove(entry: CacheEntry) -> bool:
 
 
 def _temporaries(root: Path) -> Iterator[Path]:
-    for shard in _children(root / MEMBERS):
+    for shard in [*_children(root / MEMBERS), *_children(root / PROOFS)]:
         yield from (
             p for p in _children(shard) if p.name.startswith(TEMP_PREFIX) and p.name.endswith(TEMP_SUFFIX)
         )

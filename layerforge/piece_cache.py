@@ -23,7 +23,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,18 @@ def checkout(
         return False
     if present != set(files):
         return False
-    origin = os.fspath(source)
+
+    def put(path: str, origin: str, target: str) -> bool:
+        return link_or_copy(origin, target) and (not check or _matches(target, files[path]))
+
+    return place(files, os.fspath(source), target_for, put)
+
+
+def place(
+    files: Iterable[str], source: str, target_for: Callable[[str], str], put: Callable[[str, str, str], bool]
+) -> bool:
+    """`put(path, source/path, target_for(path))` for each path in order, each folder made once; False
+    as soon as one put fails."""
     made: set[str] = set()
     for path in sorted(files):
         target = target_for(path)
@@ -127,9 +138,7 @@ def checkout(
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
-        if not link_or_copy(os.path.join(origin, path), target):
-            return False
-        if check and not _matches(target, files[path]):
+        if not put(path, os.path.join(source, path), target):
             return False
     return True
 

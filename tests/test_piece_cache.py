@@ -30,6 +30,7 @@ from layerforge.resolve.lock import resolve
 from layerforge.target import Target
 from tests.layers import publish_demo_stack
 from tests.support.cli_build import build_command, run_build, wait_stopped
+from tests.support.events import Recorded
 from tests.support.index import LocalIndex
 from tests.support.wheelfactory import RawEntry
 
@@ -179,6 +180,41 @@ def test_one_requirement_added_processes_only_the_new_wheel(stack: LocalIndex, t
     assert processed(added) == ["gamma"]
     assert sorted(from_cache(added)) == ["alpha", "beta", "demo", "fastlib"]
     assert added.manifest["sha256"] == cold(stack, tmp_path, ["demo", "alpha", "beta", "gamma"], "added")
+
+
+def test_a_requirement_added_in_place_checks_out_the_kept_pieces_while_pip_resolves(
+    stack: LocalIndex, tmp_path: Path
+) -> None:
+    """The same output folder: the build finds its last lock, and the head start takes its wheels' pieces
+    out of the cache while pip resolves the new requirements."""
+    build(options(stack, tmp_path, ["demo", "alpha", "beta"], cache="cache", out="one"))
+    events = Recorded()
+    added = build(
+        options(stack, tmp_path, ["demo", "alpha", "beta", "gamma"], cache="cache", out="one"), events
+    )
+    assert "4 pieces were checked out from the cache while pip resolved" in events.notes
+    assert processed(added) == ["gamma"]
+    assert sorted(from_cache(added)) == ["alpha", "beta", "demo", "fastlib"]
+    assert added.manifest["sha256"] == cold(stack, tmp_path, ["demo", "alpha", "beta", "gamma"], "added")
+    # Nothing of the head start is left behind: the staging folder went, and the cache is as it was.
+    assert [p.name for p in (tmp_path / "one").iterdir() if p.name.startswith(".")] == []
+    assert all(intact(entry) for entry in entries(tmp_path / "cache"))
+
+
+def test_a_changed_strip_rule_reuses_the_checks_that_read_nothing_it_removed(
+    stack: LocalIndex, tmp_path: Path
+) -> None:
+    requirements = ["demo", "beta"]
+    smoke = {"verify": {"smoke": "import beta, demo\nassert beta.x == 1\n"}}
+    first = build(options(stack, tmp_path, requirements, cache="cache", out="one", **smoke))
+    assert first.manifest["verification"]["reused"] == []
+    readme = {"strip": {"packages": {"beta": {"remove": ["**/*.md"]}}}, **smoke}
+    changed = build(options(stack, tmp_path, requirements, cache="cache", out="one", **readme))
+    assert processed(changed) == ["beta"]
+    assert changed.manifest["verified"] is True
+    reused = changed.manifest["verification"]["reused"]
+    assert reused and reused[-1] == "the smoke code" and reused[0].startswith("imports of ")
+    assert changed.manifest["sha256"] == cold(stack, tmp_path, requirements, "readme", **readme)
 
 
 def test_a_changed_strip_rule_reprocesses_only_the_wheels_it_touches(

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,7 +33,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from .. import __version__
 from ..binaries import binfmt, elfexcise, elfheaders, elfstrip
 from ..binaries.elfstrip import StripLevel, StripReport, strip_debug
-from ..piece_cache import FILES, PieceCache, checkout, code_fingerprint, remove_tree
+from ..piece_cache import FILES, PieceCache, checkout, code_fingerprint, place, remove_tree
 from ..runners.interpreters import Interpreter
 from . import _compile_worker, bytecode, unpack
 from .bytecode import BytecodeReport, compile_tree
@@ -110,8 +110,10 @@ def assemble(
     compiler: Interpreter | None,
     *,
     jobs: int,
+    ready: Mapping[str, Path] | None = None,
 ) -> Assembled:
-    """Each wheel's piece from the cache, or made (and filed); the tree `root` made of them."""
+    """Each wheel's piece from the cache, or made (and filed); the tree `root` made of them. `ready` maps
+    piece keys to pieces checked out already (head_start.py), whose files are moved in instead."""
     plans = {w.path: _deduplicated(plan_wheel(w.path)) for w in sorted(wheels, key=lambda w: w.path.name)}
     _refuse_file_folder_clashes({path: list(planned) for path, planned in plans.items()})
     described = [_describe(w, plans[w.path], matcher, settings) for w in wheels]
@@ -136,7 +138,8 @@ def assemble(
         # What the tree takes as it is goes straight in; the rest waits in the piece's own folder.
         direct = frozenset(p for p in owned[index] if p in described[index].processed)
         where = _Where(root, work / str(index), direct)
-        return _obtain(described[index], where, cache, settings, compiler, jobs)
+        early = (ready or {}).get(described[index].key)
+        return _obtain(described[index], where, cache, settings, compiler, jobs, early)
 
     # Biggest first, so that the threads finish together.
     order = sorted(range(len(described)), key=lambda i: -described[i].file.path.stat().st_size)
@@ -276,6 +279,11 @@ def _deduplicated(planned: list[_Planned]) -> tuple[_Planned, ...]:
     return tuple({item.destination: item for item in planned}.values())
 
 
+def describe_wheel(wheel: WheelFile, matcher: RuleMatcher, settings: PieceSettings) -> _Wheel:
+    """The wheel as assemble sees it, with its piece's key."""
+    return _describe(wheel, _deduplicated(plan_wheel(wheel.path)), matcher, settings)
+
+
 def _describe(
     wheel: WheelFile, planned: tuple[_Planned, ...], matcher: RuleMatcher, settings: PieceSettings
 ) -> _Wheel:
@@ -318,12 +326,18 @@ def _obtain(
     settings: PieceSettings,
     compiler: Interpreter | None,
     jobs: int,
+    early: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, int], bool]:
-    """The piece checked out into `folder`: (its record, its files' sizes, whether it came from the cache)."""
+    """The piece checked out into `folder`: (its record, its files' sizes, whether it came from the cache).
+    `early`: the piece's files, checked out and checked already, to move in."""
     manifest = cache_.manifest(wheel.key)
     if manifest is not None:
         files = manifest["files"]
-        record = _valid_record(manifest.get("record"), wheel, files)
+        record = valid_record(manifest.get("record"), wheel, files)
+        if record is not None and early is not None:
+            if _move_in(early, where, files):
+                return record, {p: int(v[0]) for p, v in files.items()}, True
+            where.clear()
         entry = cache_.entry_dir(wheel.key) / FILES
         if record is not None and checkout(entry, where, files):
             return record, {p: int(v[0]) for p, v in files.items()}, True
@@ -344,6 +358,20 @@ def _obtain(
         if temporary is not None:
             remove_tree(temporary)
     return record, sizes, False
+
+
+def _move_in(early: Path, where: _Where, files: Mapping[str, Any]) -> bool:
+    """Rename a checked-out piece's files into place: one rename each, where a checkout costs a link, an
+    lstat and a hash. False when any is missing (then the caller checks out from the cache)."""
+
+    def rename(_path: str, origin: str, target: str) -> bool:
+        os.rename(origin, target)
+        return True
+
+    try:
+        return place(files, os.fspath(early), where, rename)
+    except OSError:
+        return False
 
 
 def _files(top: Path) -> list[str]:
@@ -424,7 +452,7 @@ def _outcomes(report: StripReport | None) -> dict[str, dict[str, Any]]:
     return outcomes
 
 
-def _valid_record(record: object, wheel: _Wheel, files: dict[str, Any]) -> dict[str, Any] | None:
+def valid_record(record: object, wheel: _Wheel, files: dict[str, Any]) -> dict[str, Any] | None:
     """A restored cache is input too: the record may name only this wheel's files and the piece's own."""
     if not isinstance(record, dict):
         return None

@@ -227,6 +227,188 @@ def _not_found(error: BaseException) -> str | None:
     return None
 
 
+class _Seen:
+    """What this process asked of the folders under `roots` (the layer, the runtime's stand-ins), for the
+    verification cache (verify/proofs.py): every file it opened, every folder it listed (and whether
+    importlib's FileFinder did, which only looks names up), every name FileFinder looked up, every path
+    it stat-ed from Python, and every source whose timestamps importlib compared with a .pyc.
+
+    Counted by phase: what the metadata reads do comes after the imports and is not part of what the
+    imports needed, but the parent must still account for each open it sees on its own watch. Paths are
+    made absolute against the working folder when they are noted, with no call that could audit again.
+    """
+
+    def __init__(self, roots: list[str]) -> None:
+        self.roots = tuple(root.rstrip(os.sep) + os.sep for root in roots)
+        self.phase = "setup"
+        self.opened: dict[str, list[int]] = {}  # path -> [opens while recording, opens in metadata]
+        self.listed: dict[str, list[int]] = {}  # path -> [by FileFinder, by anything else, in metadata]
+        self.lookups: set[tuple[str, str]] = set()
+        # importlib.metadata lists a folder to index its *.dist-info by name: what it was asked for is
+        # what matters ("" for every distribution, which needs the whole listing).
+        self.distributions: set[tuple[str, str]] = set()
+        self.metadata_listed: set[str] = set()
+        self.metadata_names: set[str] = set()
+        self.stats: set[str] = set()
+        self.sources: set[str] = set()
+        self.unknown: list[str] = []  # a listing by file descriptor: nothing can say what it listed
+        self.cwd = os.getcwd()
+
+    def _inside(self, path: Any) -> str | None:
+        try:
+            text = os.fsdecode(path)
+        except TypeError:
+            return None
+        if not text.startswith(os.sep):
+            text = os.path.join(self.cwd, text)
+        text = os.path.normpath(text)
+        return text if (text + os.sep).startswith(self.roots) else None
+
+    def opened_file(self, path: Any) -> None:
+        found = self._inside(path)
+        if found is not None:
+            counts = self.opened.setdefault(found, [0, 0])
+            counts[self.phase == "metadata"] += 1
+
+    def listed_folder(self, path: Any, by: str) -> None:
+        """`by`: "finder" (FileFinder), "metadata" (importlib.metadata's index) or "other"."""
+        if isinstance(path, int):
+            self.unknown.append(f"a folder listed by file descriptor ({path})")
+            return
+        found = self._inside("." if path is None else path)
+        if found is None:
+            return
+        counts = self.listed.setdefault(found, [0, 0, 0])
+        if self.phase == "metadata":
+            counts[2] += 1
+        elif by == "other":
+            counts[1] += 1
+        else:
+            counts[0] += 1
+            if by == "metadata":
+                self.metadata_listed.add(found)
+
+    def asked_for(self, name: Any) -> None:
+        """importlib.metadata was asked for a distribution (None: for all of them)."""
+        if self.recording():
+            self.metadata_names.add(name if isinstance(name, str) else "")
+
+    def recording(self) -> bool:
+        return self.phase != "metadata"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "opened": self.opened,
+            "listed": self.listed,
+            "lookups": sorted(self.lookups),
+            "distributions": sorted(
+                [folder, name] for folder in self.metadata_listed for name in self.metadata_names
+            ),
+            "stats": sorted(self.stats),
+            "sources": sorted(self.sources),
+            "unknown": self.unknown,
+        }
+
+
+def _watch(seen: _Seen) -> None:
+    """Note what the process reads under the roots: an audit hook for opens and listings, and wrappers
+    for what no audit event tells (FileFinder's lookups, os.stat and its kin, importlib's source stats)."""
+    from importlib.machinery import FileFinder, SourceFileLoader
+
+    fill_cache = FileFinder._fill_cache.__code__  # type: ignore[attr-defined]
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open":
+            if not isinstance(args[0], int):  # an fd wrapped by open(): no new open
+                seen.opened_file(args[0])
+        elif event in ("os.listdir", "os.scandir"):
+            # A C function makes no frame: frame 1 is the Python code that called it.
+            caller = sys._getframe(1)
+            if caller.f_code is fill_cache:
+                seen.listed_folder(args[0], "finder")
+            elif _in_metadata(caller) and _watch_metadata(seen, caller):
+                seen.listed_folder(args[0], "metadata")
+            else:
+                seen.listed_folder(args[0], "other")
+
+    sys.addaudithook(hook)
+
+    find_spec = FileFinder.find_spec
+
+    def noting_find_spec(self: Any, fullname: str, target: Any = None) -> Any:
+        if seen.recording():
+            folder = seen._inside(self.path)
+            if folder is not None:
+                seen.lookups.add((folder, fullname.rpartition(".")[2]))
+        return find_spec(self, fullname, target)
+
+    FileFinder.find_spec = noting_find_spec  # type: ignore[method-assign]
+
+    path_stats = SourceFileLoader.path_stats
+
+    def noting_path_stats(self: Any, path: Any) -> Any:
+        if seen.recording():
+            found = seen._inside(path)
+            if found is not None:
+                seen.sources.add(found)
+        return path_stats(self, path)
+
+    SourceFileLoader.path_stats = noting_path_stats  # type: ignore[method-assign]
+
+    def noting(function: Any) -> Any:
+        def wrapper(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if seen.recording() and not isinstance(path, int) and not kwargs.get("dir_fd"):
+                found = seen._inside(path)
+                if found is not None:
+                    seen.stats.add(found)
+            return function(path, *args, **kwargs)
+
+        return wrapper
+
+    # os.path.exists, isfile, isdir, getsize, pathlib's stat and exists all go through these.
+    os.stat = noting(os.stat)
+    os.lstat = noting(os.lstat)
+    os.access = noting(os.access)
+
+
+def _in_metadata(frame: Any) -> bool:
+    return bool(frame.f_code.co_filename.replace(os.sep, "/").endswith("importlib/metadata/__init__.py"))
+
+
+def _watch_metadata(seen: _Seen, listing: Any) -> bool:
+    """importlib.metadata is listing a folder to find distributions: note the name it is looking for,
+    and, from now on, every name it is asked for (Distribution.discover, which every lookup goes through).
+
+    Patched only now, since importing importlib.metadata early would load it "for free" for the layer.
+    The search under way began before the patch: its name is read off the stack (a context or a prepared
+    name the frames hold). False when no name is found there: then the listing counts whole.
+    """
+    module = sys.modules.get("importlib.metadata")
+    distribution = getattr(module, "Distribution", None)
+    if distribution is None:
+        return False
+    if not getattr(distribution, "_layerforge_noted", False):
+        discover = distribution.discover.__func__
+
+        def noting_discover(cls: Any, /, **kwargs: Any) -> Any:
+            context = kwargs.get("context")
+            seen.asked_for(getattr(context, "name", None) if context is not None else kwargs.get("name"))
+            return discover(cls, **kwargs)
+
+        distribution.discover = classmethod(noting_discover)
+        distribution._layerforge_noted = True
+    frame = listing
+    while frame is not None:
+        if _in_metadata(frame):
+            for value in frame.f_locals.values():
+                name = getattr(value, "name", None)
+                if isinstance(name, str) and (hasattr(value, "normalized") or hasattr(value, "path")):
+                    seen.asked_for(name)
+                    return True
+        frame = frame.f_back
+    return False
+
+
 def _peak_rss_bytes() -> int | None:
     """The process's peak resident memory so far, in bytes: VmHWM, the high-water mark of its own memory.
 
@@ -330,6 +512,10 @@ def main() -> None:
     out_fd = os.dup(1)
     config = json.loads(sys.stdin.read())
     result: dict[str, Any] = {"cap_drop_error": _drop_root_file_powers()}
+    # Watching starts before the layer is on sys.path: every lookup in it is seen, the first included.
+    seen = _Seen(config["watch_roots"]) if config.get("watch_roots") else None
+    if seen is not None:
+        _watch(seen)
     result["removed_path_entries"] = _isolate_path(config["layer_paths"], config.get("runtime_paths", []))
     result["sys_path"] = list(sys.path)
     result["flags"] = {
@@ -350,11 +536,16 @@ def main() -> None:
         # Before the metadata reads, which load modules no import of the layer asked for.
         memory["peak_rss_bytes"] = _peak_rss_bytes()
         result.update(imported=imported, failures=failures, cold_import_seconds=seconds)
+        if seen is not None:
+            seen.phase = "metadata"
         versions, metadata_failures = _read_versions(config["distributions"])
         result.update(metadata_versions=versions, metadata_failures=metadata_failures)
     result["compiled"] = compiled
     result["memory"] = memory
     result["loaded_objects"] = _loaded_objects()
+    if seen is not None:
+        seen.phase = "metadata"  # the reporting below reads nothing under the roots, but must not count
+        result["seen"] = seen.as_dict()
     from contextlib import suppress
 
     # The packages' own output first; sys.stdout may be closed or replaced, and the result has its own fd.

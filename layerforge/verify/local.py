@@ -12,18 +12,21 @@ removed the missing file, the rule.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,13 @@ from ..errors import InputError, VerificationError
 from ..limits import recommended_memory_mb
 from ..runners.interpreters import Interpreter, install_hint, packaged_script, search_summary
 from ..target import RUNTIME_PROVIDED, Target
+from . import opens as opens_module
+from . import proofs as proofs_module
 from ._bootstrap import MARKER
 from .loaded import HostLibrary, host_libraries
+from .opens import OpenWatch
 from .optional import OptionalModule, OptionalPolicy
+from .proofs import ProofSession, ProofStore, Ran, Roots
 
 # What the smoke output keeps: enough for a traceback and the lines before it.
 _OUTPUT_LIMIT = 8000
@@ -179,6 +186,8 @@ class VerifyReport:
     not_run_reason: str = ""
     optional_modules: tuple[OptionalModule, ...] = ()  # failed, but only for want of an optional dependency
     memory: MemoryUse | None = None
+    # Checks not run again because an earlier build's passing run read exactly these files (proofs.py).
+    reused: tuple[str, ...] = ()
 
     @property
     def ran(self) -> bool:
@@ -247,6 +256,7 @@ class VerifyReport:
             "optional_modules": [module.as_dict() for module in self.optional_modules],
             "peak_rss_bytes": self.peak_rss_bytes,
             "memory": self.memory.as_dict() if self.memory else None,
+            "reused": list(self.reused),
         }
 
 
@@ -283,6 +293,8 @@ def verify_layer(
     in_place: bool = False,
     runtime_paths: Sequence[Path] = (),
     system_libraries: Iterable[str] = (),
+    proofs: ProofStore | None = None,
+    watch: OpenWatch | None = None,
 ) -> VerifyReport:
     """Import `modules`, read the version of each of `distributions` and run `smoke` against the layer.
 
@@ -295,6 +307,9 @@ def verify_layer(
     layer on sys.path, as on Lambda, so a layer's own copy still wins.
     A library the check loads from this machine that the target's runtime lacks is a failure
     (`loaded.py`), unless `system_libraries` names it (another layer's lib/, `[audit] system_libraries`).
+    With `proofs`, a run that passed before is not run again while nothing it read changed (proofs.py);
+    `watch`, when the caller reads the tree meanwhile, is one it opened before it started reading and
+    closes after (opens.py), and the runs that pass are filed when it closes.
     """
     if interpreter is None:
         return not_run(target)
@@ -315,16 +330,18 @@ def verify_layer(
             "modules": list(modules),
             "distributions": list(distributions),
         }
-        # Two fresh interpreters, side by side: neither sees what the other imported, and the second
-        # core is not left idle while the zip (written meanwhile) finishes before the first.
-        with ThreadPoolExecutor(max_workers=1) as beside:
-            smoking = (
-                beside.submit(_run, interpreter, sandbox, dict(config, mode="smoke", smoke=smoke), deadline)
-                if smoke
-                else None
+        session = (
+            ProofSession(
+                proofs,
+                _proof_context(interpreter, target, roots, runtime_paths, smoke),
+                Roots.of(sandbox.layer, runtime_paths),
+                modules,
+                smoke is not None,
             )
-            imports = _run(interpreter, sandbox, dict(config, mode="imports"), deadline)
-            smoke_run = smoking.result() if smoking is not None else None
+            if proofs is not None
+            else None
+        )
+        imports, smoke_run = _run_checks(interpreter, sandbox, config, smoke, deadline, session, watch)
         context = FailureContext(sandbox.layer, roots, removed)
         report = build_report(
             interpreter,
@@ -334,6 +351,11 @@ def verify_layer(
             modules=list(modules),
             copy_seconds=copy_seconds,
         )
+        if session is not None:
+            reused = (["imports of " + ", ".join(session.covered)] if session.covered else []) + (
+                ["the smoke code"] if session.smoke_proof is not None else []
+            )
+            report = dataclasses.replace(report, reused=tuple(reused))
         runs = [run.result.get("loaded_objects") for run in (imports, smoke_run) if run and run.result]
         host = host_libraries(
             runs,
@@ -343,6 +365,91 @@ def verify_layer(
             runtime_paths=[str(path.resolve()) for path in runtime_paths],
         )
     return dataclasses.replace(report, failures=report.failures + tuple(map(_from_host, host)))
+
+
+def _run_checks(
+    interpreter: Interpreter,
+    sandbox: Sandbox,
+    config: dict[str, Any],
+    smoke: str | None,
+    deadline: float,
+    session: ProofSession | None,
+    watch: OpenWatch | None,
+) -> tuple[BootstrapRun, BootstrapRun | None]:
+    """The imports run and the smoke run, less what proofs cover; the runs that pass are filed when the
+    watch closes (the caller's, which spans the build's own reads of the tree, or one of its own)."""
+    if session is None:
+        return _side_by_side(interpreter, sandbox, config, smoke, deadline)
+    roots = session.roots.paths()
+    wanted = list(config["modules"])
+    config = dict(config, modules=session.modules_to_run, watch_roots=[str(p) for p in roots])
+    with nullcontext(watch) if watch is not None else OpenWatch(roots) as active:
+        imports, smoke_run = _side_by_side(
+            interpreter, sandbox, config, smoke if session.smoke_proof is None else None, deadline
+        )
+        session.file(
+            active,
+            Ran(imports.result, not imports.failed and imports.result is not None),
+            Ran(smoke_run.result, _smoke_passed(smoke_run), smoke_run.output)
+            if smoke_run is not None
+            else None,
+        )
+    if imports.result is not None:
+        imports.imported = session.merge_imports(imports.result, imports.imported, wanted)
+    if session.smoke_proof is not None:
+        smoke_run = BootstrapRun(
+            result=session.smoke_result(imports.result or {}),
+            output=session.smoke_proof.outcome.get("output", ""),
+        )
+    return imports, smoke_run
+
+
+def _smoke_passed(run: BootstrapRun) -> bool:
+    return run.result is not None and not run.result.get("smoke_error") and bool(run.result.get("smoke_ok"))
+
+
+def _side_by_side(
+    interpreter: Interpreter, sandbox: Sandbox, config: dict[str, Any], smoke: str | None, deadline: float
+) -> tuple[BootstrapRun, BootstrapRun | None]:
+    # Two fresh interpreters, side by side: neither sees what the other imported, and the second
+    # core is not left idle while the zip (written meanwhile) finishes before the first.
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        smoking = (
+            beside.submit(_run, interpreter, sandbox, dict(config, mode="smoke", smoke=smoke), deadline)
+            if smoke
+            else None
+        )
+        imports = _run(interpreter, sandbox, dict(config, mode="imports"), deadline)
+        return imports, smoking.result() if smoking is not None else None
+
+
+def _proof_context(
+    interpreter: Interpreter,
+    target: Target,
+    roots: list[str],
+    runtime_paths: Sequence[Path],
+    smoke: str | None,
+) -> dict[str, Any]:
+    """What decides a run's outcome besides the files it reads and the modules it imports."""
+    executable = Path(interpreter.path).resolve()
+    status = executable.stat()
+    return {
+        "interpreter": [str(executable), status.st_size, status.st_mtime_ns, interpreter.as_dict()],
+        "target": target.label,
+        "layer_paths": roots,
+        "runtime_paths": len(runtime_paths),
+        "smoke": smoke,
+        "code": _proof_code(),
+    }
+
+
+@cache
+def _proof_code() -> str:
+    """The programs that decide what a run checks and what its record holds."""
+    digest = hashlib.sha256(bootstrap_source().encode())
+    for module in (proofs_module.__file__, opens_module.__file__, __file__):
+        digest.update(Path(str(module)).read_bytes())
+    return digest.hexdigest()
 
 
 def _from_host(library: HostLibrary) -> ModuleFailure:
@@ -476,12 +583,18 @@ def _set_modes(top: Path, *, read_only: bool) -> None:
     # Bottom-up, in one walk: a folder changes after what is inside it, and 0555 keeps folders
     # traversable, so their files stay reachable by path. Unlocking needs only the folders writable
     # again: rmtree unlinks read-only files fine.
+    # A file already without write bits is left alone: a build's tree is mostly hard links to read-only
+    # cache entries, and one lstat costs a third of lstat, stat and chmod (0.4 s of a warm build).
     for folder, _, files in os.walk(top, topdown=False):
         if read_only:
             for name in files:
                 path = os.path.join(folder, name)
-                if not os.path.islink(path):  # chmod follows links; the target gets its own turn
-                    os.chmod(path, (os.stat(path).st_mode & 0o555) | 0o444)
+                mode = os.lstat(path).st_mode
+                if stat.S_ISLNK(mode):  # chmod follows links; the target gets its own turn
+                    continue
+                wanted = (mode & 0o555) | 0o444
+                if stat.S_IMODE(mode) != wanted:
+                    os.chmod(path, wanted)
         os.chmod(folder, 0o555 if read_only else 0o755)
 
 

@@ -1,0 +1,263 @@
+"""The verification cache (verify/proofs.py) with real interpreters on small layers made here.
+
+Each test runs a check, changes the layer (or a copy of it in another folder, as the next build's
+staging folder is), and runs the check again. Whether the check really ran is not taken from the report
+alone: the layer's modules and the smoke code append a line to a log outside the layer each time they
+run, so a reused check is one that left no line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from layerforge.cache_admin import cache_info, prune
+from layerforge.proof_cache import KIND
+from layerforge.runners.interpreters import Interpreter, probe
+from layerforge.verify.local import VerifyReport, verify_layer
+from layerforge.verify.proofs import ProofStore
+from tests.verify.test_verify import TARGET, make_layer
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+
+
+@pytest.fixture(scope="module")
+def interpreter() -> Interpreter:
+    found = probe(Path(sys.executable))
+    assert found is not None
+    return found
+
+
+def logging_layer(log: Path) -> dict[str, str]:
+    """A package that notes each import of it in `log`, and reads a data file beside itself."""
+    note = f"open({str(log)!r}, 'a').write('import good\\n')\n"
+    return {
+        "python/good/__init__.py": note + "from .core import VALUE\n",
+        "python/good/core.py": "VALUE = 42\n",
+        "python/good/README.md": "# good\n",
+        "python/good-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: good\nVersion: 1.0\n",
+    }
+
+
+def smoke_code(log: Path) -> str:
+    return f"open({str(log)!r}, 'a').write('smoke\\n')\nimport good\nassert good.VALUE == 42\n"
+
+
+def check(
+    layer: Path,
+    interpreter: Interpreter,
+    cache: Path,
+    *,
+    modules: Sequence[str] = ("good",),
+    smoke: str | None = None,
+    distributions: Sequence[str] = (),
+) -> VerifyReport:
+    return verify_layer(
+        layer,
+        TARGET,
+        modules=modules,
+        distributions=distributions,
+        smoke=smoke,
+        interpreter=interpreter,
+        proofs=ProofStore(cache),
+    )
+
+
+def runs(log: Path) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return lines
+
+
+def moved(layer: Path, destination: Path, changes: Mapping[str, str | None] = {}) -> Path:
+    """The layer in another folder, as the next build's staging folder holds it, with `changes` made
+    (None removes a file)."""
+    shutil.copytree(layer, destination)
+    for relative, text in changes.items():
+        path = destination / relative
+        if text is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    return destination
+
+
+def test_a_passing_check_is_not_run_again_while_nothing_it_read_changed(
+    tmp_path: Path, interpreter: Interpreter
+) -> None:
+    log = tmp_path / "log"
+    layer = make_layer(tmp_path / "one", logging_layer(log))
+    first = check(layer, interpreter, tmp_path / "cache", smoke=smoke_code(log), distributions=["good"])
+    assert first.ok and first.reused == ()
+    assert sorted(runs(log)) == ["import good", "import good", "smoke"]  # the smoke code imports it too
+
+    # Another folder, a README gone and a package nobody imports added: none of it was read.
+    changes = {"python/good/README.md": None, "python/other/__init__.py": "X = 1\n"}
+    second = check(
+        moved(layer, tmp_path / "two", changes),
+        interpreter,
+        tmp_path / "cache",
+        smoke=smoke_code(log),
+        distributions=["good"],
+    )
+    assert runs(log) == []
+    assert second.ok and second.verified is True
+    assert second.imported == ("good",)
+    assert second.smoke_ok is True
+    assert second.reused == ("imports of good", "the smoke code")
+    assert second.cold_import_seconds == first.cold_import_seconds
+    # The metadata reads always run: no proof stands in for them.
+    assert second.metadata_versions == {"good": "1.0"}
+
+
+def test_a_file_it_read_that_changed_runs_the_check_again(tmp_path: Path, interpreter: Interpreter) -> None:
+    log = tmp_path / "log"
+    layer = make_layer(tmp_path / "one", logging_layer(log))
+    check(layer, interpreter, tmp_path / "cache", smoke=smoke_code(log))
+    runs(log)
+    broken = moved(layer, tmp_path / "two", {"python/good/core.py": "VALUE = 41\n"})
+    report = check(broken, interpreter, tmp_path / "cache", smoke=smoke_code(log))
+    assert sorted(runs(log)) == ["import good", "import good", "smoke"]
+    assert report.reused == ()
+    assert report.smoke_ok is False  # the smoke code's assertion now fails: it did run
+
+
+def test_a_module_an_optional_import_looked_for_runs_the_check_again(
+    tmp_path: Path, interpreter: Interpreter
+) -> None:
+    log = tmp_path / "log"
+    files = logging_layer(log)
+    files["python/good/core.py"] = (
+        "try:\n    import extra\nexcept ImportError:\n    extra = None\nVALUE = 42\n"
+    )
+    layer = make_layer(tmp_path / "one", files)
+    check(layer, interpreter, tmp_path / "cache")
+    runs(log)
+    added = moved(layer, tmp_path / "two", {"python/extra.py": "raise RuntimeError('extra is broken')\n"})
+    report = check(added, interpreter, tmp_path / "cache")
+    assert runs(log) == ["import good"]
+    assert report.reused == ()
+    assert not report.ok  # extra is found now, and fails: reusing the old pass would have hidden it
+
+
+def test_a_file_read_from_c_is_part_of_the_record(tmp_path: Path, interpreter: Interpreter) -> None:
+    """libc's open() from ctypes raises no audit event: only the inotify watch sees this read."""
+    log = tmp_path / "log"
+    files = logging_layer(log)
+    files["python/good/data.bin"] = "A"
+    files["python/good/core.py"] = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "path = os.path.join(os.path.dirname(__file__), 'data.bin').encode()\n"
+        "fd = libc.open(path, os.O_RDONLY)\n"
+        "buffer = ctypes.create_string_buffer(1)\n"
+        "assert libc.read(fd, buffer, 1) == 1\n"
+        "libc.close(fd)\n"
+        "assert buffer.raw == b'A', buffer.raw\n"
+        "VALUE = 42\n"
+    )
+    layer = make_layer(tmp_path / "one", files)
+    assert check(layer, interpreter, tmp_path / "cache").ok
+    runs(log)
+    same = check(moved(layer, tmp_path / "two"), interpreter, tmp_path / "cache")
+    assert same.reused == ("imports of good",) and runs(log) == []
+    changed = check(
+        moved(layer, tmp_path / "three", {"python/good/data.bin": "B"}), interpreter, tmp_path / "cache"
+    )
+    assert runs(log) == ["import good"]
+    assert changed.reused == ()
+    assert not changed.ok
+
+
+def test_a_distribution_looked_up_by_name_keeps_its_proof_when_another_is_added(
+    tmp_path: Path, interpreter: Interpreter
+) -> None:
+    log = tmp_path / "log"
+    files = logging_layer(log)
+    files["python/good/core.py"] = (
+        "import importlib.metadata\nVALUE = 42\nVERSION = importlib.metadata.version('good')\n"
+    )
+    layer = make_layer(tmp_path / "one", files)
+    check(layer, interpreter, tmp_path / "cache")
+    runs(log)
+    other = {"python/other-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: other\nVersion: 2.0\n"}
+    report = check(moved(layer, tmp_path / "two", other), interpreter, tmp_path / "cache")
+    assert report.reused == ("imports of good",) and runs(log) == []
+    # A second distribution of the same name would change what importlib.metadata answers.
+    same_name = {"python/Good-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: Good\nVersion: 2.0\n"}
+    again = check(moved(layer, tmp_path / "three", same_name), interpreter, tmp_path / "cache")
+    assert again.reused == () and runs(log) == ["import good"]
+
+
+def test_proofs_cover_the_modules_they_checked_and_the_rest_run(
+    tmp_path: Path, interpreter: Interpreter
+) -> None:
+    log = tmp_path / "log"
+    files = logging_layer(log)
+    files["python/second.py"] = f"open({str(log)!r}, 'a').write('import second\\n')\n"
+    layer = make_layer(tmp_path / "one", files)
+    check(layer, interpreter, tmp_path / "cache", modules=["good"])
+    runs(log)
+    report = check(layer, interpreter, tmp_path / "cache", modules=["good", "second"])
+    assert runs(log) == ["import second"]
+    assert report.imported == ("good", "second")
+    assert report.reused == ("imports of good",)
+    # Both are covered now, by two proofs.
+    both = check(moved(layer, tmp_path / "two"), interpreter, tmp_path / "cache", modules=["good", "second"])
+    assert runs(log) == []
+    assert both.reused == ("imports of good, second",)
+
+
+def test_a_damaged_or_half_written_proof_is_never_used(tmp_path: Path, interpreter: Interpreter) -> None:
+    log = tmp_path / "log"
+    layer = make_layer(tmp_path / "one", logging_layer(log))
+    cache = tmp_path / "cache"
+    check(layer, interpreter, cache)
+    runs(log)
+    (entry,) = [p for p in (cache / KIND).glob("*/*") if not p.name.startswith(".")]
+    # What a build killed mid-write leaves: a temporary file, never read; and an entry cut short.
+    (entry.parent / ".tmp-elsewhere-1-x.part").write_bytes(entry.read_bytes()[:100])
+    entry.write_bytes(entry.read_bytes()[:-10])
+    report = check(layer, interpreter, cache)
+    assert report.reused == () and runs(log) == ["import good"]
+    assert not entry.exists()  # removed when it was found damaged
+    (refiled,) = [p for p in (cache / KIND).glob("*/*") if not p.name.startswith(".")]
+    assert json.loads(refiled.read_bytes()[len(b"LFPROOF1\n") + 32 :])["modules"] == ["good"]
+    assert check(layer, interpreter, cache).reused == ("imports of good",)
+    assert runs(log) == []
+
+
+def test_cache_info_counts_proofs_and_prune_removes_them(tmp_path: Path, interpreter: Interpreter) -> None:
+    log = tmp_path / "log"
+    layer = make_layer(tmp_path / "one", logging_layer(log))
+    check(layer, interpreter, tmp_path / "cache", smoke=smoke_code(log))
+    info = cache_info(tmp_path / "cache")
+    assert info.kinds[KIND].entries == 2
+    assert info.kinds[KIND].bytes > 0
+    pruned = prune(tmp_path / "cache", max_bytes=0)
+    assert {entry.kind for entry in pruned.removed} == {KIND}
+    assert cache_info(tmp_path / "cache").kinds[KIND].entries == 0
+    runs(log)
+    check(layer, interpreter, tmp_path / "cache", smoke=smoke_code(log))
+    assert len(runs(log)) == 3  # nothing left to reuse
+
+
+def test_without_inotify_nothing_is_filed(
+    tmp_path: Path, interpreter: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the watch cannot be had, the check runs every time: nothing unwatched is ever filed."""
+    from layerforge.verify import opens
+
+    monkeypatch.setattr(opens, "_libc", lambda: None)
+    log = tmp_path / "log"
+    layer = make_layer(tmp_path / "one", logging_layer(log))
+    check(layer, interpreter, tmp_path / "cache")
+    check(layer, interpreter, tmp_path / "cache")
+    assert runs(log) == ["import good", "import good"]
+    assert not list((tmp_path / "cache").glob(f"{KIND}/*/*"))
