@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from typing import Any
 from . import __version__
 from .binaries.audit import AuditReport, audit_tree
 from .binaries.elfstrip import StripLevel, StripReport
-from .cache import WheelCache, sha256_of
+from .cache import ProvenDigest, WheelCache, sha256_of
 from .errors import LockError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
@@ -316,6 +316,8 @@ class _Slimmed:
     binaries: StripReport | None  # None when the recipe leaves shared objects as they are
     # Wheel names: those whose piece came from the processed-wheel cache, and those processed here.
     pieces: dict[str, list[str]] = field(default_factory=dict)
+    # Tree paths whose sha256 the checkout of their piece proved: not hashed again by their readers.
+    proven: dict[str, ProvenDigest] = field(default_factory=dict)
 
 
 def _build_in(
@@ -368,9 +370,10 @@ def _build_in(
                 jobs=options.jobs,
                 progress=_unless(cancelled),
                 cache=MemberCache(options.cache_dir),
+                proven=prepared.proven,
             )
             events.stage("verify")
-            verify = _verify(options, tree, slim, interpreter, events, provided, watch)
+            verify = _verify(options, tree, slim, interpreter, events, provided, watch, prepared.proven)
             audit = auditing.verdict()
             if not verify.ran:
                 events.warn(verify.not_run_reason)
@@ -455,7 +458,7 @@ def _prepare_tree(
         )
 
     pieces = {"from_cache": sorted(assembled.from_cache), "processed": sorted(assembled.processed)}
-    return _Slimmed(tree, unpacked_bytes, slim, bytecode, interpreter, binaries, pieces)
+    return _Slimmed(tree, unpacked_bytes, slim, bytecode, interpreter, binaries, pieces, assembled.proven)
 
 
 class _PendingAudit:
@@ -609,6 +612,7 @@ def _verify(
     events: BuildEvents,
     provided: LayerTree | None = None,
     watch: OpenWatch | None = None,
+    proven: Mapping[str, ProvenDigest] | None = None,
 ) -> VerifyReport:
     if not options.verify:
         return not_run(options.target, "verification was turned off (--no-verify)")
@@ -652,6 +656,7 @@ def _verify(
             system_libraries=libraries,
             proofs=proofs,
             watch=watch,
+            proven=proven,
         )
         alone.skipping_optional(optional).raise_for_failures()
     report = verifier.verify(
@@ -667,6 +672,7 @@ def _verify(
         system_libraries=libraries,
         proofs=proofs,
         watch=watch,
+        proven=proven,
     ).skipping_optional(optional)
     if report.reused:
         events.note(

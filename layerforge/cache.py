@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
@@ -56,6 +57,28 @@ def touch(path: Path) -> None:
 
 
 # (path, device, inode, size, mtime in ns) -> the sha256 this process found for that file.
+@dataclass(frozen=True)
+class ProvenDigest:
+    """A file's sha256, with the identity the file had when the digest was proven against its bytes (a
+    piece checked out and hashed, or one just made and filed). While the file keeps that inode, size and
+    mtime its bytes are the same: a rewrite by rename gets another inode, one in place another mtime.
+    So later readers of a build's tree (the verification cache, the zip's member keys) need not hash
+    again what the checkout hashed."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: str, sha256: str) -> ProvenDigest:
+        found = os.stat(path)
+        return cls(found.st_ino, found.st_size, found.st_mtime_ns, sha256)
+
+    def holds_for(self, found: os.stat_result) -> bool:
+        return (found.st_ino, found.st_size, found.st_mtime_ns) == (self.inode, self.size, self.mtime_ns)
+
+
 _HASHED: dict[tuple[str, int, int, int, int], str] = {}
 
 

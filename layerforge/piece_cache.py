@@ -68,9 +68,9 @@ class PieceCache:
         touch(path)
         return data
 
-    def install(self, temporary: Path, key: str, record: dict[str, Any]) -> None:
+    def install(self, temporary: Path, key: str, record: dict[str, Any]) -> dict[str, str]:
         """Write the manifest last, then rename the whole folder into place. Another build that filed the
-        same key first wins; ours is dropped (both are the same bytes)."""
+        same key first wins; ours is dropped (both are the same bytes). Returns each file's sha256."""
         files = temporary / FILES
         listed: dict[str, tuple[int, str]] = {}
         for path in sorted(_walk(files)):
@@ -89,6 +89,7 @@ class PieceCache:
             os.rename(temporary, destination)
         except OSError:
             remove_tree(temporary)
+        return {path: digest for path, (_, digest) in listed.items()}
 
     def discard(self, key: str) -> None:
         """Remove a damaged entry: renamed away first, so no other build starts reading it half removed."""

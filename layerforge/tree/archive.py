@@ -13,7 +13,7 @@ import stat
 import tempfile
 import zipfile
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import deflate
 
 from ..binaries.binfmt import iter_files
-from ..cache import sha256_of
+from ..cache import ProvenDigest, sha256_of
 from ..member_cache import MemberCache
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -59,9 +59,9 @@ def layer_entries(root: Path) -> list[tuple[str, Path]]:
     return sorted(iter_files(root), key=lambda item: item[0])
 
 
-def _zip_info(arcname: str, path: Path) -> zipfile.ZipInfo:
+def _zip_info(arcname: str, found: os.stat_result) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(arcname, date_time=FIXED_DATE_TIME)
-    executable = path.stat().st_mode & 0o111
+    executable = found.st_mode & 0o111
     info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
     info.create_system = 3  # unix, so the modes above are honoured on extraction
     # Every member is deflated: storing already-compressed data saves little time and costs bytes.
@@ -77,12 +77,15 @@ def write_zip(
     progress: Callable[[int], None] | None = None,
     jobs: int | None = None,
     cache: MemberCache | None = None,
+    proven: Mapping[str, ProvenDigest] | None = None,
 ) -> ZipResult:
     """Zip `root`'s files (or the given entries) into `destination`, atomically.
 
     Members are deflated in `jobs` threads (libdeflate releases the GIL), each whole, so the bytes do not
     depend on `jobs`. With a `cache`, a member whose stream is there is copied, not deflated again, and
     every stream deflated is filed there for the next build: the bytes do not depend on the cache either.
+    `proven` maps arcnames to digests a checkout proved (cache.py): a member's key is made from that,
+    not from hashing it again, while the file keeps the identity it had then.
     """
     items = sorted(entries, key=lambda item: item[0]) if entries is not None else layer_entries(root)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +101,7 @@ def write_zip(
             zipfile.ZipFile(temporary, "w") as archive,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
-            for info, data, (stream, from_cache) in _compressed_in_order(items, pool, cache):
+            for info, data, (stream, from_cache) in _compressed_in_order(items, pool, cache, proven or {}):
                 _write_member(archive, info, data, stream)
                 unzipped += len(data)
                 cached += from_cache
@@ -119,12 +122,12 @@ def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
     return bytes(deflate.deflate_compress(data, level))
 
 
-def _deflate_cached(data: bytes, cache: MemberCache | None) -> tuple[bytes, bool]:
+def _deflate_cached(data: bytes, cache: MemberCache | None, sha256: str | None = None) -> tuple[bytes, bool]:
     """The member's deflate stream, and whether it came from the cache (run in the pool: hashlib and
-    libdeflate release the GIL)."""
+    libdeflate release the GIL). `sha256`: the member's, when it is known."""
     if cache is None or len(data) < CACHE_FLOOR:
         return deflate_member(data), False
-    key = member_key(data)
+    key = member_key(data) if sha256 is None else member_key_of(sha256)
     stream = cache.get(key)
     if stream is not None and _inflates_to(stream, data):
         return stream, True
@@ -145,7 +148,11 @@ def _inflates_to(stream: bytes, data: bytes) -> bool:
 
 def member_key(data: bytes) -> str:
     """The member cache's key: the content's hash and the deflate settings, nothing else."""
-    material = hashlib.sha256(data).digest() + DEFLATE_SETTINGS.encode()
+    return member_key_of(hashlib.sha256(data).hexdigest())
+
+
+def member_key_of(sha256: str) -> str:
+    material = bytes.fromhex(sha256) + DEFLATE_SETTINGS.encode()
     return hashlib.sha256(material).hexdigest()
 
 
@@ -154,7 +161,10 @@ _Pending = tuple[zipfile.ZipInfo, bytes, "Future[_Stream]"]
 
 
 def _compressed_in_order(
-    items: list[tuple[str, Path]], pool: ThreadPoolExecutor, cache: MemberCache | None
+    items: list[tuple[str, Path]],
+    pool: ThreadPoolExecutor,
+    cache: MemberCache | None,
+    proven: Mapping[str, ProvenDigest],
 ) -> Iterator[tuple[zipfile.ZipInfo, bytes, _Stream]]:
     """Members in order with their deflate streams, reading ahead while at most _IN_FLIGHT_BYTES wait."""
     pending: deque[_Pending] = deque()
@@ -165,15 +175,18 @@ def _compressed_in_order(
     sizes = Counter(path.stat().st_size for _, path in items)
     seen: dict[tuple[int, bytes], Future[_Stream]] = {}
     for arcname, path in items:
-        info = _zip_info(arcname, path)
+        found = path.stat()
+        info = _zip_info(arcname, found)
         data = path.read_bytes()
+        known = proven.get(arcname)
+        sha256 = known.sha256 if known is not None and known.holds_for(found) else None
         key = None
         future = None
         if len(data) >= _DEDUPE_FLOOR and sizes[len(data)] > 1:
             key = (len(data), hashlib.sha256(data).digest())
             future = seen.get(key)
         if future is None:
-            future = pool.submit(_deflate_cached, data, cache)
+            future = pool.submit(_deflate_cached, data, cache, sha256)
             if key is not None:
                 seen[key] = future
         pending.append((info, data, future))

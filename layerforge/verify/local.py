@@ -30,6 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..cache import ProvenDigest
 from ..errors import InputError, VerificationError
 from ..limits import recommended_memory_mb
 from ..runners.interpreters import Interpreter, install_hint, packaged_script, search_summary
@@ -295,6 +296,7 @@ def verify_layer(
     system_libraries: Iterable[str] = (),
     proofs: ProofStore | None = None,
     watch: OpenWatch | None = None,
+    proven: Mapping[str, ProvenDigest] | None = None,
 ) -> VerifyReport:
     """Import `modules`, read the version of each of `distributions` and run `smoke` against the layer.
 
@@ -309,7 +311,8 @@ def verify_layer(
     (`loaded.py`), unless `system_libraries` names it (another layer's lib/, `[audit] system_libraries`).
     With `proofs`, a run that passed before is not run again while nothing it read changed (proofs.py);
     `watch`, when the caller reads the tree meanwhile, is one it opened before it started reading and
-    closes after (opens.py), and the runs that pass are filed when it closes.
+    closes after (opens.py), and the runs that pass are filed when it closes. `proven` maps layer paths
+    to digests a checkout proved (a build's pieces): the cache does not hash those files again.
     """
     if interpreter is None:
         return not_run(target)
@@ -337,6 +340,7 @@ def verify_layer(
                 Roots.of(sandbox.layer, runtime_paths),
                 modules,
                 smoke is not None,
+                proven or {},
             )
             if proofs is not None
             else None

@@ -46,7 +46,7 @@ from typing import Any
 
 from .. import __version__
 from ..binaries.needed import read_dynamic
-from ..cache import sha256_of
+from ..cache import ProvenDigest, sha256_of
 from ..proof_cache import ProofFiles
 from .opens import OpenWatch
 
@@ -111,7 +111,9 @@ def python_opens(traces: Iterable[RunTrace]) -> Counter[str]:
     return counts
 
 
-def facts_of(trace: RunTrace, extra: Iterable[str], roots: Roots) -> dict[str, list[str]] | None:
+def facts_of(
+    trace: RunTrace, extra: Iterable[str], roots: Roots, memo: Facts | None = None
+) -> dict[str, list[str]] | None:
     """The record's keys for one run: which facts, not yet their values. None when a listing by file
     descriptor (or anything else the trace cannot name) makes the run's reads unknowable."""
     seen = trace.seen
@@ -151,7 +153,7 @@ def facts_of(trace: RunTrace, extra: Iterable[str], roots: Roots) -> dict[str, l
             keys["host"].add(path)
             continue
         add("content", path)
-        for folder in _search_folders(path):
+        for folder in (memo or Facts()).search_folders(path):
             add("search", folder)
     add("search", os.path.join(roots.folders["L"], "lib"))  # LD_LIBRARY_PATH, when it is there
     return {kind: sorted(values) for kind, values in keys.items()}
@@ -181,29 +183,44 @@ def values_of(
 
 
 class Facts:
-    """Values read from disk, kept for the other records checked or filed against the same tree."""
+    """Values read from disk, kept for the other records checked or filed against the same tree.
+    `proven`: absolute paths whose sha256 is known while the file keeps its identity (cache.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, proven: Mapping[str, ProvenDigest] = {}) -> None:
+        self._proven = proven
         self._contents: dict[str, list[Any] | None] = {}
         self._folders: dict[str, list[list[str]] | None] = {}
+        self._search: dict[str, list[str]] = {}
 
-    def values(self, keys: Mapping[str, Sequence[str]], roots: Roots) -> dict[str, list[Any]]:
-        paths = [roots.absolute(key) for key in keys.get("content", ())]
-        missing = sorted({path for path in paths if path not in self._contents})
-        with ThreadPoolExecutor(max_workers=_HASH_JOBS) as pool:  # hashlib lets go of the GIL on big reads
-            self._contents.update(zip(missing, pool.map(_content, missing), strict=True))
-        return {
-            "content": [self._contents[path] for path in paths],
-            "lookup": [self._matching(roots, key, _module_entry) for key in keys.get("lookup", ())],
-            "distribution": [
+    def values(
+        self, keys: Mapping[str, Sequence[str]], roots: Roots, kinds: Sequence[str] = FACT_KINDS
+    ) -> dict[str, list[Any]]:
+        compute: dict[str, Callable[[], list[Any]]] = {
+            "content": lambda: self.contents([roots.absolute(key) for key in keys.get("content", ())]),
+            "lookup": lambda: [self._matching(roots, key, _module_entry) for key in keys.get("lookup", ())],
+            "distribution": lambda: [
                 self._matching(roots, key, _distribution_entry) for key in keys.get("distribution", ())
             ],
-            "listing": [self._folder(roots.absolute(key)) for key in keys.get("listing", ())],
-            "kind": [_kind(roots.absolute(key)) for key in keys.get("kind", ())],
-            "source": [_source(roots.absolute(key)) for key in keys.get("source", ())],
-            "search": [self._folder(roots.absolute(key)) for key in keys.get("search", ())],
-            "host": [_host(path) for path in keys.get("host", ())],
+            "listing": lambda: [self._folder(roots.absolute(key)) for key in keys.get("listing", ())],
+            "kind": lambda: [_kind(roots.absolute(key)) for key in keys.get("kind", ())],
+            "source": lambda: [_source(roots.absolute(key)) for key in keys.get("source", ())],
+            "search": lambda: [self._folder(roots.absolute(key)) for key in keys.get("search", ())],
+            "host": lambda: [_host(path) for path in keys.get("host", ())],
         }
+        return {kind: compute[kind]() for kind in kinds}
+
+    def contents(self, paths: Sequence[str]) -> list[list[Any] | None]:
+        missing = sorted({path for path in paths if path not in self._contents})
+        if missing:
+            with ThreadPoolExecutor(max_workers=_HASH_JOBS) as pool:  # hashlib lets go of the GIL
+                found = pool.map(lambda path: _content(path, self._proven.get(path)), missing)
+                self._contents.update(zip(missing, found, strict=True))
+        return [self._contents[path] for path in paths]
+
+    def search_folders(self, library: str) -> list[str]:
+        if library not in self._search:
+            self._search[library] = _search_folders(library)
+        return self._search[library]
 
     def _folder(self, path: str) -> list[list[str]] | None:
         if path not in self._folders:
@@ -235,14 +252,15 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def _content(path: str) -> list[Any] | None:
+def _content(path: str, proven: ProvenDigest | None = None) -> list[Any] | None:
     try:
         found = os.stat(path)
     except OSError:
         return None
     if stat.S_ISDIR(found.st_mode):
         return ["dir"]
-    return [found.st_size, sha256_of(path), bool(found.st_mode & 0o111)]
+    digest = proven.sha256 if proven is not None and proven.holds_for(found) else sha256_of(path)
+    return [found.st_size, digest, bool(found.st_mode & 0o111)]
 
 
 def _listing(path: str) -> list[list[str]] | None:
@@ -310,7 +328,13 @@ class Proof:
     outcome: Mapping[str, Any]
 
     def holds(self, roots: Roots, memo: Facts | None = None) -> bool:
-        return bool(_normal(values_of(self.keys, roots, memo)) == _normal(self.values))
+        """Every fact still has its value. The cheap kinds first: a name a lookup finds now, or a folder
+        listed differently, settles it without hashing a file."""
+        facts = memo if memo is not None else Facts()
+        for kind in (*(k for k in FACT_KINDS if k != "content"), "content"):
+            if _normal(facts.values(self.keys, roots, (kind,))[kind]) != _normal(self.values[kind]):
+                return False
+        return True
 
 
 class ProofStore:
@@ -404,11 +428,18 @@ class ProofSession:
     """
 
     def __init__(
-        self, store: ProofStore, context: Mapping[str, Any], roots: Roots, modules: Sequence[str], smoke: bool
+        self,
+        store: ProofStore,
+        context: Mapping[str, Any],
+        roots: Roots,
+        modules: Sequence[str],
+        smoke: bool,
+        proven: Mapping[str, ProvenDigest] = {},
     ) -> None:
         self.store = store
         self.roots = roots
-        memo = Facts()
+        layer = roots.folders["L"]
+        self.memo = memo = Facts({os.path.join(layer, path): digest for path, digest in proven.items()})
         self.imports_context = context_key({**context, "mode": "imports"})
         self.smoke_context = context_key({**context, "mode": "smoke"})
         self.import_proofs = store.find(self.imports_context, modules, roots, memo) if modules else []
@@ -438,9 +469,10 @@ class ProofSession:
             extra = watch.unexplained()
             if extra is None:
                 return
-            memo = Facts()  # read as the tree is now, after everything that ran meanwhile
+            # The tree is read-only from before the checks began until after: what was read then holds.
+            memo = self.memo
             for context, modules, trace, outcome in pending:
-                keys = facts_of(trace, extra, self.roots)
+                keys = facts_of(trace, extra, self.roots, memo)
                 if keys is not None:
                     proof = Proof(modules, keys, values_of(keys, self.roots, memo), outcome)
                     self.store.put(context, proof)

@@ -7,6 +7,7 @@ again and rewritten, never copied into the zip.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import deflate
 import pytest
 
+from layerforge.cache import ProvenDigest, sha256_of
 from layerforge.member_cache import TEMP_PREFIX, MemberCache
 from layerforge.tree.archive import CACHE_FLOOR, ZipResult, member_key, write_zip
 
@@ -164,3 +166,26 @@ def test_a_planted_entry_with_a_valid_digest_cannot_put_other_bytes_in_the_zip(
     with zipfile.ZipFile(warm.path) as archive:
         assert archive.read("python/pkg/mod.py") == tree["python/pkg/mod.py"]
     assert cache.get(member_key(tree["python/pkg/mod.py"])) != planted  # replaced by the true stream
+
+
+def test_proven_digests_make_the_keys_and_a_stale_one_is_not_used(
+    tmp_path: Path, tree: dict[str, bytes]
+) -> None:
+    """A digest a checkout proved names the member's entry without hashing it again, while the file
+    keeps its identity; one whose file changed since is ignored, and the bytes never depend on either."""
+    root = tmp_path / "tree"
+    cache = MemberCache(tmp_path / "cache")
+    plain = write_zip(root, tmp_path / "plain.zip", cache=cache)
+    proven = {name: ProvenDigest.of(str(root / name), sha256_of(root / name)) for name in tree}
+    warm = write_zip(root, tmp_path / "warm.zip", cache=cache, proven=proven)
+    assert warm.sha256 == plain.sha256 and warm.cached_members == cached(tree)
+    # A wrong digest while the identity holds can only miss (the key names no entry): the member is
+    # deflated from its bytes. The same digest after the file was rewritten is not used at all.
+    wrong = {name: dataclasses.replace(digest, sha256="0" * 64) for name, digest in proven.items()}
+    missed = write_zip(root, tmp_path / "missed.zip", cache=cache, proven=wrong)
+    assert missed.sha256 == plain.sha256 and missed.cached_members == 0
+    target = root / "python/pkg/data.bin"
+    target.write_bytes(target.read_bytes()[::-1])  # the same size, other bytes, a new mtime
+    assert not proven["python/pkg/data.bin"].holds_for(target.stat())
+    rewritten = write_zip(root, tmp_path / "rewritten.zip", cache=cache, proven=proven)
+    assert rewritten.sha256 == write_zip(root, tmp_path / "fresh.zip").sha256

@@ -9,6 +9,7 @@ run, so a reused check is one that left no line.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from layerforge.cache import ProvenDigest, sha256_of
 from layerforge.cache_admin import cache_info, prune
 from layerforge.proof_cache import KIND
 from layerforge.runners.interpreters import Interpreter, probe
 from layerforge.verify.local import VerifyReport, verify_layer
-from layerforge.verify.proofs import ProofStore
+from layerforge.verify.proofs import FACT_KINDS, Facts, ProofStore, Roots
 from tests.verify.test_verify import TARGET, make_layer
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
@@ -261,3 +263,21 @@ def test_without_inotify_nothing_is_filed(
     check(layer, interpreter, tmp_path / "cache")
     assert runs(log) == ["import good", "import good"]
     assert not list((tmp_path / "cache").glob(f"{KIND}/*/*"))
+
+
+def test_a_proven_digest_stands_for_the_file_only_while_it_keeps_its_identity(tmp_path: Path) -> None:
+    """A digest a checkout proved is not hashed again; once the file is rewritten it is, in place
+    (a new mtime) or by rename (a new inode)."""
+    path = tmp_path / "module.pyc"
+    path.write_bytes(b"first")
+    roots = Roots.of(tmp_path, [])
+    keys = {kind: [] for kind in FACT_KINDS} | {"content": ["L:module.pyc"]}
+    claimed = ProvenDigest.of(str(path), "1" * 64)  # not the real digest: shows which one is used
+    assert Facts({str(path): claimed}).values(keys, roots)["content"] == [[5, "1" * 64, False]]
+    path.write_bytes(b"other")
+    assert Facts({str(path): claimed}).values(keys, roots)["content"] == [[5, sha256_of(path), False]]
+    replacement = tmp_path / "new"
+    replacement.write_bytes(b"third")
+    proven = ProvenDigest.of(str(path), sha256_of(path))
+    os.replace(replacement, path)
+    assert Facts({str(path): proven}).values(keys, roots)["content"] == [[5, sha256_of(path), False]]
