@@ -372,7 +372,9 @@ def _watch(seen: _Seen) -> None:
 
 
 def _in_metadata(frame: Any) -> bool:
-    return bool(frame.f_code.co_filename.replace(os.sep, "/").endswith("importlib/metadata/__init__.py"))
+    # A package since 3.10, a module in 3.9.
+    name: str = frame.f_code.co_filename.replace(os.sep, "/")
+    return name.endswith(("importlib/metadata/__init__.py", "importlib/metadata.py"))
 
 
 def _watch_metadata(seen: _Seen, listing: Any) -> bool:

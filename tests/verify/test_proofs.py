@@ -21,9 +21,10 @@ from layerforge.cache import ProvenDigest, sha256_of
 from layerforge.cache_admin import cache_info, prune
 from layerforge.proof_cache import KIND
 from layerforge.runners.interpreters import Interpreter, probe
+from layerforge.target import Target
 from layerforge.verify.local import VerifyReport, verify_layer
 from layerforge.verify.proofs import FACT_KINDS, Facts, ProofStore, Roots
-from tests.verify.test_verify import TARGET, make_layer
+from tests.verify.test_verify import PYENV_VERSIONS, TARGET, make_layer
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 
@@ -281,3 +282,41 @@ def test_a_proven_digest_stands_for_the_file_only_while_it_keeps_its_identity(tm
     proven = ProvenDigest.of(str(path), sha256_of(path))
     os.replace(replacement, path)
     assert Facts({str(path): proven}).values(keys, roots)["content"] == [[5, sha256_of(path), False]]
+
+
+@pytest.mark.parametrize("dotted", ["3.9", "3.10", "3.12", "3.13"])
+def test_the_record_is_kept_on_every_runtime_s_python(tmp_path: Path, dotted: str) -> None:
+    """The bootstrap's watch (its audit hook, FileFinder's lookups, importlib.metadata's queries by name)
+    works on each runtime's Python: a proof is filed, survives a distribution added under another name,
+    and falls to a changed file."""
+    found = sorted(PYENV_VERSIONS.glob(f"{dotted}.*/bin/python{dotted}"))
+    if not found:
+        pytest.skip(f"no CPython {dotted} under {PYENV_VERSIONS}")
+    other = probe(found[-1])
+    assert other is not None
+    log = tmp_path / "log"
+    files = logging_layer(log)
+    files["python/good/core.py"] = (
+        "import importlib.metadata\nVALUE = 42\nV = importlib.metadata.version('good')\n"
+    )
+    layer = make_layer(tmp_path / "one", files)
+    target = Target(f"python{dotted}", TARGET.arch)
+
+    def again(folder: Path) -> VerifyReport:
+        return verify_layer(
+            folder,
+            target,
+            modules=["good"],
+            distributions=[],
+            interpreter=other,
+            proofs=ProofStore(tmp_path / "c"),
+        )
+
+    assert again(layer).ok and runs(log) == ["import good"]
+    other_dist = {"python/other-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: other\nVersion: 2.0\n"}
+    kept = again(moved(layer, tmp_path / "two", other_dist))
+    assert kept.reused == ("imports of good",) and runs(log) == []
+    changed = again(
+        moved(layer, tmp_path / "three", {"python/good/core.py": files["python/good/core.py"] + "\n"})
+    )
+    assert changed.reused == () and runs(log) == ["import good"]
