@@ -25,7 +25,9 @@ Python's opens and listings come from the process's own audit hook (_bootstrap.p
 library reading a data file, the loader reading a library) from inotify (opens.py), which sees every
 process: the build's own opens, counted by this process's audit hook, and the check processes' own, are
 subtracted, and what remains goes into the record of every run that ran meanwhile. Without a complete
-watch nothing is filed.
+watch nothing is filed. What no watch here sees: a stat, or an open that fails, made from C (inotify
+reports neither). The loader's own misses are covered by the `search` listings; a C library that probes
+for a file under the layer that is not there, and behaves otherwise once it is, would go unseen.
 
 Entries are files of proof_cache.py, written whole or not at all; a build that finds none runs the check.
 """
