@@ -36,6 +36,7 @@ FORMAT = 1
 MANIFEST = "MANIFEST.json"
 FILES = "tree"
 TEMP_SUFFIX = ".piece"
+FAMILIES = ".families"
 
 
 class PieceCache:
@@ -91,6 +92,30 @@ class PieceCache:
             remove_tree(temporary)
         return {path: digest for path, (_, digest) in listed.items()}
 
+    def join_family(self, family: str, key: str) -> None:
+        """Note that `key` is of `family` (same wheel, settings and code, other rules), so that a piece made
+        for other rules can take what this one made of the files both keep. A marker file, under a folder
+        whose name starts with "." (no shard, no entry: `cache prune` leaves it to its pieces)."""
+        with contextlib.suppress(OSError):
+            folder = self.folder / FAMILIES / family
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / key).touch()
+
+    def family(self, family: str) -> list[str]:
+        """The keys noted for `family`, newest first; a marker whose piece is gone is removed."""
+        folder = self.folder / FAMILIES / family
+        try:
+            markers = sorted(folder.iterdir(), key=lambda p: -p.stat().st_mtime)
+        except OSError:
+            return []
+        keys = []
+        for marker in markers:
+            if (self.entry_dir(marker.name) / MANIFEST).is_file():
+                keys.append(marker.name)
+            else:
+                marker.unlink(missing_ok=True)
+        return keys
+
     def discard(self, key: str) -> None:
         """Remove a damaged entry: renamed away first, so no other build starts reading it half removed."""
         entry = self.entry_dir(key)
@@ -122,7 +147,7 @@ def checkout(
         return False
 
     def put(path: str, origin: str, target: str) -> bool:
-        return link_or_copy(origin, target) and (not check or _matches(target, files[path]))
+        return link_or_copy(origin, target) and (not check or matches(target, files[path]))
 
     return place(files, os.fspath(source), target_for, put)
 
@@ -144,7 +169,8 @@ def place(
     return True
 
 
-def _matches(target: str, expected: Any) -> bool:
+def matches(target: str, expected: Any) -> bool:
+    """The file at `target` is a regular file of the listed [size, sha256]."""
     if not (isinstance(expected, list) and len(expected) == 2 and is_sha256(str(expected[1]))):
         return False
     try:

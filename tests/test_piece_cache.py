@@ -217,6 +217,42 @@ def test_a_changed_strip_rule_reuses_the_checks_that_read_nothing_it_removed(
     assert changed.manifest["sha256"] == cold(stack, tmp_path, requirements, "readme", **readme)
 
 
+def test_a_wheel_made_again_for_other_rules_takes_what_it_keeps_from_its_earlier_piece(
+    stack: LocalIndex, tmp_path: Path
+) -> None:
+    """The files both pieces keep were stripped and compiled once: the new piece links them (the same
+    inodes), checked against the earlier piece's manifest, and makes only what it must."""
+    requirements = ["demo", "alpha"]
+    build(options(stack, tmp_path, requirements, cache="cache", out="one"))
+    before = entry_of(tmp_path / "cache", "alpha")
+    notes = {"strip": {"packages": {"alpha": {"remove": ["**/*.md"]}}}}
+    changed = build(options(stack, tmp_path, requirements, cache="cache", out="two", **notes))
+    assert processed(changed) == ["alpha"]
+    after = [
+        e for e in entries(tmp_path / "cache") if (e / FILES / "python" / "alpha").is_dir() and e != before
+    ]
+    assert len(after) == 1
+    kept = json.loads((after[0] / MANIFEST).read_text())
+    pyc = kept["record"]["pycs"]["python/alpha/__init__.py"]
+    for path in ("python/alpha/__init__.py", pyc):
+        assert (after[0] / FILES / path).stat().st_ino == (before / FILES / path).stat().st_ino
+    assert not (after[0] / FILES / "python/alpha/notes.md").exists()
+    assert intact(after[0]) and intact(before)
+    assert changed.manifest["sha256"] == cold(stack, tmp_path, requirements, "notes", **notes)
+
+
+def test_a_damaged_earlier_piece_is_not_taken_from(stack: LocalIndex, tmp_path: Path) -> None:
+    requirements = ["demo", "alpha"]
+    build(options(stack, tmp_path, requirements, cache="cache", out="one"))
+    before = entry_of(tmp_path / "cache", "alpha")
+    target = before / FILES / "python/alpha/__init__.py"
+    os.chmod(target, 0o644)
+    target.write_text("value = 'planted'\n")  # the manifest still lists the real file's size and sha256
+    notes = {"strip": {"packages": {"alpha": {"remove": ["**/*.md"]}}}}
+    changed = build(options(stack, tmp_path, requirements, cache="cache", out="two", **notes))
+    assert changed.manifest["sha256"] == cold(stack, tmp_path, requirements, "notes", **notes)
+
+
 def test_a_changed_strip_rule_reprocesses_only_the_wheels_it_touches(
     stack: LocalIndex, tmp_path: Path
 ) -> None:

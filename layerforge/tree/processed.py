@@ -16,6 +16,7 @@ pieces came from the cache.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,7 +35,16 @@ from .. import __version__
 from ..binaries import binfmt, elfexcise, elfheaders, elfstrip
 from ..binaries.elfstrip import StripLevel, StripReport, strip_debug
 from ..cache import ProvenDigest
-from ..piece_cache import FILES, PieceCache, checkout, code_fingerprint, place, remove_tree
+from ..piece_cache import (
+    FILES,
+    PieceCache,
+    checkout,
+    code_fingerprint,
+    link_or_copy,
+    matches,
+    place,
+    remove_tree,
+)
 from ..runners.interpreters import Interpreter
 from . import _compile_worker, bytecode, unpack
 from .bytecode import BytecodeReport, compile_tree
@@ -101,6 +111,8 @@ class _Wheel:
     stored: frozenset[str]  # destinations the piece holds
     processed: frozenset[str]  # of those, what no rule removes: stripped and compiled
     key: str
+    # The key without the rules: pieces of one family process a file they both keep to the same bytes.
+    family: str = ""
 
 
 def assemble(
@@ -317,7 +329,9 @@ def _describe(
         "settings": dataclasses.asdict(settings),
     }
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-    return _Wheel(wheel, distribution, planned, frozenset(stored), frozenset(processed), key)
+    material.pop("rules")
+    family = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return _Wheel(wheel, distribution, planned, frozenset(stored), frozenset(processed), key, family)
 
 
 @cache
@@ -356,11 +370,13 @@ def _obtain(
     temporary = cache_.temporary()
     made = temporary / FILES if temporary is not None else where.folder / "made"
     try:
-        record = _process(wheel, made, settings, compiler, jobs)
+        record = _process(wheel, made, settings, compiler, jobs, _sibling(cache_, wheel))
         sizes = {path: (made / path).stat().st_size for path in _files(made)}
         if not checkout(made, where, dict.fromkeys(sizes), check=False):
             raise OSError(f"the piece of {wheel.file.path.name} could not be checked out of {made}")
         digests = cache_.install(temporary, wheel.key, record) if temporary is not None else {}
+        if temporary is not None:
+            cache_.join_family(wheel.family, wheel.key)
     finally:
         # A wheel refused as hostile, or a failure: nothing of it stays in the cache.
         if temporary is not None:
@@ -394,11 +410,63 @@ def _files(top: Path) -> list[str]:
     return sorted(p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file())
 
 
+@dataclass(frozen=True)
+class _Sibling:
+    """A piece of the same family (same wheel, settings and code; other rules), checked out of the cache:
+    what it made of the files both keep is what this piece would make of them."""
+
+    entry: Path  # the entry's files
+    files: dict[str, Any]
+    record: dict[str, Any]
+
+    def reusable(self, wheel: _Wheel, settings: PieceSettings) -> dict[str, list[str]]:
+        """Processed path -> the sibling's files that stand for it (the file, and its .pyc)."""
+        compiles = settings.compiler is not None
+        found: dict[str, list[str]] = {}
+        for path in wheel.processed:
+            if path not in self.files:
+                continue
+            if not path.endswith(".py") or not compiles:
+                found[path] = [path]
+            elif path in self.record["pycs"] and self.record["pycs"][path] in self.files:
+                found[path] = [path, self.record["pycs"][path]]
+            elif path in self.record["failed"]:
+                found[path] = [path]
+        return found
+
+
+def _sibling(cache_: PieceCache, wheel: _Wheel) -> _Sibling | None:
+    """A piece of the wheel's family whose record is whole, if the cache has one."""
+    for key in cache_.family(wheel.family):
+        manifest = cache_.manifest(key)
+        if manifest is None or key == wheel.key:
+            continue
+        files = manifest["files"]
+        record = manifest.get("record")
+        if not isinstance(record, dict) or not all(
+            isinstance(record.get(k), dict) for k in ("pycs", "failed", "strip")
+        ):
+            continue
+        return _Sibling(cache_.entry_dir(key) / FILES, files, record)
+    return None
+
+
 def _process(
-    wheel: _Wheel, root: Path, settings: PieceSettings, compiler: Interpreter | None, jobs: int
+    wheel: _Wheel,
+    root: Path,
+    settings: PieceSettings,
+    compiler: Interpreter | None,
+    jobs: int,
+    sibling: _Sibling | None = None,
 ) -> dict[str, Any]:
+    """Unpack the wheel's stored files into `root`, strip and compile what no rule removes. What a sibling
+    made of a file this piece keeps too is linked from it (checked against its manifest) instead."""
     root.mkdir(parents=True, exist_ok=True)
-    items = [item for item in wheel.planned if item.destination in wheel.stored]
+    reused = sibling.reusable(wheel, settings) if sibling is not None else {}
+    linked = _link_from(sibling, reused, root) if sibling is not None else {}
+    items = [
+        item for item in wheel.planned if item.destination in wheel.stored and item.destination not in linked
+    ]
     _write_batches(root, {wheel.file.path: items}, jobs=jobs)
     name = wheel.file.path.name
     piece = LayerTree(
@@ -432,7 +500,41 @@ def _process(
         for pyc in _candidate_pycs(source, settings, compiler):
             if pyc in piece.files and piece.files[pyc] is not before.get(pyc):
                 pycs[source] = pyc
-    return {"pycs": pycs, "failed": _failures(report.failed, set(sources)), "strip": _outcomes(stripped)}
+    record: dict[str, dict[str, Any]] = {
+        "pycs": pycs,
+        "failed": _failures(report.failed, set(sources)),
+        "strip": _outcomes(stripped),
+    }
+    if sibling is not None:
+        for path in linked:
+            for kind in ("pycs", "failed", "strip"):
+                if path in sibling.record[kind]:
+                    record[kind][path] = sibling.record[kind][path]
+    return record
+
+
+def _link_from(sibling: _Sibling, reused: dict[str, list[str]], root: Path) -> dict[str, list[str]]:
+    """Link the sibling's files for `reused` into `root`, each checked against the sibling's manifest;
+    the paths done. One that is missing or damaged is left to be made here, with what stands for it."""
+    done: dict[str, list[str]] = {}
+    origin = os.fspath(sibling.entry)
+    for path, files in sorted(reused.items()):
+        targets = [os.path.join(root, file) for file in files]
+        ok = True
+        for file, target in zip(files, targets, strict=True):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if not (
+                link_or_copy(os.path.join(origin, file), target) and matches(target, sibling.files[file])
+            ):
+                ok = False
+                break
+        if ok:
+            done[path] = files
+        else:
+            for target in targets:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+    return done
 
 
 def _candidate_pycs(source: str, settings: PieceSettings, compiler: Interpreter | None) -> Iterable[str]:
