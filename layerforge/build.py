@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from typing import Any
 from . import __version__
 from .binaries.audit import AuditReport, audit_tree
 from .binaries.elfstrip import StripLevel, StripReport
-from .cache import ProvenDigest, WheelCache, sha256_of
+from .cache import WheelCache, sha256_of
 from .errors import LockError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
@@ -316,8 +316,6 @@ class _Slimmed:
     binaries: StripReport | None  # None when the recipe leaves shared objects as they are
     # Wheel names: those whose piece came from the processed-wheel cache, and those processed here.
     pieces: dict[str, list[str]] = field(default_factory=dict)
-    # Tree paths whose sha256 the checkout of their piece proved: not hashed again by their readers.
-    proven: dict[str, ProvenDigest] = field(default_factory=dict)
 
 
 def _build_in(
@@ -343,9 +341,12 @@ def _build_in(
     provided = _runtime_stand_ins(staging, options, lock)
     # Opened before the audit and the zip start reading the tree and closed after they end, so that the
     # watch can tell their opens from the checks' (verify/opens.py); passing checks are filed on close.
+    # Only a local interpreter's checks are filed: a Docker verification (--docker, or no interpreter of
+    # the target here) has no use for it.
     watched = [tree.root, *([provided.python_dir] if provided is not None else [])]
+    local = options.verify and interpreter is not None and not options.docker
     with (
-        OpenWatch(watched) if options.verify else nullcontext(None) as watch,
+        OpenWatch(watched) if local else nullcontext(None) as watch,
         ThreadPoolExecutor(max_workers=2) as background,
     ):
         auditing = _PendingAudit(
@@ -370,10 +371,9 @@ def _build_in(
                 jobs=options.jobs,
                 progress=_unless(cancelled),
                 cache=MemberCache(options.cache_dir),
-                proven=prepared.proven,
             )
             events.stage("verify")
-            verify = _verify(options, tree, slim, interpreter, events, provided, watch, prepared.proven)
+            verify = _verify(options, tree, slim, interpreter, events, provided, watch)
             audit = auditing.verdict()
             if not verify.ran:
                 events.warn(verify.not_run_reason)
@@ -458,7 +458,7 @@ def _prepare_tree(
         )
 
     pieces = {"from_cache": sorted(assembled.from_cache), "processed": sorted(assembled.processed)}
-    return _Slimmed(tree, unpacked_bytes, slim, bytecode, interpreter, binaries, pieces, assembled.proven)
+    return _Slimmed(tree, unpacked_bytes, slim, bytecode, interpreter, binaries, pieces)
 
 
 class _PendingAudit:
@@ -612,7 +612,6 @@ def _verify(
     events: BuildEvents,
     provided: LayerTree | None = None,
     watch: OpenWatch | None = None,
-    proven: Mapping[str, ProvenDigest] | None = None,
 ) -> VerifyReport:
     if not options.verify:
         return not_run(options.target, "verification was turned off (--no-verify)")
@@ -656,7 +655,6 @@ def _verify(
             system_libraries=libraries,
             proofs=proofs,
             watch=watch,
-            proven=proven,
         )
         alone.skipping_optional(optional).raise_for_failures()
     report = verifier.verify(
@@ -672,7 +670,6 @@ def _verify(
         system_libraries=libraries,
         proofs=proofs,
         watch=watch,
-        proven=proven,
     ).skipping_optional(optional)
     if report.reused:
         events.note(

@@ -8,7 +8,6 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
@@ -56,37 +55,44 @@ def touch(path: Path) -> None:
         os.utime(path)
 
 
-# (path, device, inode, size, mtime in ns) -> the sha256 this process found for that file.
-@dataclass(frozen=True)
-class ProvenDigest:
-    """A file's sha256, with the identity the file had when the digest was proven against its bytes (a
-    piece checked out and hashed, or one just made and filed). While the file keeps that inode, size and
-    mtime its bytes are the same: a rewrite by rename gets another inode, one in place another mtime.
-    So later readers of a build's tree (the verification cache, the zip's member keys) need not hash
-    again what the checkout hashed."""
-
-    inode: int
-    size: int
-    mtime_ns: int
-    sha256: str
-
-    @classmethod
-    def of(cls, path: str, sha256: str) -> ProvenDigest:
-        found = os.stat(path)
-        return cls(found.st_ino, found.st_size, found.st_mtime_ns, sha256)
-
-    def holds_for(self, found: os.stat_result) -> bool:
-        return (found.st_ino, found.st_size, found.st_mtime_ns) == (self.inode, self.size, self.mtime_ns)
+# (device, inode, size, mtime in ns) -> the sha256 this process found for a file of that identity. While a
+# file keeps its inode, size and mtime its bytes are the same: a rewrite by rename gets another inode, one
+# in place another mtime. A hard link shares the identity of what it links to, so a piece's file checked
+# out into a build's tree is known by the digest its checkout proved (the verification cache and the
+# zip's member keys read it, instead of hashing the tree again).
+_HASHED: dict[tuple[int, int, int, int], str] = {}
 
 
-_HASHED: dict[tuple[str, int, int, int, int], str] = {}
+def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
-def _identity(path: Path) -> tuple[str, int, int, int, int]:
-    found = path.stat()
+def _regular(path: str | Path) -> os.stat_result:
+    found = os.stat(path)
     if not stat.S_ISREG(found.st_mode):
         raise FileNotFoundError(path)
-    return str(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+    return found
+
+
+def note_sha256(found: os.stat_result, sha256: str) -> None:
+    """A file of this identity (`found`, taken before its bytes were read) has this sha256."""
+    _HASHED[_identity(found)] = sha256
+
+
+def known_sha256(found: os.stat_result) -> str | None:
+    """The sha256 this process proved for a file of `found`'s identity, if it did."""
+    return _HASHED.get(_identity(found))
+
+
+def sha256_known_or_read(path: str | Path) -> str:
+    """`path`'s sha256: the one this process proved for the file as it is, else read (and noted)."""
+    found = _regular(path)
+    known = known_sha256(found)
+    if known is not None:
+        return known
+    digest = sha256_of(path)
+    note_sha256(found, digest)
+    return digest
 
 
 class WheelCache:
@@ -127,21 +133,21 @@ class WheelCache:
         """
         path = self.path_for(sha256, filename)
         try:
-            identity = _identity(path)
+            found = _regular(path)
         except OSError:
             return None
-        if _HASHED.get(identity) != sha256 and sha256_of(path) != sha256:
+        if known_sha256(found) != sha256 and sha256_of(path) != sha256:
             path.unlink(missing_ok=True)
             return None
         touch(path)
         with contextlib.suppress(OSError):
-            _HASHED[_identity(path)] = sha256  # the touch moved its mtime
+            note_sha256(_regular(path), sha256)  # the touch moved its mtime
         return path
 
     def note_hashed(self, path: Path, sha256: str) -> None:
         """`path` was written from bytes whose hash was checked as they came: no need to read it again."""
         with contextlib.suppress(OSError):  # a prune may have taken it already
-            _HASHED[_identity(path)] = sha256
+            note_sha256(_regular(path), sha256)
 
     def checkout(self, path: Path, folder: Path) -> Path | None:
         """The build's own name for a cached wheel in `folder`: a hard link, else a copy. A prune that

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .cache import touch
@@ -46,43 +47,58 @@ class MemberCache:
     def get(self, key: str) -> bytes | None:
         """The stream stored under `key`, when the entry is whole; a damaged entry is removed."""
         path = self.path_for(key)
-        try:
-            raw = path.read_bytes()
-        except OSError:
-            return None
-        head = len(_MAGIC) + _DIGEST_BYTES
-        stream = raw[head:]
-        if raw[: len(_MAGIC)] != _MAGIC or raw[len(_MAGIC) : head] != _digest(key, stream):
-            path.unlink(missing_ok=True)
-            return None
-        touch(path)
+        stream = read_entry(path, _MAGIC, lambda body: _digest(key, body))
+        if stream is not None:
+            touch(path)
         return stream
 
     def put(self, key: str, stream: bytes) -> None:
         """File `stream` under `key`, atomically. A cache that cannot be written only costs speed."""
-        path = self.path_for(key)
-        try:
-            handle, temporary = self._temporary(path.parent)
-        except OSError:
-            return
-        try:
-            with os.fdopen(handle, "wb") as sink:
-                sink.write(_MAGIC)
-                sink.write(_digest(key, stream))
-                sink.write(stream)
-            os.replace(temporary, path)
-        except BaseException as error:
-            Path(temporary).unlink(missing_ok=True)
-            if not isinstance(error, OSError):
-                raise
+        write_entry(self.path_for(key), _MAGIC, _digest(key, stream), stream, self._temporary_prefix)
 
-    def _temporary(self, folder: Path) -> tuple[int, str]:
-        # The folder is there for all but the first entry of each of its 256 shards: try before mkdir.
-        try:
-            return tempfile.mkstemp(dir=folder, prefix=self._temporary_prefix, suffix=TEMP_SUFFIX)
-        except FileNotFoundError:
-            folder.mkdir(parents=True, exist_ok=True)
-            return tempfile.mkstemp(dir=folder, prefix=self._temporary_prefix, suffix=TEMP_SUFFIX)
+
+def write_entry(path: Path, magic: bytes, digest: bytes, body: bytes, temporary_prefix: str) -> None:
+    """A cache entry that is one file: magic, digest and body, written to a temporary name in its folder
+    (`temporary_prefix` names the owner, for `cache prune`) and renamed into place. A cache that cannot
+    be written only costs speed, so an OSError is swallowed; the temporary never stays."""
+    try:
+        handle, temporary = _temporary(path.parent, temporary_prefix)
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            sink.write(magic)
+            sink.write(digest)
+            sink.write(body)
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if not isinstance(error, OSError):
+            raise
+
+
+def read_entry(path: Path, magic: bytes, digest_of: Callable[[bytes], bytes]) -> bytes | None:
+    """The body of an entry `write_entry` wrote, when it is whole; one that is not (truncated, damaged,
+    moved under another name) is removed."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    head = len(magic) + _DIGEST_BYTES
+    body = raw[head:]
+    if raw[: len(magic)] != magic or raw[len(magic) : head] != digest_of(body):
+        path.unlink(missing_ok=True)
+        return None
+    return body
+
+
+def _temporary(folder: Path, prefix: str) -> tuple[int, str]:
+    # The folder is there for all but the first entry of each of its shards: try before mkdir.
+    try:
+        return tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
 
 
 def _digest(key: str, stream: bytes) -> bytes:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .cache import is_sha256, sha256_of, touch
+from .cache import is_sha256, known_sha256, note_sha256, sha256_of, touch
 from .member_cache import TEMP_PREFIX
 from .staging import host_label
 
@@ -69,17 +69,19 @@ class PieceCache:
         touch(path)
         return data
 
-    def install(self, temporary: Path, key: str, record: dict[str, Any]) -> dict[str, str]:
+    def install(self, temporary: Path, key: str, record: dict[str, Any]) -> None:
         """Write the manifest last, then rename the whole folder into place. Another build that filed the
-        same key first wins; ours is dropped (both are the same bytes). Returns each file's sha256."""
+        same key first wins; ours is dropped (both are the same bytes)."""
         files = temporary / FILES
         listed: dict[str, tuple[int, str]] = {}
         for path in sorted(_walk(files)):
-            size = (files / path).stat().st_size
+            found = (files / path).stat()
             digest = sha256_of(files / path)
-            if (files / path).stat().st_size != size:
+            if (files / path).stat().st_size != found.st_size:
                 raise OSError(f"{files / path} changed while the piece was filed")
-            listed[path] = (size, digest)
+            listed[path] = (found.st_size, digest)
+            # The build's tree links these very files (checked out before the filing): known by digest now.
+            note_sha256(found, digest)
             _read_only(files / path)
         manifest = {"format": FORMAT, "key": key, "files": listed, "record": record}
         manifest["bytes"] = sum(int(size) for size, _ in listed.values())
@@ -90,7 +92,6 @@ class PieceCache:
             os.rename(temporary, destination)
         except OSError:
             remove_tree(temporary)
-        return {path: digest for path, (_, digest) in listed.items()}
 
     def join_family(self, family: str, key: str) -> None:
         """Note that `key` is of `family` (same wheel, settings and code, other rules), so that a piece made
@@ -179,7 +180,14 @@ def matches(target: str, expected: Any) -> bool:
         return False
     if not stat.S_ISREG(found.st_mode) or found.st_size != expected[0]:
         return False
-    return sha256_of(target) == str(expected[1])
+    if known_sha256(found) == expected[1]:
+        return True
+    if sha256_of(target) != str(expected[1]):
+        return False
+    note_sha256(
+        found, str(expected[1])
+    )  # the tree's later readers (zip, verification cache) need not hash it
+    return True
 
 
 def link_or_copy(source: str | Path, target: str | Path) -> bool:

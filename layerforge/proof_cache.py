@@ -15,18 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .cache import touch
-from .member_cache import TEMP_PREFIX, TEMP_SUFFIX
+from .member_cache import TEMP_PREFIX, read_entry, write_entry
 from .staging import host_label
 
 KIND = "proofs"
 _MAGIC = b"LFPROOF1\n"
-_DIGEST_BYTES = 32
 
 
 class ProofFiles:
@@ -59,38 +57,18 @@ class ProofFiles:
     def put(self, context: str, data: Mapping[str, Any]) -> None:
         """File `data` under `context`, atomically. A cache that cannot be written only costs time."""
         body = json.dumps(data, sort_keys=True).encode()
-        folder = self.folder / context
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(
-                dir=folder, prefix=f"{TEMP_PREFIX}{host_label()}-{os.getpid()}-", suffix=TEMP_SUFFIX
-            )
-        except OSError:
-            return
-        try:
-            with os.fdopen(handle, "wb") as sink:
-                sink.write(_MAGIC + hashlib.sha256(body).digest() + body)
-            os.replace(temporary, folder / hashlib.sha256(body).hexdigest())
-        except BaseException as error:
-            Path(temporary).unlink(missing_ok=True)
-            if not isinstance(error, OSError):
-                raise
+        digest = hashlib.sha256(body)
+        path = self.folder / context / digest.hexdigest()
+        write_entry(path, _MAGIC, digest.digest(), body, f"{TEMP_PREFIX}{host_label()}-{os.getpid()}-")
 
     def _read(self, path: Path) -> dict[str, Any] | None:
-        try:
-            raw = path.read_bytes()
-        except OSError:
-            return None
-        head = len(_MAGIC) + _DIGEST_BYTES
-        body = raw[head:]
-        if raw[: len(_MAGIC)] != _MAGIC or raw[len(_MAGIC) : head] != hashlib.sha256(body).digest():
-            self.discard(path)
+        body = read_entry(path, _MAGIC, lambda raw: hashlib.sha256(raw).digest())
+        if body is None:
             return None
         try:
             data = json.loads(body)
         except ValueError:
-            self.discard(path)
-            return None
+            data = None
         if not isinstance(data, dict):
             self.discard(path)
             return None

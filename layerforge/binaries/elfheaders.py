@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import posixpath
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,6 +103,13 @@ class Dynamic:
     needed: tuple[str, ...] = ()
     soname: str | None = None
     search_path: tuple[str, ...] = ()  # DT_RUNPATH, else DT_RPATH, split; may hold $ORIGIN
+
+    def search_folders(self, origin: str) -> tuple[str, ...]:
+        """The search path with $ORIGIN (or ${ORIGIN}) as `origin`, the object's own folder, normalised."""
+        return tuple(
+            posixpath.normpath(entry.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", origin))
+            for entry in self.search_path
+        )
 
 
 @dataclass(frozen=True)

@@ -83,14 +83,11 @@ def missing_libraries(
 
 
 def _search_folders(obj: LinkedObject) -> Iterator[str]:
-    here = posixpath.dirname(obj.path)
-    for entry in obj.dynamic.search_path:
-        expanded = entry.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", here)
-        if expanded.startswith(LAYER_MOUNT + "/"):
-            expanded = expanded[len(LAYER_MOUNT) + 1 :]
-        elif expanded.startswith("/"):
-            continue  # a folder of the build machine: not on Lambda
-        yield posixpath.normpath(expanded)
+    for folder in obj.dynamic.search_folders(posixpath.dirname(obj.path)):
+        if folder.startswith(LAYER_MOUNT + "/"):
+            yield folder[len(LAYER_MOUNT) + 1 :]
+        elif not folder.startswith("/"):  # else a folder of the build machine: not on Lambda
+            yield folder
 
 
 def library_names(root: Path) -> frozenset[str]:

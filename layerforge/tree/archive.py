@@ -13,7 +13,7 @@ import stat
 import tempfile
 import zipfile
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import deflate
 
 from ..binaries.binfmt import iter_files
-from ..cache import ProvenDigest, sha256_of
+from ..cache import known_sha256, sha256_of
 from ..member_cache import MemberCache
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -77,15 +77,14 @@ def write_zip(
     progress: Callable[[int], None] | None = None,
     jobs: int | None = None,
     cache: MemberCache | None = None,
-    proven: Mapping[str, ProvenDigest] | None = None,
 ) -> ZipResult:
     """Zip `root`'s files (or the given entries) into `destination`, atomically.
 
     Members are deflated in `jobs` threads (libdeflate releases the GIL), each whole, so the bytes do not
     depend on `jobs`. With a `cache`, a member whose stream is there is copied, not deflated again, and
     every stream deflated is filed there for the next build: the bytes do not depend on the cache either.
-    `proven` maps arcnames to digests a checkout proved (cache.py): a member's key is made from that,
-    not from hashing it again, while the file keeps the identity it had then.
+    A member whose sha256 this process has proved (a piece's checkout, cache.py) is keyed by that digest,
+    not hashed again.
     """
     items = sorted(entries, key=lambda item: item[0]) if entries is not None else layer_entries(root)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +100,7 @@ def write_zip(
             zipfile.ZipFile(temporary, "w") as archive,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
-            for info, data, (stream, from_cache) in _compressed_in_order(items, pool, cache, proven or {}):
+            for info, data, (stream, from_cache) in _compressed_in_order(items, pool, cache):
                 _write_member(archive, info, data, stream)
                 unzipped += len(data)
                 cached += from_cache
@@ -164,7 +163,6 @@ def _compressed_in_order(
     items: list[tuple[str, Path]],
     pool: ThreadPoolExecutor,
     cache: MemberCache | None,
-    proven: Mapping[str, ProvenDigest],
 ) -> Iterator[tuple[zipfile.ZipInfo, bytes, _Stream]]:
     """Members in order with their deflate streams, reading ahead while at most _IN_FLIGHT_BYTES wait."""
     pending: deque[_Pending] = deque()
@@ -178,8 +176,7 @@ def _compressed_in_order(
         found = path.stat()
         info = _zip_info(arcname, found)
         data = path.read_bytes()
-        known = proven.get(arcname)
-        sha256 = known.sha256 if known is not None and known.holds_for(found) else None
+        sha256 = known_sha256(found)
         key = None
         future = None
         if len(data) >= _DEDUPE_FLOOR and sizes[len(data)] > 1:

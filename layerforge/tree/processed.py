@@ -34,7 +34,6 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from .. import __version__
 from ..binaries import binfmt, elfexcise, elfheaders, elfstrip
 from ..binaries.elfstrip import StripLevel, StripReport, strip_debug
-from ..cache import ProvenDigest
 from ..piece_cache import (
     FILES,
     PieceCache,
@@ -99,8 +98,6 @@ class Assembled:
     pycs: dict[str, tuple[str, Path]] = field(default_factory=dict)  # source -> (pyc path, made file)
     failed: dict[str, str] = field(default_factory=dict)  # source -> why it did not compile
     strip: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> {"saved"|"skipped"...}
-    # Tree paths whose sha256 the checkout proved (or the filing computed), as they were then.
-    proven: dict[str, ProvenDigest] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,12 +151,7 @@ def assemble(
         direct = frozenset(p for p in owned[index] if p in described[index].processed)
         where = _Where(root, work / str(index), direct)
         early = (ready or {}).get(described[index].key)
-        record, sizes, hit, digests = _obtain(described[index], where, cache, settings, compiler, jobs, early)
-        # The piece's bytecode waits in its folder until `finish` renames it into the tree: the same
-        # inode and mtime, so the digest proven here still stands for it there.
-        for path in (direct | set(record["pycs"].values())) & digests.keys():
-            assembled.proven[path] = ProvenDigest.of(where(path), digests[path])
-        return record, sizes, hit
+        return _obtain(described[index], where, cache, settings, compiler, jobs, early)
 
     # Biggest first, so that the threads finish together.
     order = sorted(range(len(described)), key=lambda i: -described[i].file.path.stat().st_size)
@@ -349,21 +341,20 @@ def _obtain(
     compiler: Interpreter | None,
     jobs: int,
     early: Path | None = None,
-) -> tuple[dict[str, Any], dict[str, int], bool, dict[str, str]]:
-    """The piece checked out into `folder`: (its record, its files' sizes, whether it came from the cache,
-    its files' sha256 as checked or filed). `early`: the piece's files, checked out and checked already,
-    to move in."""
+) -> tuple[dict[str, Any], dict[str, int], bool]:
+    """The piece checked out into `folder`: (its record, its files' sizes, whether it came from the cache).
+    `early`: the piece's files, checked out and checked already, to move in."""
     manifest = cache_.manifest(wheel.key)
     if manifest is not None:
         files = manifest["files"]
         record = valid_record(manifest.get("record"), wheel, files)
         if record is not None and early is not None:
             if _move_in(early, where, files):
-                return record, _sizes(files), True, _digests(files)
+                return record, _sizes(files), True
             where.clear()
         entry = cache_.entry_dir(wheel.key) / FILES
         if record is not None and checkout(entry, where, files):
-            return record, _sizes(files), True, _digests(files)
+            return record, _sizes(files), True
         where.clear()
     # Damaged, or of another format: an entry is whole from its rename on, so none is mid-write here.
     cache_.discard(wheel.key)
@@ -374,22 +365,18 @@ def _obtain(
         sizes = {path: (made / path).stat().st_size for path in _files(made)}
         if not checkout(made, where, dict.fromkeys(sizes), check=False):
             raise OSError(f"the piece of {wheel.file.path.name} could not be checked out of {made}")
-        digests = cache_.install(temporary, wheel.key, record) if temporary is not None else {}
         if temporary is not None:
+            cache_.install(temporary, wheel.key, record)
             cache_.join_family(wheel.family, wheel.key)
     finally:
         # A wheel refused as hostile, or a failure: nothing of it stays in the cache.
         if temporary is not None:
             remove_tree(temporary)
-    return record, sizes, False, digests
+    return record, sizes, False
 
 
 def _sizes(files: Mapping[str, Any]) -> dict[str, int]:
     return {path: int(listed[0]) for path, listed in files.items()}
-
-
-def _digests(files: Mapping[str, Any]) -> dict[str, str]:
-    return {path: str(listed[1]) for path, listed in files.items()}
 
 
 def _move_in(early: Path, where: _Where, files: Mapping[str, Any]) -> bool:
@@ -420,17 +407,19 @@ class _Sibling:
     record: dict[str, Any]
 
     def reusable(self, wheel: _Wheel, settings: PieceSettings) -> dict[str, list[str]]:
-        """Processed path -> the sibling's files that stand for it (the file, and its .pyc)."""
+        """Processed path -> the sibling's files that stand for it (the file, and its .pyc). Its record is
+        input like any cache entry: only entries of the shapes `valid_record` accepts are taken."""
         compiles = settings.compiler is not None
+        pycs, failed, strip = self.record["pycs"], self.record["failed"], self.record["strip"]
         found: dict[str, list[str]] = {}
         for path in wheel.processed:
-            if path not in self.files:
+            if path not in self.files or (path in strip and not _outcome_shape(strip[path])):
                 continue
             if not path.endswith(".py") or not compiles:
                 found[path] = [path]
-            elif path in self.record["pycs"] and self.record["pycs"][path] in self.files:
-                found[path] = [path, self.record["pycs"][path]]
-            elif path in self.record["failed"]:
+            elif isinstance(pycs.get(path), str) and pycs[path] in self.files:
+                found[path] = [path, pycs[path]]
+            elif isinstance(failed.get(path), str):
                 found[path] = [path]
         return found
 

@@ -181,15 +181,9 @@ def _objects(tree: LayerTree, dropped: set[str]) -> dict[str, _Object]:
         dynamic = _dynamic(tree.root / path)
         if dynamic.needed:
             folder = posixpath.dirname(path)
-            searches = frozenset(_resolve(folder, entry) for entry in dynamic.search_path)
+            searches = frozenset(dynamic.search_folders(folder))
             objects[path] = _Object(dynamic.needed, dynamic.soname or name, searches)
     return objects
-
-
-def _resolve(folder: str, entry: str) -> str:
-    """A search-path entry as a layer path: `$ORIGIN/../../scipy.libs` seen from `python/scipy/linalg`."""
-    expanded = entry.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", folder)
-    return posixpath.normpath(expanded)
 
 
 def _extension_module(path: str) -> str | None:

@@ -30,7 +30,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..cache import ProvenDigest
 from ..errors import InputError, VerificationError
 from ..limits import recommended_memory_mb
 from ..runners.interpreters import Interpreter, install_hint, packaged_script, search_summary
@@ -296,7 +295,6 @@ def verify_layer(
     system_libraries: Iterable[str] = (),
     proofs: ProofStore | None = None,
     watch: OpenWatch | None = None,
-    proven: Mapping[str, ProvenDigest] | None = None,
 ) -> VerifyReport:
     """Import `modules`, read the version of each of `distributions` and run `smoke` against the layer.
 
@@ -311,8 +309,7 @@ def verify_layer(
     (`loaded.py`), unless `system_libraries` names it (another layer's lib/, `[audit] system_libraries`).
     With `proofs`, a run that passed before is not run again while nothing it read changed (proofs.py);
     `watch`, when the caller reads the tree meanwhile, is one it opened before it started reading and
-    closes after (opens.py), and the runs that pass are filed when it closes. `proven` maps layer paths
-    to digests a checkout proved (a build's pieces): the cache does not hash those files again.
+    closes after (opens.py), and the runs that pass are filed when it closes.
     """
     if interpreter is None:
         return not_run(target)
@@ -340,7 +337,6 @@ def verify_layer(
                 Roots.of(sandbox.layer, runtime_paths),
                 modules,
                 smoke is not None,
-                proven or {},
             )
             if proofs is not None
             else None
@@ -356,10 +352,7 @@ def verify_layer(
             copy_seconds=copy_seconds,
         )
         if session is not None:
-            reused = (["imports of " + ", ".join(session.covered)] if session.covered else []) + (
-                ["the smoke code"] if session.smoke_proof is not None else []
-            )
-            report = dataclasses.replace(report, reused=tuple(reused))
+            report = dataclasses.replace(report, reused=session.reused())
         runs = [run.result.get("loaded_objects") for run in (imports, smoke_run) if run and run.result]
         host = host_libraries(
             runs,

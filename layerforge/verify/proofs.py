@@ -48,7 +48,7 @@ from typing import Any
 
 from .. import __version__
 from ..binaries.needed import read_dynamic
-from ..cache import ProvenDigest, sha256_of
+from ..cache import sha256_known_or_read
 from ..proof_cache import ProofFiles
 from .opens import OpenWatch
 
@@ -113,9 +113,7 @@ def python_opens(traces: Iterable[RunTrace]) -> Counter[str]:
     return counts
 
 
-def facts_of(
-    trace: RunTrace, extra: Iterable[str], roots: Roots, memo: Facts | None = None
-) -> dict[str, list[str]] | None:
+def facts_of(trace: RunTrace, extra: Iterable[str], roots: Roots, memo: Facts) -> dict[str, list[str]] | None:
     """The record's keys for one run: which facts, not yet their values. None when a listing by file
     descriptor (or anything else the trace cannot name) makes the run's reads unknowable."""
     seen = trace.seen
@@ -155,7 +153,7 @@ def facts_of(
             keys["host"].add(path)
             continue
         add("content", path)
-        for folder in (memo or Facts()).search_folders(path):
+        for folder in memo.search_folders(path):
             add("search", folder)
     add("search", os.path.join(roots.folders["L"], "lib"))  # LD_LIBRARY_PATH, when it is there
     return {kind: sorted(values) for kind, values in keys.items()}
@@ -163,33 +161,19 @@ def facts_of(
 
 def _search_folders(library: str) -> list[str]:
     dynamic = read_dynamic(Path(library))
-    if dynamic is None:
-        return []
-    origin = os.path.dirname(library)
-    found = []
-    for entry in dynamic.search_path:
-        expanded = entry.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
-        found.append(os.path.normpath(expanded))
-    return found
+    return list(dynamic.search_folders(os.path.dirname(library))) if dynamic is not None else []
 
 
 # ---------------------------------------------------------------------------------------------------
 # The values of the facts, now
 
 
-def values_of(
-    keys: Mapping[str, Sequence[str]], roots: Roots, memo: Facts | None = None
-) -> dict[str, list[Any]]:
-    """Each fact's value in the tree as it is now, in the order of `keys`."""
-    return (memo if memo is not None else Facts()).values(keys, roots)
-
-
 class Facts:
-    """Values read from disk, kept for the other records checked or filed against the same tree.
-    `proven`: absolute paths whose sha256 is known while the file keeps its identity (cache.py)."""
+    """Each fact's value in the tree as it is now, read from disk once and kept for the other records
+    checked or filed against the same tree. A file whose sha256 this process proved (a piece's checkout)
+    is not hashed again (cache.py)."""
 
-    def __init__(self, proven: Mapping[str, ProvenDigest] = {}) -> None:
-        self._proven = proven
+    def __init__(self) -> None:
         self._contents: dict[str, list[Any] | None] = {}
         self._folders: dict[str, list[list[str]] | None] = {}
         self._search: dict[str, list[str]] = {}
@@ -215,8 +199,7 @@ class Facts:
         missing = sorted({path for path in paths if path not in self._contents})
         if missing:
             with ThreadPoolExecutor(max_workers=_HASH_JOBS) as pool:  # hashlib lets go of the GIL
-                found = pool.map(lambda path: _content(path, self._proven.get(path)), missing)
-                self._contents.update(zip(missing, found, strict=True))
+                self._contents.update(zip(missing, pool.map(_content, missing), strict=True))
         return [self._contents[path] for path in paths]
 
     def search_folders(self, library: str) -> list[str]:
@@ -257,15 +240,14 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def _content(path: str, proven: ProvenDigest | None = None) -> list[Any] | None:
+def _content(path: str) -> list[Any] | None:
     try:
         found = os.stat(path)
+        if stat.S_ISDIR(found.st_mode):
+            return ["dir"]
+        return [found.st_size, sha256_known_or_read(path), bool(found.st_mode & 0o111)]
     except OSError:
         return None
-    if stat.S_ISDIR(found.st_mode):
-        return ["dir"]
-    digest = proven.sha256 if proven is not None and proven.holds_for(found) else sha256_of(path)
-    return [found.st_size, digest, bool(found.st_mode & 0o111)]
 
 
 def _listing(path: str) -> list[list[str]] | None:
@@ -332,10 +314,9 @@ class Proof:
     values: Mapping[str, Sequence[Any]]
     outcome: Mapping[str, Any]
 
-    def holds(self, roots: Roots, memo: Facts | None = None) -> bool:
+    def holds(self, roots: Roots, facts: Facts) -> bool:
         """Every fact still has its value. The cheap kinds first: a name a lookup finds now, or a folder
         listed differently, settles it without hashing a file."""
-        facts = memo if memo is not None else Facts()
         for kind in (*(k for k in FACT_KINDS if k != "content"), "content"):
             if _normal(facts.values(self.keys, roots, (kind,))[kind]) != _normal(self.values[kind]):
                 return False
@@ -359,9 +340,7 @@ class ProofStore:
                 found.append((path, proof))
         return found
 
-    def find(
-        self, context: str, modules: Sequence[str], roots: Roots, memo: Facts | None = None
-    ) -> list[Proof]:
+    def find(self, context: str, modules: Sequence[str], roots: Roots, memo: Facts) -> list[Proof]:
         """Proofs whose modules together cover as many of `modules` as they can, each still holding;
         biggest first. For a smoke run, `modules` is empty and one holding proof covers it."""
         wanted = set(modules)
@@ -439,12 +418,10 @@ class ProofSession:
         roots: Roots,
         modules: Sequence[str],
         smoke: bool,
-        proven: Mapping[str, ProvenDigest] = {},
     ) -> None:
         self.store = store
         self.roots = roots
-        layer = roots.folders["L"]
-        self.memo = memo = Facts({os.path.join(layer, path): digest for path, digest in proven.items()})
+        self.memo = memo = Facts()
         self.imports_context = context_key({**context, "mode": "imports"})
         self.smoke_context = context_key({**context, "mode": "smoke"})
         self.import_proofs = store.find(self.imports_context, modules, roots, memo) if modules else []
@@ -454,6 +431,11 @@ class ProofSession:
         self.smoke_proof = (
             next(iter(store.find(self.smoke_context, (), roots, memo)), None) if smoke else None
         )
+
+    def reused(self) -> tuple[str, ...]:
+        """The checks not run again, as the report names them."""
+        imports = ("imports of " + ", ".join(self.covered),) if self.covered else ()
+        return imports + (("the smoke code",) if self.smoke_proof is not None else ())
 
     def file(self, watch: OpenWatch, imports: Ran, smoke: Ran | None) -> None:
         """Once `watch` has closed, file a proof for each run that passed: the imports run, and the smoke
@@ -479,7 +461,7 @@ class ProofSession:
             for context, modules, trace, outcome in pending:
                 keys = facts_of(trace, extra, self.roots, memo)
                 if keys is not None:
-                    proof = Proof(modules, keys, values_of(keys, self.roots, memo), outcome)
+                    proof = Proof(modules, keys, memo.values(keys, self.roots), outcome)
                     self.store.put(context, proof)
 
         watch.when_closed(file_passed)

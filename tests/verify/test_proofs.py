@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.cache import ProvenDigest, sha256_of
+from layerforge.cache import note_sha256, sha256_of
 from layerforge.cache_admin import cache_info, prune
 from layerforge.proof_cache import KIND
 from layerforge.runners.interpreters import Interpreter, probe
@@ -273,15 +273,15 @@ def test_a_proven_digest_stands_for_the_file_only_while_it_keeps_its_identity(tm
     path.write_bytes(b"first")
     roots = Roots.of(tmp_path, [])
     keys = {kind: [] for kind in FACT_KINDS} | {"content": ["L:module.pyc"]}
-    claimed = ProvenDigest.of(str(path), "1" * 64)  # not the real digest: shows which one is used
-    assert Facts({str(path): claimed}).values(keys, roots)["content"] == [[5, "1" * 64, False]]
+    note_sha256(os.stat(path), "1" * 64)  # not the real digest: shows which one is used
+    assert Facts().values(keys, roots)["content"] == [[5, "1" * 64, False]]
     path.write_bytes(b"other")
-    assert Facts({str(path): claimed}).values(keys, roots)["content"] == [[5, sha256_of(path), False]]
+    assert Facts().values(keys, roots)["content"] == [[5, sha256_of(path), False]]
     replacement = tmp_path / "new"
     replacement.write_bytes(b"third")
-    proven = ProvenDigest.of(str(path), sha256_of(path))
+    note_sha256(os.stat(path), sha256_of(path))
     os.replace(replacement, path)
-    assert Facts({str(path): proven}).values(keys, roots)["content"] == [[5, sha256_of(path), False]]
+    assert Facts().values(keys, roots)["content"] == [[5, sha256_of(path), False]]
 
 
 @pytest.mark.parametrize("dotted", ["3.9", "3.10", "3.12", "3.13"])
