@@ -84,6 +84,18 @@ def known_sha256(found: os.stat_result) -> str | None:
     return _HASHED.get(_identity(found))
 
 
+def proven_digests() -> list[list[int | str]]:
+    """The memo, for a child process: [[device, inode, size, mtime_ns, sha256], ...]."""
+    return [[*identity, digest] for identity, digest in _HASHED.items()]
+
+
+def note_proven(entries: list[list[int | str]]) -> None:
+    """Take a parent's memo (`proven_digests`). A file it names keeps its digest here only while its
+    identity is the same: the identity is what every lookup checks."""
+    for device, inode, size, mtime_ns, digest in entries:
+        _HASHED[(int(device), int(inode), int(size), int(mtime_ns))] = str(digest)
+
+
 def sha256_known_or_read(path: str | Path) -> str:
     """`path`'s sha256: the one this process proved for the file as it is, else read (and noted)."""
     found = _regular(path)

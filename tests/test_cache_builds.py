@@ -28,7 +28,7 @@ from layerforge.resolve.lock import resolve
 from layerforge.target import Target
 from layerforge.tree.archive import CACHE_FLOOR, member_key
 from tests.layers import publish_demo_stack
-from tests.support.cli_build import build_command, run_build, wait_stopped
+from tests.support.cli_build import build_command, run_build, stop_group
 from tests.support.index import LocalIndex
 
 BLOBS = 6
@@ -47,14 +47,14 @@ def kill_while_writing_the_cache(process: subprocess.Popen[str], cache: Path) ->
             pytest.fail("the build ended before it was caught writing the cache")
         seen = temporaries(cache)
         if seen:
-            os.kill(process.pid, signal.SIGSTOP)
-            wait_stopped(process.pid)
+            # The whole group: the zip, and so its cache entries, are written by a child of the build.
+            stop_group(process.pid)
             still = [p for p in seen if p.exists()]
             if still:
-                os.kill(process.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
                 return still[0]
-            os.kill(process.pid, signal.SIGCONT)
+            os.killpg(process.pid, signal.SIGCONT)
         time.sleep(0.0005)
     pytest.fail("timed out waiting for the build to write the cache")
 
@@ -96,7 +96,11 @@ def bulk(local_index: LocalIndex, tmp_path: Path) -> Bulk:
 def test_a_build_killed_mid_cache_write_is_followed_by_a_correct_build(bulk: Bulk, tmp_path: Path) -> None:
     cache, out = tmp_path / "cache", tmp_path / "out"
     victim = subprocess.Popen(
-        bulk.command(cache, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        bulk.command(cache, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         partial = kill_while_writing_the_cache(victim, cache)

@@ -177,23 +177,37 @@ class Facts:
         self._contents: dict[str, list[Any] | None] = {}
         self._folders: dict[str, list[list[str]] | None] = {}
         self._search: dict[str, list[str]] = {}
+        # A folder's entries by the name a lookup or a metadata query would ask for: with thousands of
+        # lookups in a few large folders (scipy/special), scanning the listing for each was quadratic.
+        self._by_module: dict[str, dict[str, list[list[str]]]] = {}
+        self._by_distribution: dict[str, dict[str, list[list[str]]]] = {}
 
     def values(
         self, keys: Mapping[str, Sequence[str]], roots: Roots, kinds: Sequence[str] = FACT_KINDS
     ) -> dict[str, list[Any]]:
-        compute: dict[str, Callable[[], list[Any]]] = {
-            "content": lambda: self.contents([roots.absolute(key) for key in keys.get("content", ())]),
-            "lookup": lambda: [self._matching(roots, key, _module_entry) for key in keys.get("lookup", ())],
-            "distribution": lambda: [
-                self._matching(roots, key, _distribution_entry) for key in keys.get("distribution", ())
-            ],
-            "listing": lambda: [self._folder(roots.absolute(key)) for key in keys.get("listing", ())],
-            "kind": lambda: [_kind(roots.absolute(key)) for key in keys.get("kind", ())],
-            "source": lambda: [_source(roots.absolute(key)) for key in keys.get("source", ())],
-            "search": lambda: [self._folder(roots.absolute(key)) for key in keys.get("search", ())],
-            "host": lambda: [_host(path) for path in keys.get("host", ())],
-        }
-        return {kind: compute[kind]() for kind in kinds}
+        found: dict[str, list[Any]] = {}
+        for kind in kinds:
+            if kind == "content":
+                found[kind] = self.contents([roots.absolute(key) for key in keys.get(kind, ())])
+            else:
+                found[kind] = [self.value(kind, key, roots) for key in keys.get(kind, ())]
+        return found
+
+    def value(self, kind: str, key: str, roots: Roots) -> Any:
+        """One fact's value now (any kind but "content", which `contents` reads in parallel)."""
+        if kind == "lookup":
+            return self._matching(roots, key, self._by_module, _module_index)
+        if kind == "distribution":
+            return self._matching(roots, key, self._by_distribution, _distribution_index)
+        if kind in ("listing", "search"):
+            return self._folder(roots.absolute(key))
+        if kind == "kind":
+            return _kind(roots.absolute(key))
+        if kind == "source":
+            return _source(roots.absolute(key))
+        if kind == "host":
+            return _host(key)
+        raise ValueError(f"no fact of kind {kind!r}")
 
     def contents(self, paths: Sequence[str]) -> list[list[Any] | None]:
         missing = sorted({path for path in paths if path not in self._contents})
@@ -212,27 +226,50 @@ class Facts:
             self._folders[path] = _listing(path)
         return self._folders[path]
 
-    def _matching(self, roots: Roots, key: str, matches: Callable[[str, str], bool]) -> list[Any] | None:
+    def _matching(
+        self,
+        roots: Roots,
+        key: str,
+        indexes: dict[str, dict[str, list[list[str]]]],
+        index_of: Callable[[list[list[str]]], dict[str, list[list[str]]]],
+    ) -> list[Any] | None:
         folder, _, name = key.partition("\0")
-        listing = self._folder(roots.absolute(folder))
+        path = roots.absolute(folder)
+        listing = self._folder(path)
         if listing is None:
             return None
-        return [entry for entry in listing if matches(entry[0], name)]
+        if path not in indexes:
+            indexes[path] = index_of(listing)
+        index = indexes[path]
+        if indexes is not self._by_distribution:
+            return index.get(name, [])
+        # Sorted, as the listing is: the entries in the order a scan of the listing would give them.
+        return sorted([*index.get(_normalized(name), []), *index.get(_ANY_DISTRIBUTION, [])])
 
 
-def _module_entry(entry: str, name: str) -> bool:
-    """An entry FileFinder could answer `name` with: the package folder or a module file of any suffix."""
-    return entry == name or entry.startswith(name + ".")
+def _module_index(listing: list[list[str]]) -> dict[str, list[list[str]]]:
+    """Entries by the name FileFinder answers with them: the package folder, or a module file of any
+    suffix (`name` and `name.*`, never a dotted name: FileFinder looks up one part of a name at a time)."""
+    index: dict[str, list[list[str]]] = {}
+    for entry in listing:
+        index.setdefault(entry[0].partition(".")[0], []).append(entry)
+    return index
 
 
-def _distribution_entry(entry: str, name: str) -> bool:
-    """An entry importlib.metadata could answer distribution `name` with (by the newest rules, which
-    match all that 3.9's did, and more: a fact about more entries only fails more often)."""
-    if entry.lower() == "egg-info":  # 3.9's legacy case, inside an egg
-        return True
-    if not entry.lower().endswith((".dist-info", ".egg-info", ".egg")):
-        return False
-    return _normalized(entry.rpartition(".")[0].partition("-")[0]) == _normalized(name)
+def _distribution_index(listing: list[list[str]]) -> dict[str, list[list[str]]]:
+    """Entries by the normalized distribution name importlib.metadata could answer with them (by the
+    newest rules, which match all that 3.9's did, and more: a fact about more entries only fails more
+    often). 3.9's legacy `EGG-INFO` inside an egg answers any name."""
+    index: dict[str, list[list[str]]] = {}
+    for entry in listing:
+        if entry[0].lower() == "egg-info":
+            index.setdefault(_ANY_DISTRIBUTION, []).append(entry)
+        elif entry[0].lower().endswith((".dist-info", ".egg-info", ".egg")):
+            index.setdefault(_normalized(entry[0].rpartition(".")[0].partition("-")[0]), []).append(entry)
+    return index
+
+
+_ANY_DISTRIBUTION = "\0any"  # no distribution's normalized name: it has no NUL
 
 
 def _normalized(name: str) -> str:
@@ -317,10 +354,24 @@ class Proof:
     def holds(self, roots: Roots, facts: Facts) -> bool:
         """Every fact still has its value. The cheap kinds first: a name a lookup finds now, or a folder
         listed differently, settles it without hashing a file."""
-        for kind in (*(k for k in FACT_KINDS if k != "content"), "content"):
-            if _normal(facts.values(self.keys, roots, (kind,))[kind]) != _normal(self.values[kind]):
+        for kind in FACT_KINDS:
+            if kind == "content":
+                continue
+            keys, values = self.keys[kind], self.values[kind]
+            if len(keys) != len(values):
                 return False
-        return True
+            for key, value in zip(keys, values, strict=True):
+                now = facts.value(kind, key, roots)
+                if now != value and _normal(now) != _normal(value):
+                    return False
+        stored = self.values["content"]
+        now_contents = facts.contents([roots.absolute(key) for key in self.keys["content"]])
+        if len(now_contents) != len(stored):
+            return False
+        return all(
+            now == value or _normal(now) == _normal(value)
+            for now, value in zip(now_contents, stored, strict=True)
+        )
 
 
 class ProofStore:

@@ -320,3 +320,61 @@ def test_the_record_is_kept_on_every_runtime_s_python(tmp_path: Path, dotted: st
         moved(layer, tmp_path / "three", {"python/good/core.py": files["python/good/core.py"] + "\n"})
     )
     assert changed.reused == () and runs(log) == ["import good"]
+
+
+def test_lookup_and_distribution_facts_are_the_entries_a_scan_of_the_folder_gives(tmp_path: Path) -> None:
+    """The facts come from per-folder indexes; each must equal what scanning the listing by the rules of
+    FileFinder and importlib.metadata gives, in the listing's order."""
+    layer = tmp_path / "layer"
+    folder = layer / "python"
+    names = [
+        "foo",
+        "foo.py",
+        "foo.cpython-311-x86_64-linux-gnu.so",
+        "foobar.py",
+        "foo_bar.py",
+        "Foo_Bar-2.0.dist-info",
+        "foo.bar-1.0.dist-info",
+        "foo-1.0.dist-info",
+        "foo-0.9.egg-info",
+        "EGG-INFO",
+        "README",
+    ]
+    for name in names:
+        if name in ("foo",) or name.endswith(("-info", "EGG-INFO")):
+            (folder / name).mkdir(parents=True)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text("")
+    roots = Roots.of(layer, [])
+    facts = Facts()
+    listing = facts.value("listing", "L:python", roots)
+
+    def normalized(name: str) -> str:
+        return name.replace("-", "_").replace(".", "_").lower()
+
+    def scanned_module(name: str) -> list[list[str]]:
+        return [entry for entry in listing if entry[0] == name or entry[0].startswith(name + ".")]
+
+    def scanned_distribution(name: str) -> list[list[str]]:
+        found = []
+        for entry in listing:
+            lowered = entry[0].lower()
+            if lowered == "egg-info" or (
+                lowered.endswith((".dist-info", ".egg-info", ".egg"))
+                and normalized(entry[0].rpartition(".")[0].partition("-")[0]) == normalized(name)
+            ):
+                found.append(entry)
+        return found
+
+    for name in ("foo", "foobar", "foo_bar", "bar", "README"):
+        assert facts.value("lookup", f"L:python\0{name}", roots) == scanned_module(name), name
+    for name in ("foo", "Foo-Bar", "foo.bar", "FOO", "bar"):
+        assert facts.value("distribution", f"L:python\0{name}", roots) == scanned_distribution(name), name
+    assert [e[0] for e in facts.value("lookup", "L:python\0foo", roots)] == [
+        "foo",
+        "foo.bar-1.0.dist-info",  # FileFinder would try it for `foo` too: it starts with "foo."
+        "foo.cpython-311-x86_64-linux-gnu.so",
+        "foo.py",
+    ]
+    assert facts.value("lookup", "L:missing\0foo", roots) is None

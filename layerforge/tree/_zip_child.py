@@ -1,0 +1,87 @@
+"""The zip child: `python -m layerforge.tree._zip_child`, run by zip_apart.py, not imported otherwise.
+
+Reads one JSON request, one line on stdin: {"root", "destination", "jobs", "cache_dir" (or null), "proven":
+[[device, inode, size, mtime_ns, sha256], ...], "counted": [folder, ...]}. Writes progress lines
+("advance BYTES") and, last, one JSON line: the ZipResult's fields and "opens", how often it opened or
+listed each path under the `counted` folders (the verification cache's watch sets those apart).
+
+The parent keeps stdin open until this process has ended: end of input means the parent is gone (killed,
+SIGKILL included), and so is this process, leaving its temporary files as a killed build would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+from ..cache import note_proven
+from ..member_cache import MemberCache
+from .archive import write_zip
+
+_REPORT_EVERY_BYTES = 4 * 1024 * 1024
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.readline())
+    threading.Thread(target=_end_with_parent, daemon=True).start()
+    note_proven(request["proven"])
+    opens = _count_opens(tuple(os.path.abspath(folder) + os.sep for folder in request["counted"]))
+    pending = [0]
+
+    def advance(amount: int) -> None:
+        pending[0] += amount
+        if pending[0] >= _REPORT_EVERY_BYTES:
+            print(f"advance {pending[0]}", flush=True)
+            pending[0] = 0
+
+    cache_dir = request["cache_dir"]
+    result = write_zip(
+        Path(request["root"]),
+        Path(request["destination"]),
+        jobs=request["jobs"],
+        progress=advance,
+        cache=MemberCache(Path(cache_dir)) if cache_dir is not None else None,
+    )
+    print(f"advance {pending[0]}", flush=True)
+    answer = {
+        "path": str(result.path),
+        "sha256": result.sha256,
+        "zipped_bytes": result.zipped_bytes,
+        "unzipped_bytes": result.unzipped_bytes,
+        "entries": result.entries,
+        "cached_members": result.cached_members,
+        "opens": dict(opens),
+    }
+    print(json.dumps(answer), flush=True)
+
+
+def _end_with_parent() -> None:
+    sys.stdin.read()
+    os._exit(1)
+
+
+def _count_opens(prefixes: tuple[str, ...]) -> Counter[str]:
+    """What this process opens and lists under `prefixes`, counted as verify/opens.py counts its own."""
+    opens: Counter[str] = Counter()
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        if event not in ("open", "os.listdir", "os.scandir") or isinstance(args[0], int):
+            return
+        try:
+            path = os.path.abspath(os.fsdecode(args[0] if args[0] is not None else "."))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return
+        if (path + os.sep).startswith(prefixes):
+            opens[path] += 1
+
+    if prefixes:
+        sys.addaudithook(hook)
+    return opens
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The layer's zip written by a child process (tree/zip_apart.py): the same bytes as write_zip in this
+process, the child's opens under the counted folders reported, a stop that leaves nothing behind, a
+failure said as a BuildError, and a child that does not outlive a killed build."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from layerforge.cache import note_sha256
+from layerforge.errors import BuildError
+from layerforge.member_cache import MemberCache
+from layerforge.tree.archive import member_key, member_key_of, write_zip
+from layerforge.tree.zip_apart import write_zip_apart
+from tests.tree.test_archive_cache import cached, make_tree
+
+
+def test_the_child_writes_the_bytes_write_zip_writes_here(tmp_path: Path) -> None:
+    root = tmp_path / "layer"
+    files = make_tree(root)
+    here = write_zip(root, tmp_path / "here.zip")
+    advanced: list[int] = []
+    for run in ("cold", "warm"):
+        apart, opens = write_zip_apart(
+            root,
+            tmp_path / f"{run}.zip",
+            jobs=2,
+            cache_dir=tmp_path / "cache",
+            progress=advanced.append,
+            counted=[root],
+        )
+        assert apart.path.read_bytes() == here.path.read_bytes()
+        assert (apart.sha256, apart.entries, apart.unzipped_bytes) == (
+            here.sha256,
+            len(files),
+            here.unzipped_bytes,
+        )
+        # The members over the floor went into the cache cold and came out of it warm.
+        assert apart.cached_members == (0 if run == "cold" else cached(files))
+        # One open per member and one listing per folder, as the watch of verify/opens.py counts them.
+        folders = [folder for folder, _, _ in os.walk(root)]
+        assert opens == Counter({str(root / name): 1 for name in files} | dict.fromkeys(folders, 1))
+    assert sum(advanced) == 2 * here.unzipped_bytes
+    assert list(MemberCache(tmp_path / "cache").root.rglob("*.part")) == []
+
+
+def test_digests_proven_here_are_not_read_again_by_the_child(tmp_path: Path) -> None:
+    """A digest noted for a file's identity keys its member in the child: a wrong one (planted here on
+    purpose) makes the child look up another key, so a cold cache stays without the member's own key."""
+    root = tmp_path / "layer"
+    make_tree(root)
+    big = root / "python/pkg/data.bin"
+    note_sha256(big.stat(), "00" * 32)
+    reference = write_zip(root, tmp_path / "reference.zip")
+    apart, _ = write_zip_apart(root, tmp_path / "apart.zip", cache_dir=tmp_path / "cache")
+    # The bytes never depend on the key: a stream is filed under the noted digest's key instead.
+    assert apart.path.read_bytes() == reference.path.read_bytes()
+    filed = {p.name for p in (tmp_path / "cache" / "members").rglob("*") if p.is_file()}
+    assert member_key_of("00" * 32) in filed
+    assert member_key(big.read_bytes()) not in filed
+
+
+def test_a_stopped_zip_leaves_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "layer"
+    make_tree(root)
+    (tmp_path / "out").mkdir()
+
+    class Stop(Exception):
+        pass
+
+    def stop(_amount: int) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        write_zip_apart(root, tmp_path / "out" / "layer.zip", progress=stop)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_failed_child_is_a_build_error_with_its_reason(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="writing the zip failed: FileNotFoundError"):
+        write_zip_apart(tmp_path / "no-such-layer", tmp_path / "layer.zip")
+    assert not (tmp_path / "layer.zip").exists()
+
+
+def child_pids(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def ended(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in "ZX"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_child_ends_when_the_build_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the build alone (the OOM killer picks one process): its zip child sees its input end
+    and exits, and writes no zip."""
+    root = tmp_path / "layer"
+    root.mkdir()
+    for i in range(12):  # incompressible: about a second of deflating, enough to be caught
+        (root / f"blob{i}.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from layerforge.tree.zip_apart import write_zip_apart
+        def slow(_amount):
+            print("zipping", flush=True)
+            time.sleep(3600)
+        write_zip_apart(Path({str(root)!r}), Path({str(tmp_path / "out" / "layer.zip")!r}), progress=slow)
+        """
+    )
+    build = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert build.stdout is not None and build.stderr is not None
+        if build.stdout.readline().strip() != "zipping":
+            pytest.fail(f"the build never zipped: {build.stderr.read()}")
+        (child,) = child_pids(build.pid)
+        assert not ended(child)
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while not ended(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended(child), "the zip child outlived the build"
+    finally:
+        if build.poll() is None:
+            build.kill()
+    assert not (tmp_path / "out" / "layer.zip").exists()
