@@ -24,9 +24,12 @@ import pytest
 
 from layerforge.cache_admin import prune
 from layerforge.member_cache import KIND, TEMP_PREFIX, TEMP_SUFFIX, MemberCache
+from layerforge.proof_cache import KIND as PROOFS
 from layerforge.resolve.lock import resolve
+from layerforge.runners.interpreters import find_interpreter
 from layerforge.target import Target
 from layerforge.tree.archive import CACHE_FLOOR, member_key
+from layerforge.verify.proofs import ProofStore
 from tests.layers import publish_demo_stack
 from tests.support.cli_build import build_command, run_build, stop_group
 from tests.support.index import LocalIndex
@@ -153,3 +156,31 @@ def test_prune_over_and_over_during_builds_leaves_each_build_correct(bulk: Bulk,
     store = MemberCache(cache)
     for path in (cache / KIND).glob("*/*"):
         assert path.name.startswith(".") or store.get(path.name) is not None
+
+
+def test_prune_over_and_over_during_verified_builds_leaves_each_build_correct(
+    bulk: Bulk, tmp_path: Path
+) -> None:
+    """The same with verification on, so that the proofs are read and filed while the prunes run: each
+    build still verifies and writes the reference's zip, and every proof left is whole."""
+    if find_interpreter(Target("python3.11", "x86_64")) is None:
+        pytest.skip("no python3.11 here to verify with")
+    reference = bulk.reference()
+    cache = tmp_path / "cache"
+    for run in ("cold", "warm", "again"):
+        command = [a for a in bulk.command(cache, tmp_path / run) if a != "--no-verify"]
+        build = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        removed = 0
+        while build.poll() is None:
+            removed += len(prune(cache, max_bytes=0).removed)
+            time.sleep(0.002)
+        stdout, stderr = build.communicate()
+        assert build.returncode == 0, stderr
+        manifest = json.loads(stdout)
+        assert manifest["verified"] is True and manifest["sha256"] == reference["sha256"]
+        assert removed > 0
+    # What the prunes left is whole: every proof entry reads back as a proof (a damaged one would not).
+    store = ProofStore(cache)
+    for context in (cache / PROOFS).iterdir():
+        present = {p for p in context.iterdir() if not p.name.startswith(".")}
+        assert {path for path, _ in store.candidates(context.name)} == present
