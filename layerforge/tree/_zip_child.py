@@ -1,9 +1,13 @@
-"""The zip child: `python -m layerforge.tree._zip_child`, run by zip_apart.py, not imported otherwise.
+"""The zip child, run by zip_apart.py (`python -c`, with the folder that holds layerforge and a work folder
+as arguments), not imported otherwise.
 
-Reads one JSON request, one line on stdin: {"root", "destination", "jobs", "cache_dir" (or null), "proven":
-[[device, inode, size, mtime_ns, sha256], ...], "counted": [folder, ...]}. Writes progress lines
-("advance BYTES") and, last, one JSON line: the ZipResult's fields and "opens", how often it opened or
-listed each path under the `counted` folders (the verification cache's watch sets those apart).
+Reads its request from `request.json` in the work folder: {"root", "destination", "jobs", "cache_dir"
+(or null), "proven": [[device, inode, size, mtime_ns, sha256], ...], "counted": [folder, ...]}. Writes
+progress lines on stdout ("advance BYTES", short enough for one atomic write to a pipe) and, at the end,
+`answer.json` in the work folder: the ZipResult's fields and "opens", how often it opened or listed each
+path under the `counted` folders (the verification cache's watch sets those apart). Request and answer
+are files: a line of hundreds of kilobytes through a pipe arrived torn once, under a profiler's
+interruptions, and cost the build.
 
 The parent keeps stdin open until this process has ended: end of input means the parent is gone (killed,
 SIGKILL included), and so is this process, leaving its temporary files as a killed build would.
@@ -26,8 +30,9 @@ _REPORT_EVERY_BYTES = 4 * 1024 * 1024
 
 
 def main() -> None:
-    request = json.loads(sys.stdin.readline())
     threading.Thread(target=_end_with_parent, daemon=True).start()
+    work = Path(sys.argv[2])
+    request = json.loads((work / "request.json").read_text(encoding="utf-8"))
     note_proven(request["proven"])
     opens = _count_opens(tuple(os.path.abspath(folder) + os.sep for folder in request["counted"]))
     pending = [0]
@@ -56,7 +61,9 @@ def main() -> None:
         "cached_members": result.cached_members,
         "opens": dict(opens),
     }
-    print(json.dumps(answer), flush=True)
+    partial = work / "answer.json.part"
+    partial.write_text(json.dumps(answer), encoding="utf-8")
+    os.replace(partial, work / "answer.json")
 
 
 def _end_with_parent() -> None:

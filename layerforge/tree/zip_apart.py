@@ -27,6 +27,7 @@ from .archive import ZipResult
 # Imports the child module from the very package this process runs, wherever it lives (an install, a
 # checkout on PYTHONPATH), not whatever `-m` would find first on the child's path.
 _START = "import sys; sys.path.insert(0, sys.argv[1]); from layerforge.tree._zip_child import main; main()"
+_ANSWER = "answer.json"
 
 
 def write_zip_apart(
@@ -51,16 +52,21 @@ def write_zip_apart(
     }
     package_parent = str(Path(__file__).resolve().parents[2])
     before = _identity(destination)
-    with tempfile.TemporaryFile() as errors:
+    with (
+        tempfile.TemporaryDirectory(prefix="layerforge-zip-") as scratch,
+        tempfile.TemporaryFile() as errors,
+    ):
+        work = Path(scratch)
+        (work / "request.json").write_text(json.dumps(request), encoding="utf-8")
         process = subprocess.Popen(
-            [sys.executable, "-c", _START, package_parent],
+            [sys.executable, "-c", _START, package_parent, str(work)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,
         )
         try:
-            answer = _talk(process, json.dumps(request), progress)
+            _follow(process, progress)
             status = process.wait()
         except BaseException:
             process.kill()
@@ -71,13 +77,13 @@ def write_zip_apart(
             # Only now: the child takes the end of its input for this process's death.
             with contextlib.suppress(OSError):
                 process.stdin.close()  # type: ignore[union-attr]
-        if status != 0 or answer is None:
+        answer = work / _ANSWER
+        if status != 0 or not answer.is_file():
             errors.seek(0)
             lines = errors.read().decode(errors="replace").strip().splitlines()
             why = lines[-1] if lines else f"exit status {process.returncode}"
             raise BuildError(f"writing the zip failed: {why}")
-    assert answer is not None
-    return _result(answer)
+        return _result(json.loads(answer.read_text(encoding="utf-8")))
 
 
 def _result(answer: dict[str, Any]) -> tuple[ZipResult, Counter[str]]:
@@ -110,18 +116,9 @@ def _remove_what_it_wrote(destination: Path, before: tuple[int, int, int] | None
         destination.unlink(missing_ok=True)
 
 
-def _talk(
-    process: subprocess.Popen[str], request: str, progress: Callable[[int], None] | None
-) -> dict[str, Any] | None:
-    assert process.stdin is not None and process.stdout is not None
-    # The child reads its request before it writes a line, so this cannot block on a full pipe.
-    process.stdin.write(request + "\n")
-    process.stdin.flush()
-    answer = None
+def _follow(process: subprocess.Popen[str], progress: Callable[[int], None] | None) -> None:
+    """The child's progress, line by line, until its output ends."""
+    assert process.stdout is not None
     for line in process.stdout:
-        if line.startswith("advance "):
-            if progress is not None:
-                progress(int(line.split()[1]))
-        elif line.strip():
-            answer = json.loads(line)
-    return answer
+        if line.startswith("advance ") and progress is not None:
+            progress(int(line.split()[1]))

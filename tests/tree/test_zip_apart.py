@@ -4,11 +4,13 @@ failure said as a BuildError, and a child that does not outlive a killed build."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -141,3 +143,36 @@ def test_the_child_ends_when_the_build_is_killed(tmp_path: Path) -> None:
         if build.poll() is None:
             build.kill()
     assert not (tmp_path / "out" / "layer.zip").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_child_stopped_and_continued_over_and_over_still_answers(tmp_path: Path) -> None:
+    """Ctrl-Z and fg, or a profiler's interruptions: SIGSTOP and SIGCONT to the child, again and again,
+    while it writes. Its answer (hundreds of kilobytes: an open count per file) once came as one line on
+    its stdout, and under this it arrived torn in 4 of 5 runs; it is a file now."""
+    root = tmp_path / "layer"
+    for i in range(1500):
+        path = root / "python" / f"package_{i % 30}" / f"module_with_a_long_name_{i}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"x = {i}\n")
+    done = threading.Event()
+
+    def storm() -> None:
+        while not done.is_set():
+            for child in child_pids(os.getpid()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGSTOP)
+                    time.sleep(0.0005)
+                    os.kill(child, signal.SIGCONT)
+            time.sleep(0.0005)
+
+    stormer = threading.Thread(target=storm, daemon=True)
+    stormer.start()
+    try:
+        for run in range(3):
+            result, opens = write_zip_apart(root, tmp_path / f"{run}.zip", counted=[root])
+            # Each file, and each folder: the layer, python/ and 30 packages.
+            assert result.entries == 1500 and len(opens) == 1500 + 32
+    finally:
+        done.set()
+        stormer.join()
