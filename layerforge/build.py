@@ -129,7 +129,7 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
                 f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused"
             )
             return reused
-        return _build_in(staging, options, lock, lock_path, key, events, interpreters, head_start)
+        return _build_in(_Run(staging, options, lock, events, interpreters, head_start), lock_path, key)
     finally:
         head_start.stop()
         shutil.rmtree(staging, ignore_errors=True)
@@ -318,20 +318,24 @@ class _Slimmed:
     pieces: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _build_in(
-    staging: Path,
-    options: BuildOptions,
-    lock: Lock,
-    lock_path: Path,
-    key: str,
-    events: BuildEvents,
-    interpreters: _InterpreterSearch,
-    head_start: HeadStart,
-) -> BuildResult:
-    prepared = _prepare_tree(staging, options, lock, events, interpreters, head_start)
+@dataclass(frozen=True)
+class _Run:
+    """A build once its lock is known: its staging folder, what it builds, and the helpers its stages
+    share."""
+
+    staging: Path
+    options: BuildOptions
+    lock: Lock
+    events: BuildEvents
+    interpreters: _InterpreterSearch
+    head_start: HeadStart
+
+
+def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
+    staging, options, lock, events = run.staging, run.options, run.lock, run.events
+    prepared = _prepare_tree(run)
     tree, slim, bytecode = prepared.tree, prepared.slim, prepared.bytecode
     interpreter = prepared.interpreter
-    unpacked_bytes = prepared.unpacked_bytes
     # The tree is final: the license check, the audit, the zip and the verifier all read it at once. The zip
     # is written inside staging and moved into the output folder only once the layer passed. The audit's
     # verdict still comes first: a layer whose binaries cannot load on Lambda (opencv-python's libGL)
@@ -405,7 +409,7 @@ def _build_in(
                 "publish it through S3 (`layerforge publish` does)"
             )
     manifest = _manifest(
-        options, lock, lock_path, tree, unpacked_bytes, slim, bytecode, audit, verify, result, checks
+        options, lock, lock_path, tree, prepared.unpacked_bytes, slim, bytecode, audit, verify, result, checks
     )
     manifest["build_key"] = key
     manifest["binaries"] = _binaries_summary(prepared.binaries)
@@ -438,21 +442,13 @@ def _check_licenses(options: BuildOptions, inventory: Inventory, events: BuildEv
     return inventory
 
 
-def _prepare_tree(
-    staging: Path,
-    options: BuildOptions,
-    lock: Lock,
-    events: BuildEvents,
-    interpreters: _InterpreterSearch,
-    head_start: HeadStart,
-) -> _Slimmed:
+def _prepare_tree(run: _Run) -> _Slimmed:
     """Download, unpack, slim, strip and compile: everything up to the audit and verification."""
+    options, events = run.options, run.events
     config = options.recipe.strip
     # Without a resolution to overlap, finding the interpreters overlaps the download.
-    interpreters.start()
-    tree, unpacked_bytes, slim, assembled, interpreter, compiler = _unpack_and_slim(
-        staging, options, lock, events, interpreters, head_start
-    )
+    run.interpreters.start()
+    tree, unpacked_bytes, slim, assembled, interpreter, compiler = _unpack_and_slim(run)
     events.stage("bytecode")
     bytecode, stripped = finish(
         assembled,
@@ -506,13 +502,9 @@ def _binaries_summary(report: StripReport | None) -> dict[str, Any] | None:
 
 
 def _unpack_and_slim(
-    staging: Path,
-    options: BuildOptions,
-    lock: Lock,
-    events: BuildEvents,
-    interpreters: _InterpreterSearch,
-    head_start: HeadStart,
+    run: _Run,
 ) -> tuple[LayerTree, dict[str, int], SlimReport, Assembled, Interpreter | None, Interpreter | None]:
+    staging, options, lock, events = run.staging, run.options, run.lock, run.events
     # Wheels built from source are never downloaded: in the cache by their sha256, or built again here
     # (only now, so that an up-to-date zip is reused without them).
     _sources(options, events).provide(lock)
@@ -525,14 +517,14 @@ def _unpack_and_slim(
         index_url=options.index_url,
     )
     wheels = _check_out(fetched, WheelCache(options.cache_dir), staging / "wheels", options.index_url)
-    interpreter, compiler = interpreters.result()
+    interpreter, compiler = run.interpreters.result()
     events.stage("unpack", total=len(fetched))
     config = options.recipe.strip
     matcher = RuleMatcher(config)
     # Each wheel by itself (unpacked, stripped, compiled) from the processed-wheel cache, or made and
     # filed there; what a rule would remove stays out of the tree until the import guard has spoken.
     settings = _piece_settings(options, compiler)
-    ready = head_start.stop()
+    ready = run.head_start.stop()
     if ready:
         events.note(f"{len(ready)} pieces were checked out from the cache while pip resolved")
     assembled = assemble(

@@ -7,6 +7,21 @@ import tempfile
 from pathlib import Path
 
 
+def audited_open(event: str, args: tuple[object, ...]) -> str | None:
+    """The absolute path an audit event opens or lists (`open`, `os.listdir`, `os.scandir`); None for
+    other events and for a file descriptor (no new open). The build's open watch and its zip child both
+    count their own reads by it, so that the watch can set them apart from the checks' (verify/opens.py)."""
+    if event not in ("open", "os.listdir", "os.scandir"):
+        return None
+    path = args[0] if args[0] is not None else "."
+    if isinstance(path, int):
+        return None
+    try:
+        return os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
 def sibling(zip_path: Path, suffix: str) -> Path:
     """`dist/x.zip` -> `dist/x<suffix>`: how a build names the lock, manifest and SBOM beside its zip."""
     return zip_path.with_name(zip_path.stem + suffix)

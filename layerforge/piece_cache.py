@@ -184,9 +184,8 @@ def matches(target: str, expected: Any) -> bool:
         return True
     if sha256_of(target) != str(expected[1]):
         return False
-    note_sha256(
-        found, str(expected[1])
-    )  # the tree's later readers (zip, verification cache) need not hash it
+    # The tree's later readers (the zip, the verification cache) need not hash it again.
+    note_sha256(found, str(expected[1]))
     return True
 
 

@@ -26,11 +26,6 @@ COMMAND_MODULES = {
 }
 
 
-# Commands that resolve with pip (when no lock answers their recipe): pip's fork server starts before the
-# command's module is imported, so that pip imports itself (0.65 s of CPU) on the other core meanwhile.
-RESOLVING_COMMANDS = frozenset({"build", "lock"})
-
-
 class LazyGroup(click.Group):
     """A group whose commands register themselves (`@main.command`) when their module is imported."""
 
@@ -42,13 +37,3 @@ class LazyGroup(click.Group):
         if module is not None and cmd_name not in self.commands:
             importlib.import_module(module)
         return super().get_command(ctx, cmd_name)
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        # Called to run a command, never to list them for --help.
-        if args and args[0] in RESOLVING_COMMANDS and not {"-h", "--help"} & set(args):
-            from ..resolve.pip_runner import warm_up  # noqa: PLC0415 - the other commands never need it
-
-            warm_up()
-        return super().resolve_command(ctx, args)

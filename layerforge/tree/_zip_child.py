@@ -1,10 +1,10 @@
 """The zip child, run by zip_apart.py (`python -c`, with the folder that holds layerforge and a work folder
 as arguments), not imported otherwise.
 
-Reads its request from `request.json` in the work folder: {"root", "destination", "jobs", "cache_dir"
+Reads its request from REQUEST in the work folder: {"root", "destination", "jobs", "cache_dir"
 (or null), "proven": [[device, inode, size, mtime_ns, sha256], ...], "counted": [folder, ...]}. Writes
 progress lines on stdout ("advance BYTES", short enough for one atomic write to a pipe) and, at the end,
-`answer.json` in the work folder: the ZipResult's fields and "opens", how often it opened or listed each
+ANSWER in the work folder: the ZipResult's fields and "opens", how often it opened or listed each
 path under the `counted` folders (the verification cache's watch sets those apart). Request and answer
 are files: a line of hundreds of kilobytes through a pipe arrived torn once, under a profiler's
 interruptions, and cost the build.
@@ -15,6 +15,7 @@ SIGKILL included), and so is this process, leaving its temporary files as a kill
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -23,16 +24,21 @@ from collections import Counter
 from pathlib import Path
 
 from ..cache import note_proven
+from ..fsutil import audited_open
 from ..member_cache import MemberCache
 from .archive import write_zip
 
 _REPORT_EVERY_BYTES = 4 * 1024 * 1024
 
 
+REQUEST = "request.json"
+ANSWER = "answer.json"
+
+
 def main() -> None:
     threading.Thread(target=_end_with_parent, daemon=True).start()
     work = Path(sys.argv[2])
-    request = json.loads((work / "request.json").read_text(encoding="utf-8"))
+    request = json.loads((work / REQUEST).read_text(encoding="utf-8"))
     note_proven(request["proven"])
     opens = _count_opens(tuple(os.path.abspath(folder) + os.sep for folder in request["counted"]))
     pending = [0]
@@ -52,18 +58,10 @@ def main() -> None:
         cache=MemberCache(Path(cache_dir)) if cache_dir is not None else None,
     )
     print(f"advance {pending[0]}", flush=True)
-    answer = {
-        "path": str(result.path),
-        "sha256": result.sha256,
-        "zipped_bytes": result.zipped_bytes,
-        "unzipped_bytes": result.unzipped_bytes,
-        "entries": result.entries,
-        "cached_members": result.cached_members,
-        "opens": dict(opens),
-    }
-    partial = work / "answer.json.part"
+    answer = {**dataclasses.asdict(result), "path": str(result.path), "opens": dict(opens)}
+    partial = work / f"{ANSWER}.part"
     partial.write_text(json.dumps(answer), encoding="utf-8")
-    os.replace(partial, work / "answer.json")
+    os.replace(partial, work / ANSWER)
 
 
 def _end_with_parent() -> None:
@@ -76,13 +74,8 @@ def _count_opens(prefixes: tuple[str, ...]) -> Counter[str]:
     opens: Counter[str] = Counter()
 
     def hook(event: str, args: tuple[object, ...]) -> None:
-        if event not in ("open", "os.listdir", "os.scandir") or isinstance(args[0], int):
-            return
-        try:
-            path = os.path.abspath(os.fsdecode(args[0] if args[0] is not None else "."))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return
-        if (path + os.sep).startswith(prefixes):
+        path = audited_open(event, args)
+        if path is not None and (path + os.sep).startswith(prefixes):
             opens[path] += 1
 
     if prefixes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,12 +21,12 @@ from typing import Any
 
 from ..cache import proven_digests
 from ..errors import BuildError
+from ._zip_child import ANSWER, REQUEST
 from .archive import ZipResult
 
 # Imports the child module from the very package this process runs, wherever it lives (an install, a
 # checkout on PYTHONPATH), not whatever `-m` would find first on the child's path.
 _START = "import sys; sys.path.insert(0, sys.argv[1]); from layerforge.tree._zip_child import main; main()"
-_ANSWER = "answer.json"
 
 
 def write_zip_apart(
@@ -45,7 +44,7 @@ def write_zip_apart(
     request = {
         "root": str(root),
         "destination": str(destination),
-        "jobs": jobs if jobs is not None else (os.cpu_count() or 1),
+        "jobs": jobs,
         "cache_dir": str(cache_dir) if cache_dir is not None else None,
         "proven": proven_digests(),
         "counted": [str(folder) for folder in counted],
@@ -57,7 +56,7 @@ def write_zip_apart(
         tempfile.TemporaryFile() as errors,
     ):
         work = Path(scratch)
-        (work / "request.json").write_text(json.dumps(request), encoding="utf-8")
+        (work / REQUEST).write_text(json.dumps(request), encoding="utf-8")
         process = subprocess.Popen(
             [sys.executable, "-c", _START, package_parent, str(work)],
             stdin=subprocess.PIPE,
@@ -77,7 +76,7 @@ def write_zip_apart(
             # Only now: the child takes the end of its input for this process's death.
             with contextlib.suppress(OSError):
                 process.stdin.close()  # type: ignore[union-attr]
-        answer = work / _ANSWER
+        answer = work / ANSWER
         if status != 0 or not answer.is_file():
             errors.seek(0)
             lines = errors.read().decode(errors="replace").strip().splitlines()
@@ -87,16 +86,8 @@ def write_zip_apart(
 
 
 def _result(answer: dict[str, Any]) -> tuple[ZipResult, Counter[str]]:
-    opens = Counter({str(path): int(count) for path, count in answer["opens"].items()})
-    result = ZipResult(
-        Path(answer["path"]),
-        str(answer["sha256"]),
-        int(answer["zipped_bytes"]),
-        int(answer["unzipped_bytes"]),
-        int(answer["entries"]),
-        int(answer["cached_members"]),
-    )
-    return result, opens
+    opens = Counter(answer.pop("opens"))
+    return ZipResult(**{**answer, "path": Path(answer["path"])}), opens
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:

@@ -25,6 +25,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from ..fsutil import audited_open
+
 _IN_OPEN = 0x00000020
 _IN_Q_OVERFLOW = 0x00004000
 _IN_IGNORED = 0x00008000
@@ -159,17 +161,12 @@ _HOOK_LOCK = threading.Lock()
 
 
 def _own_hook(event: str, args: tuple[object, ...]) -> None:
-    if not _WATCHES or event not in ("open", "os.listdir", "os.scandir"):
+    if not _WATCHES:
         return
-    path = args[0] if args[0] is not None else "."
-    if isinstance(path, int):
-        return
-    try:
-        text = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return
-    for watch in list(_WATCHES):
-        watch._own_open(text)
+    path = audited_open(event, args)
+    if path is not None:
+        for watch in list(_WATCHES):
+            watch._own_open(path)
 
 
 def _start_counting(watch: OpenWatch) -> None:

@@ -196,9 +196,15 @@ class Facts:
     def value(self, kind: str, key: str, roots: Roots) -> Any:
         """One fact's value now (any kind but "content", which `contents` reads in parallel)."""
         if kind == "lookup":
-            return self._matching(roots, key, self._by_module, _module_index)
+            modules, name = self._indexed(roots, key, self._by_module, _module_index)
+            return None if modules is None else modules.get(name, [])
         if kind == "distribution":
-            return self._matching(roots, key, self._by_distribution, _distribution_index)
+            distributions, name = self._indexed(roots, key, self._by_distribution, _distribution_index)
+            if distributions is None:
+                return None
+            # Sorted, as the listing is: the entries in the order a scan of the listing would give them.
+            found = [*distributions.get(_normalized(name), []), *distributions.get(_ANY_DISTRIBUTION, [])]
+            return sorted(found)
         if kind in ("listing", "search"):
             return self._folder(roots.absolute(key))
         if kind == "kind":
@@ -226,25 +232,22 @@ class Facts:
             self._folders[path] = _listing(path)
         return self._folders[path]
 
-    def _matching(
+    def _indexed(
         self,
         roots: Roots,
         key: str,
         indexes: dict[str, dict[str, list[list[str]]]],
         index_of: Callable[[list[list[str]]], dict[str, list[list[str]]]],
-    ) -> list[Any] | None:
+    ) -> tuple[dict[str, list[list[str]]] | None, str]:
+        """The index of the folder a `folder\0name` key names (None when it is no folder), and the name."""
         folder, _, name = key.partition("\0")
         path = roots.absolute(folder)
         listing = self._folder(path)
         if listing is None:
-            return None
+            return None, name
         if path not in indexes:
             indexes[path] = index_of(listing)
-        index = indexes[path]
-        if indexes is not self._by_distribution:
-            return index.get(name, [])
-        # Sorted, as the listing is: the entries in the order a scan of the listing would give them.
-        return sorted([*index.get(_normalized(name), []), *index.get(_ANY_DISTRIBUTION, [])])
+        return indexes[path], name
 
 
 def _module_index(listing: list[list[str]]) -> dict[str, list[list[str]]]:

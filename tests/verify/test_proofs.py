@@ -71,6 +71,18 @@ def check(
     )
 
 
+def checked_once(tmp_path: Path, interpreter: Interpreter, core: str) -> tuple[Path, Path]:
+    """The logging layer with `core` as good/core.py, checked once into tmp_path/cache (its log then
+    cleared): the layer and the log."""
+    log = tmp_path / "log"
+    files = logging_layer(log)
+    files["python/good/core.py"] = core
+    layer = make_layer(tmp_path / "one", files)
+    check(layer, interpreter, tmp_path / "cache")
+    runs(log)
+    return layer, log
+
+
 def runs(log: Path) -> list[str]:
     lines = log.read_text().splitlines() if log.exists() else []
     log.unlink(missing_ok=True)
@@ -134,14 +146,9 @@ def test_a_file_it_read_that_changed_runs_the_check_again(tmp_path: Path, interp
 def test_a_module_an_optional_import_looked_for_runs_the_check_again(
     tmp_path: Path, interpreter: Interpreter
 ) -> None:
-    log = tmp_path / "log"
-    files = logging_layer(log)
-    files["python/good/core.py"] = (
-        "try:\n    import extra\nexcept ImportError:\n    extra = None\nVALUE = 42\n"
+    layer, log = checked_once(
+        tmp_path, interpreter, "try:\n    import extra\nexcept ImportError:\n    extra = None\nVALUE = 42\n"
     )
-    layer = make_layer(tmp_path / "one", files)
-    check(layer, interpreter, tmp_path / "cache")
-    runs(log)
     added = moved(layer, tmp_path / "two", {"python/extra.py": "raise RuntimeError('extra is broken')\n"})
     report = check(added, interpreter, tmp_path / "cache")
     assert runs(log) == ["import good"]
@@ -181,14 +188,11 @@ def test_a_file_read_from_c_is_part_of_the_record(tmp_path: Path, interpreter: I
 def test_a_distribution_looked_up_by_name_keeps_its_proof_when_another_is_added(
     tmp_path: Path, interpreter: Interpreter
 ) -> None:
-    log = tmp_path / "log"
-    files = logging_layer(log)
-    files["python/good/core.py"] = (
-        "import importlib.metadata\nVALUE = 42\nVERSION = importlib.metadata.version('good')\n"
+    layer, log = checked_once(
+        tmp_path,
+        interpreter,
+        "import importlib.metadata\nVALUE = 42\nVERSION = importlib.metadata.version('good')\n",
     )
-    layer = make_layer(tmp_path / "one", files)
-    check(layer, interpreter, tmp_path / "cache")
-    runs(log)
     other = {"python/other-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: other\nVersion: 2.0\n"}
     report = check(moved(layer, tmp_path / "two", other), interpreter, tmp_path / "cache")
     assert report.reused == ("imports of good",) and runs(log) == []
