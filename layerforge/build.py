@@ -54,7 +54,7 @@ from .tree.archive import ZipResult
 from .tree.bytecode import BytecodeReport
 from .tree.head_start import HeadStart
 from .tree.processed import Assembled, PieceSettings, WheelFile, assemble, finish, piece_settings
-from .tree.sharing import load_proof
+from .tree.sharing import LoadProof, load_proof
 from .tree.slim import RuleMatcher, SlimReport, apply, plan
 from .tree.toplevel import declare_top_level, modules_to_verify
 from .tree.unpack import LayerTree, unpack_all
@@ -62,7 +62,7 @@ from .tree.zip_apart import write_zip_apart
 from .verify.choose import already_found, choose_verifier
 from .verify.local import VerifyReport, not_run
 from .verify.opens import OpenWatch
-from .verify.optional import optional_policy
+from .verify.optional import OptionalPolicy, optional_policy
 from .verify.proofs import ProofStore
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -347,14 +347,35 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
     # Only a local interpreter's checks are filed: a Docker verification (--docker, or no interpreter of
     # the target here) has no use for it.
     watched = [tree.root, *([provided.python_dir] if provided is not None else [])]
-    local = options.verify and interpreter is not None and not options.docker
+    # Before the readers below start: alone it reads the shared objects' headers in 0.1 s, beside the
+    # audit's thread 0.6 s, and the checks cannot start without it.
+    load_order = load_proof(tree, slim.shared) if options.verify else None
     with (
-        OpenWatch(watched) if local else nullcontext(None) as watch,
-        ThreadPoolExecutor(max_workers=3) as background,
+        OpenWatch(watched)
+        if options.verify and interpreter is not None and not options.docker
+        else nullcontext(None) as watch,
+        ThreadPoolExecutor(max_workers=4) as background,
     ):
         # Beside the rest, not before it (0.3 to 0.5 s of every build); a license the recipe's policy
         # refuses still fails the build before any other finding is raised.
         licensing = background.submit(_inventory, lock, tree)
+        # Wanted only once the checks have run, to tell an optional import's failure from a real one.
+        checking = (
+            _Checking(
+                load_order,
+                background.submit(
+                    optional_policy,
+                    tree,
+                    options.target,
+                    mandatory=options.recipe.verify.imports,
+                    removed=slim.rule_for_path(),
+                ),
+                provided,
+                watch,
+            )
+            if load_order is not None
+            else None
+        )
         auditing = _PendingAudit(
             background.submit(
                 audit_tree,
@@ -362,6 +383,7 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
                 options.target,
                 tree.origins(),
                 provided=options.recipe.audit.system_libraries,
+                cache_dir=options.cache_dir,
             ),
             events,
         )
@@ -383,7 +405,11 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
                 counted=watched if watch is not None else (),
             )
             events.stage("verify")
-            verify = _verify(options, tree, slim, interpreter, events, provided, watch)
+            verify = (
+                _verify(options, tree, slim, interpreter, events, checking)
+                if checking is not None
+                else not_run(options.target, "verification was turned off (--no-verify)")
+            )
             inventory = _check_licenses(options, licensing.result(), events)
             audit = auditing.verdict()
             if not verify.ran:
@@ -402,12 +428,7 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
     os.replace(staged.path, zip_path)
     result = dataclasses.replace(staged, path=zip_path)
     checks = _limit_checks(options, result.unzipped_bytes, result.zipped_bytes)
-    for check in checks:
-        if check.exceeded and not check.hard:
-            events.warn(
-                f"{result.zipped_bytes:,} bytes zipped is over the {check.limit:,}-byte direct-upload limit: "
-                "publish it through S3 (`layerforge publish` does)"
-            )
+    _warn_soft_limits(checks, result, events)
     manifest = _manifest(
         options, lock, lock_path, tree, prepared.unpacked_bytes, slim, bytecode, audit, verify, result, checks
     )
@@ -423,6 +444,15 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
     return BuildResult(
         zip_path, lock_path, manifest_path, sbom_path, manifest, lock, audit, verify, slim, bytecode
     )
+
+
+def _warn_soft_limits(checks: list[LimitCheck], result: ZipResult, events: BuildEvents) -> None:
+    for check in checks:
+        if check.exceeded and not check.hard:
+            events.warn(
+                f"{result.zipped_bytes:,} bytes zipped is over the {check.limit:,}-byte direct-upload limit: "
+                "publish it through S3 (`layerforge publish` does)"
+            )
 
 
 def _inventory(lock: Lock, tree: LayerTree) -> Inventory:
@@ -608,22 +638,30 @@ def _bytecode_compiler(target: Target) -> Interpreter | None:
     return find_interpreter(Target(target.runtime, host_arch))
 
 
+@dataclass(frozen=True)
+class _Checking:
+    """What verification takes from the stages around it."""
+
+    load_order: LoadProof
+    optional: Future[OptionalPolicy]
+    provided: LayerTree | None  # the runtime's own packages, stood in by the lock's pins
+    watch: OpenWatch | None
+
+
 def _verify(
     options: BuildOptions,
     tree: LayerTree,
     slim: SlimReport,
     interpreter: Interpreter | None,
     events: BuildEvents,
-    provided: LayerTree | None = None,
-    watch: OpenWatch | None = None,
+    checking: _Checking,
 ) -> VerifyReport:
-    if not options.verify:
-        return not_run(options.target, "verification was turned off (--no-verify)")
     recipe = options.recipe.verify
+    provided, watch = checking.provided, checking.watch
     # Every extension module that needs a library the layer shares must load with nothing imported before
     # it: that proves the copy kept is loaded first, as the recipe declares. The first such group opens
     # the main check; any further group gets a fresh interpreter of its own.
-    wanted, others = load_proof(tree, slim.shared).order(modules_to_verify(tree, recipe))
+    wanted, others = checking.load_order.order(modules_to_verify(tree, recipe))
     # A local interpreter of the target's version first, then the Lambda image in Docker, else say plainly
     # that only the static audit ran.
     verifier = choose_verifier(
@@ -636,7 +674,6 @@ def _verify(
     )
     events.note(verifier.reason)
     removed = slim.rule_for_path()
-    optional = optional_policy(tree, options.target, mandatory=recipe.imports, removed=removed)
     # What the runtime provides and the layer leaves out, after the layer on sys.path as on Lambda (a
     # local interpreter only: a container has the image's own).
     runtime_paths = [provided.python_dir] if provided is not None else []
@@ -660,7 +697,7 @@ def _verify(
             proofs=proofs,
             watch=watch,
         )
-        alone.skipping_optional(optional).raise_for_failures()
+        alone.skipping_optional(checking.optional.result()).raise_for_failures()
     report = verifier.verify(
         tree.root,
         modules=wanted,
@@ -674,7 +711,7 @@ def _verify(
         system_libraries=libraries,
         proofs=proofs,
         watch=watch,
-    ).skipping_optional(optional)
+    ).skipping_optional(checking.optional.result())
     if report.reused:
         events.note(
             f"verification: not run again, since nothing they read has changed: {'; '.join(report.reused)}"

@@ -1,7 +1,8 @@
 """Upkeep of the cache root: what each kind holds (`cache info`), and pruning by age and by size budget.
 
 One folder per kind under the root: `wheels/` (layerforge.cache), `members/` (layerforge.member_cache),
-`pieces/` (layerforge.piece_cache) and `proofs/` (layerforge.proof_cache).
+`pieces/` (layerforge.piece_cache), `proofs/` (layerforge.proof_cache) and `audits/`
+(layerforge.audit_cache).
 Every use of an entry touches its mtime, so the least recently used go first.
 
 A prune may run while builds run:
@@ -15,7 +16,8 @@ A prune may run while builds run:
 - a piece (a processed wheel) is renamed away whole, then removed: a build that already checked it out
   holds its own hard links (or copies), which the removal leaves alone; one that looks it up after finds
   nothing and processes the wheel again;
-- a proof (a passing check's record) is a single file that a build reads whole, like a member entry;
+- a proof (a passing check's record) and an audit reading (what the audit read of one shared object) are
+  single files that a build reads whole, like a member entry;
 - a temporary file is removed only when the process named in it is dead (this host) or it is a day old.
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from .audit_cache import KIND as AUDITS
 from .cache import PARTIAL_PREFIX, PARTIAL_SUFFIX
 from .errors import InputError
 from .member_cache import KIND as MEMBERS
@@ -42,7 +45,7 @@ from .proof_cache import KIND as PROOFS
 from .staging import host_label, process_alive
 
 WHEELS = "wheels"
-KINDS = (WHEELS, MEMBERS, PIECES, PROOFS)
+KINDS = (WHEELS, MEMBERS, PIECES, PROOFS, AUDITS)
 # A temporary file of another host cannot be checked for a live owner: after a day, none is writing it.
 STALE_TEMPORARY_SECONDS = 24 * 3600
 _OWNED_TEMPORARY = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?P<host>[A-Za-z0-9.-]+)-(?P<pid>\d+)-")
@@ -106,7 +109,13 @@ class PruneResult:
 
 def entries(root: Path) -> list[CacheEntry]:
     """Every entry of every kind, in no particular order."""
-    return [*_wheel_entries(root), *_member_entries(root), *_piece_entries(root), *_proof_entries(root)]
+    return [
+        *_wheel_entries(root),
+        *_file_entries(root, MEMBERS),
+        *_piece_entries(root),
+        *_file_entries(root, PROOFS),
+        *_file_entries(root, AUDITS),
+    ]
 
 
 def cache_info(root: Path) -> CacheInfo:
@@ -172,14 +181,6 @@ def _wheel_entries(root: Path) -> Iterator[CacheEntry]:
         yield CacheEntry(WHEELS, folder, sum(s.st_size for s in stats), max(s.st_mtime for s in stats))
 
 
-def _member_entries(root: Path) -> Iterator[CacheEntry]:
-    return _file_entries(root, MEMBERS)
-
-
-def _proof_entries(root: Path) -> Iterator[CacheEntry]:
-    return _file_entries(root, PROOFS)
-
-
 def _file_entries(root: Path, kind: str) -> Iterator[CacheEntry]:
     """Entries that are one file each, one folder down (a shard, or a check's context)."""
     for shard in _children(root / kind):
@@ -220,7 +221,7 @@ def _children(folder: Path) -> list[Path]:
 
 def _remove(entry: CacheEntry) -> bool:
     """Remove one entry; False when a build holds it."""
-    if entry.kind in (MEMBERS, PROOFS):
+    if entry.kind in (MEMBERS, PROOFS, AUDITS):
         entry.path.unlink(missing_ok=True)
         return True
     if entry.kind == PIECES:
@@ -248,7 +249,7 @@ def _remove(entry: CacheEntry) -> bool:
 
 
 def _temporaries(root: Path) -> Iterator[Path]:
-    for shard in [*_children(root / MEMBERS), *_children(root / PROOFS)]:
+    for shard in [*_children(root / MEMBERS), *_children(root / PROOFS), *_children(root / AUDITS)]:
         yield from (
             p for p in _children(shard) if p.name.startswith(TEMP_PREFIX) and p.name.endswith(TEMP_SUFFIX)
         )

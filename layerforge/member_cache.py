@@ -19,10 +19,12 @@ file (POSIX), or a miss.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .cache import touch
 from .staging import host_label
@@ -47,14 +49,14 @@ class MemberCache:
     def get(self, key: str) -> bytes | None:
         """The stream stored under `key`, when the entry is whole; a damaged entry is removed."""
         path = self.path_for(key)
-        stream = read_entry(path, _MAGIC, lambda body: _digest(key, body))
+        stream = read_entry(path, _MAGIC, lambda body: keyed_digest(key, body))
         if stream is not None:
             touch(path)
         return stream
 
     def put(self, key: str, stream: bytes) -> None:
         """File `stream` under `key`, atomically. A cache that cannot be written only costs speed."""
-        write_entry(self.path_for(key), _MAGIC, _digest(key, stream), stream, self._temporary_prefix)
+        write_entry(self.path_for(key), _MAGIC, keyed_digest(key, stream), stream, self._temporary_prefix)
 
 
 def write_entry(path: Path, magic: bytes, digest: bytes, body: bytes, temporary_prefix: str) -> None:
@@ -92,6 +94,21 @@ def read_entry(path: Path, magic: bytes, digest_of: Callable[[bytes], bytes]) ->
     return body
 
 
+def read_json_entry(path: Path, magic: bytes, digest_of: Callable[[bytes], bytes]) -> dict[str, Any] | None:
+    """The JSON object of a whole entry; one that is damaged, or holds no JSON object, is removed."""
+    body = read_entry(path, magic, digest_of)
+    if body is None:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        path.unlink(missing_ok=True)
+        return None
+    return data
+
+
 def _temporary(folder: Path, prefix: str) -> tuple[int, str]:
     # The folder is there for all but the first entry of each of its shards: try before mkdir.
     try:
@@ -101,5 +118,6 @@ def _temporary(folder: Path, prefix: str) -> tuple[int, str]:
         return tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
 
 
-def _digest(key: str, stream: bytes) -> bytes:
+def keyed_digest(key: str, stream: bytes) -> bytes:
+    """An entry's digest: of its key too, so that an entry moved under another key is refused."""
     return hashlib.sha256(key.encode("ascii") + b"\0" + stream).digest()

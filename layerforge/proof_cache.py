@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import touch
-from .member_cache import TEMP_PREFIX, read_entry, write_entry
+from .member_cache import TEMP_PREFIX, read_json_entry, write_entry
 from .staging import host_label
 
 KIND = "proofs"
@@ -62,14 +62,4 @@ class ProofFiles:
         write_entry(path, _MAGIC, digest.digest(), body, f"{TEMP_PREFIX}{host_label()}-{os.getpid()}-")
 
     def _read(self, path: Path) -> dict[str, Any] | None:
-        body = read_entry(path, _MAGIC, lambda raw: hashlib.sha256(raw).digest())
-        if body is None:
-            return None
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            self.discard(path)
-            return None
-        return data
+        return read_json_entry(path, _MAGIC, lambda raw: hashlib.sha256(raw).digest())

@@ -21,6 +21,7 @@ FOUNDATION = frozenset(
         "member_cache",
         "piece_cache",
         "proof_cache",
+        "audit_cache",
         "cache_admin",
     }  # more kinds of cache under the wheel cache's root, and their upkeep
 )

@@ -165,6 +165,7 @@ def test_the_commands(root: Path) -> None:
         "members": {"entries": 1, "bytes": member.stat().st_size},
         "pieces": {"entries": 0, "bytes": 0},
         "proofs": {"entries": 0, "bytes": 0},
+        "audits": {"entries": 0, "bytes": 0},
     }
     dry = runner.invoke(
         main, ["cache", "prune", "--cache-dir", str(root), "--older-than", "30d", "--dry-run", "--json"]

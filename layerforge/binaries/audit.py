@@ -9,14 +9,16 @@ Each finding names the file, the wheel it came from, and what to do.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
@@ -25,8 +27,12 @@ from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
 from elftools.elf.sections import SymbolTableSection
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from ..audit_cache import AuditCache
+from ..cache import known_sha256
 from ..errors import AuditError
+from ..piece_cache import code_fingerprint
 from ..target import RUNTIMES, Target
+from . import elfheaders, needed
 from .binfmt import E_MACHINES, ElfIdent, Sniffed, iter_files, sniff
 from .elfheaders import Dynamic
 from .needed import CODE as MISSING_LIBRARY
@@ -118,11 +124,14 @@ def audit_tree(
     origins: Mapping[str, str] | None = None,
     *,
     provided: Iterable[str] = (),
+    cache_dir: Path | None = None,
 ) -> AuditReport:
     """Check every file under `root` against `target`. `origins` maps relative posix paths to wheel names;
     `provided` names libraries (SONAMEs) that another layer or the recipe's `[audit] system_libraries`
-    supplies at run time."""
+    supplies at run time. With `cache_dir`, what was read of an object whose sha256 this process has
+    proved (a piece's checkout, cache.py) is filed there, and read back instead of the object next time."""
     origins = origins or {}
+    readings = _Readings(AuditCache(cache_dir) if cache_dir is not None else None, target)
     findings: list[Finding] = []
     machines: Counter[str] = Counter()
     max_glibc: Version | None = None
@@ -130,7 +139,7 @@ def audit_tree(
     linked: list[LinkedObject] = []
     for rel, path in iter_files(root):
         files.append(rel)
-        result = _audit_file(path, rel, target, origins.get(rel))
+        result = _audit_file(path, rel, target, origins.get(rel), readings)
         findings.extend(result.findings)
         if result.elf is not None:
             machines[result.elf.machine] += 1
@@ -159,7 +168,7 @@ class _FileResult:
     dynamic: Dynamic | None = None  # what the loader must find for it, when it is for the target
 
 
-def _audit_file(path: Path, rel: str, target: Target, origin: str | None) -> _FileResult:
+def _audit_file(path: Path, rel: str, target: Target, origin: str | None, readings: _Readings) -> _FileResult:
     sniffed = sniff(path)
     suffix = path.suffix.lower()
     if sniffed.kind == "pe" or suffix in _WINDOWS_SUFFIXES:
@@ -168,10 +177,12 @@ def _audit_file(path: Path, rel: str, target: Target, origin: str | None) -> _Fi
         return _FileResult((_foreign(rel, origin, target, "macos"),))
     if sniffed.kind != "elf":
         return _FileResult(tuple(_check_tag(rel, origin, target, arch_reported=False)))
-    return _audit_elf(path, rel, target, origin, sniffed)
+    return _audit_elf(path, rel, target, origin, sniffed, readings)
 
 
-def _audit_elf(path: Path, rel: str, target: Target, origin: str | None, sniffed: Sniffed) -> _FileResult:
+def _audit_elf(
+    path: Path, rel: str, target: Target, origin: str | None, sniffed: Sniffed, readings: _Readings
+) -> _FileResult:
     ident = sniffed.elf
     if ident is None:
         return _FileResult((_unreadable(rel, origin, "its ELF header is truncated or malformed"),))
@@ -181,12 +192,12 @@ def _audit_elf(path: Path, rel: str, target: Target, origin: str | None, sniffed
         # Symbol versions of an object that cannot load anyway would only add noise.
         return _FileResult((header, *tag), ident)
     try:
-        needs = _read_glibc_needs(path, target.glibc)
+        needs, dynamic = readings.read(path)
     except _ELF_READ_ERRORS as exc:
         unreadable = _unreadable(rel, origin, f"its ELF structure could not be read ({exc})")
         return _FileResult((*tag, unreadable), ident)
     too_new = _check_glibc(needs, rel, origin, target)
-    return _FileResult((*tag, *too_new), ident, needs.newest, read_dynamic(path))
+    return _FileResult((*tag, *too_new), ident, needs.newest, dynamic)
 
 
 # --- foreign binaries -------------------------------------------------------------------------------------
@@ -365,6 +376,97 @@ def _read_glibc_needs(path: Path, above: Version) -> _GlibcNeeds:
         if max(by_index.values(), default=above) <= above:
             return _GlibcNeeds(by_index)
         return _GlibcNeeds(by_index, _symbols_needing(elf, sections, by_index, above))
+
+
+class _Readings:
+    """What the audit reads of an ELF object, through the audit cache when the object's sha256 is known."""
+
+    def __init__(self, cache: AuditCache | None, target: Target) -> None:
+        self._cache = cache
+        self._above = target.glibc
+
+    def read(self, path: Path) -> tuple[_GlibcNeeds, Dynamic | None]:
+        """Raises what _read_glibc_needs raises; an object that cannot be read is never filed."""
+        sha256 = known_sha256(path.stat()) if self._cache is not None else None
+        key = _reading_key(sha256, self._above) if sha256 is not None else None
+        if self._cache is not None and key is not None:
+            filed = _decoded(self._cache.get(key))
+            if filed is not None:
+                return filed
+        needs, dynamic = _read_glibc_needs(path, self._above), read_dynamic(path)
+        if self._cache is not None and key is not None:
+            self._cache.put(key, _encoded(needs, dynamic))
+        return needs, dynamic
+
+
+def _reading_key(sha256: str, above: Version) -> str:
+    """The object's bytes, the glibc above which symbols are named, and the code that reads them."""
+    material = f"{sha256}\0glibc {above[0]}.{above[1]}\0{_reader_fingerprint()}"
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@cache
+def _reader_fingerprint() -> str:
+    # The modules whose code decides a reading: this one, and the dynamic section's reader.
+    return code_fingerprint([Path(__file__), Path(elfheaders.__file__), Path(needed.__file__)])
+
+
+def _encoded(needs: _GlibcNeeds, dynamic: Dynamic | None) -> dict[str, Any]:
+    return {
+        "glibc": sorted([index, *version] for index, version in needs.by_index.items()),
+        "symbols": sorted([*version, list(names)] for version, names in needs.symbols.items()),
+        "dynamic": None
+        if dynamic is None
+        else {
+            "needed": list(dynamic.needed),
+            "soname": dynamic.soname,
+            "search_path": list(dynamic.search_path),
+        },
+    }
+
+
+def _decoded(facts: Mapping[str, Any] | None) -> tuple[_GlibcNeeds, Dynamic | None] | None:
+    """A filed reading, or None (read the object again) when any part of it is not what `_encoded` writes:
+    a cache restored from elsewhere is input too."""
+    if facts is None:
+        return None
+    try:
+        by_index = {_number(i): (_number(major), _number(minor)) for i, major, minor in facts["glibc"]}
+        symbols = {
+            (_number(major), _number(minor)): tuple(_strings(names))
+            for major, minor, names in facts["symbols"]
+        }
+        found = facts["dynamic"]
+        dynamic = (
+            None
+            if found is None
+            else Dynamic(
+                tuple(_strings(found["needed"])),
+                _optional_string(found["soname"]),
+                tuple(_strings(found["search_path"])),
+            )
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return _GlibcNeeds(by_index, symbols), dynamic
+
+
+def _number(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(value)
+    return value
+
+
+def _strings(values: object) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+        raise TypeError(values)
+    return values
+
+
+def _optional_string(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(value)
+    return value
 
 
 def _sections_by_type(elf: ELFFile) -> dict[int, int]:

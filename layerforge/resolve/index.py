@@ -12,13 +12,14 @@ import dataclasses
 import http.client
 import json
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import urllib.response
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from html.parser import HTMLParser
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -290,8 +291,18 @@ def open_url(
     return response
 
 
-@cache
 def _tls_context() -> ssl.SSLContext:
+    # Under a lock: the page readers start together, and functools.cache alone let each of them load the
+    # system's certificates (0.5 s of CPU in a sklearn resolution, beside pip's start-up).
+    with _TLS_LOCK:
+        return _one_tls_context()
+
+
+_TLS_LOCK = threading.Lock()
+
+
+@cache
+def _one_tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
@@ -348,6 +359,9 @@ def _fetch(url: str) -> tuple[bytes, str]:
         return response.read(_MAX_PAGE_BYTES), response.headers.get("Content-Type", "")
 
 
+# A page repeats the same few Requires-Python strings over thousands of files (numpy's lists about 1,900),
+# and parsing a specifier is most of the cost of asking.
+@lru_cache(maxsize=4096)
 def supports_python(requires_python: str | None, python: Version) -> bool:
     """Whether a release's Requires-Python admits `python`; one pip cannot read admits nothing, as in pip."""
     if not requires_python:

@@ -380,6 +380,10 @@ def _best_wheel(wheels: Sequence[IndexWheel], requirement: Requirement, target: 
 def _handler_for(index: LocalIndex) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # A response goes out in two writes, headers then body. With Nagle's algorithm the body waits for
+        # the ACK of the headers, which pip's side delays by up to 40 ms: pip asks one page or METADATA
+        # at a time, so every request paid it (a sklearn resolution: 3.0 s with it, 2.0 s without).
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             route = index.route(self.path)

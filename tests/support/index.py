@@ -106,6 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     timeout = 10  # drop idle keep-alive connections, so no thread outlives a test for long
+    # Headers and body are two writes: with Nagle's algorithm the body would wait for a delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the index keeps its own log
