@@ -60,7 +60,7 @@ from .tree.toplevel import declare_top_level, modules_to_verify
 from .tree.unpack import LayerTree, unpack_all
 from .tree.zip_apart import write_zip_apart
 from .verify.choose import already_found, choose_verifier
-from .verify.local import VerifyReport, not_run
+from .verify.local import VerifyReport, not_run, seal
 from .verify.opens import OpenWatch
 from .verify.optional import OptionalPolicy, optional_policy
 from .verify.proofs import ProofStore
@@ -347,9 +347,7 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
     # Only a local interpreter's checks are filed: a Docker verification (--docker, or no interpreter of
     # the target here) has no use for it.
     watched = [tree.root, *([provided.python_dir] if provided is not None else [])]
-    # Before the readers below start: alone it reads the shared objects' headers in 0.1 s, beside the
-    # audit's thread 0.6 s, and the checks cannot start without it.
-    load_order = load_proof(tree, slim.shared) if options.verify else None
+    load_order = _before_the_readers(options, tree, slim)
     with (
         OpenWatch(watched)
         if options.verify and interpreter is not None and not options.docker
@@ -638,6 +636,18 @@ def _bytecode_compiler(target: Target) -> Interpreter | None:
     return find_interpreter(Target(target.runtime, host_arch))
 
 
+def _before_the_readers(options: BuildOptions, tree: LayerTree, slim: SlimReport) -> LoadProof | None:
+    """What the checks need done before they start, done before the audit's, the license inventory's and
+    the zip's threads start: each makes a system call per file, and waits for the GIL after each one
+    that those threads hold (the shared objects' headers: 0.1 s alone, 0.6 s beside them; making the
+    tree read-only: 0.03 s alone, 0.3 s beside them). None when the build verifies nothing."""
+    if not options.verify:
+        return None
+    load_order = load_proof(tree, slim.shared)
+    seal(tree.root)
+    return load_order
+
+
 @dataclass(frozen=True)
 class _Checking:
     """What verification takes from the stages around it."""
@@ -692,6 +702,7 @@ def _verify(
             smoke=None,
             removed=removed,
             in_place=True,
+            sealed=True,
             runtime_paths=runtime_paths,
             system_libraries=libraries,
             proofs=proofs,
@@ -707,6 +718,7 @@ def _verify(
         note=events.note,
         # The tree is the build's own and finished: checked in place, no copy.
         in_place=True,
+        sealed=True,
         runtime_paths=runtime_paths,
         system_libraries=libraries,
         proofs=proofs,

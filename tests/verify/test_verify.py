@@ -17,7 +17,7 @@ import pytest
 from layerforge.errors import InputError, VerificationError
 from layerforge.runners.interpreters import Interpreter, probe
 from layerforge.target import ARCHES, Target
-from layerforge.verify.local import VerifyReport, _memory_scratch, read_only_copy, verify_layer
+from layerforge.verify.local import VerifyReport, _memory_scratch, read_only_copy, seal, verify_layer
 
 HOST_ARCH = {machine: arch for arch, machine in ARCHES.items()}.get(os.uname().machine, "x86_64")
 TARGET = Target(f"python{sys.version_info[0]}.{sys.version_info[1]}", HOST_ARCH)
@@ -323,6 +323,33 @@ def test_a_check_in_place_gives_the_same_answers_and_leaves_the_tree_removable(
     # The folders are writable again (the build removes its tree), the files stay read-only.
     assert os.stat(layer / "python/good").st_mode & 0o200
     assert not os.stat(layer / "python/good/core.py").st_mode & 0o222
+    shutil.rmtree(layer)
+
+
+def test_a_sealed_tree_is_checked_with_read_only_folders_every_time(
+    tmp_path: Path, interpreter: Interpreter
+) -> None:
+    # seal() leaves the folders alone, and a check in place gives them their write bits back when it
+    # ends: each check of a sealed tree must still make them read-only (a build runs several).
+    writer = "import os\nopen(os.path.join(os.path.dirname(__file__), 'new.txt'), 'w').write('x')\n"
+    layer = make_layer(tmp_path / "build" / "layer", {**GOOD, "python/writer/__init__.py": writer})
+    seal(layer)
+    assert not os.stat(layer / "python/good/core.py").st_mode & 0o222
+    assert os.stat(layer / "python/writer").st_mode & 0o200
+    for _ in range(2):
+        report = verify_layer(
+            layer,
+            TARGET,
+            modules=["good", "writer"],
+            distributions=["good"],
+            interpreter=interpreter,
+            in_place=True,
+            sealed=True,
+        )
+        assert report.imported == ("good",)
+        assert report.failures[0].error.startswith("PermissionError")
+        assert not (layer / "python/writer/new.txt").exists()
+        assert os.stat(layer / "python/writer").st_mode & 0o200
     shutil.rmtree(layer)
 
 
