@@ -303,8 +303,8 @@ def verify_layer(
     paths to the strip rule that removed them, so a failure can name the rule. `timeout` bounds the
     whole check, both processes together. `in_place` checks `layer_root` itself, made read-only in place,
     instead of a copy: its files stay read-only afterwards (see read_only_in_place), so it is for a
-    build's own finished tree only. `sealed`: the caller made its files read-only already (`seal`); the
-    folders are made read-only here all the same.
+    build's own finished tree only. `sealed`: the caller holds the tree read-only already (`sealed`), and
+    no mode is changed here.
     `runtime_paths` stand in for the runtime's own site folders (boto3 and its kin): they come after the
     layer on sys.path, as on Lambda, so a layer's own copy still wins.
     A library the check loads from this machine that the target's runtime lacks is a failure
@@ -519,12 +519,19 @@ def read_only_copy(layer_root: Path, *, scratch: Path | None = None) -> Iterator
         shutil.rmtree(top, ignore_errors=True)
 
 
-def seal(layer_root: Path) -> None:
-    """Make a finished tree's files read-only, as read_only_in_place would; its folders are left to the
-    check, which gives them their write bits back however it ends. For a caller that does it before its
-    own readers of the tree start: the walk stats every file, and each stat waits for the GIL that their
-    threads hold (0.3 s of the sklearn build's critical path beside them, some 0.03 s alone)."""
-    _set_modes(layer_root, read_only=True, folders=False)
+@contextmanager
+def sealed(layer_root: Path) -> Iterator[None]:
+    """A finished tree made read-only, files and folders, for the length of the block, for checks in place
+    (`verify_layer(in_place=True, sealed=True)`) that then change no mode. For a caller whose own threads
+    read the tree meanwhile: the walk stats every file, and each stat waits for the GIL those threads hold
+    (0.3 s of the sklearn build's critical path beside them, some 0.03 s before they start). The folders
+    get their write bits back however the block ends; the files stay read-only, as after
+    read_only_in_place."""
+    try:
+        _set_modes(layer_root, read_only=True)
+        yield
+    finally:
+        _set_modes(layer_root, read_only=False)
 
 
 @contextmanager
@@ -544,11 +551,13 @@ def read_only_in_place(layer_root: Path, *, sealed: bool = False) -> Iterator[Sa
     try:
         sandbox.task.mkdir()
         sandbox.tmp.mkdir()
-        _set_modes(layer, read_only=True, files=not sealed)
+        if not sealed:
+            _set_modes(layer, read_only=True)
         sandbox.task.chmod(0o555)
         yield sandbox
     finally:
-        _set_modes(layer, read_only=False)  # the folders only: the files stay read-only
+        if not sealed:
+            _set_modes(layer, read_only=False)  # the folders only: the files stay read-only
         _set_modes(top, read_only=False)
         shutil.rmtree(top, ignore_errors=True)
 
@@ -584,7 +593,7 @@ def _tree_bytes(root: Path) -> int:
     return total
 
 
-def _set_modes(top: Path, *, read_only: bool, files: bool = True, folders: bool = True) -> None:
+def _set_modes(top: Path, *, read_only: bool) -> None:
     if not top.exists():
         return
     # Bottom-up, in one walk: a folder changes after what is inside it, and 0555 keeps folders
@@ -593,7 +602,7 @@ def _set_modes(top: Path, *, read_only: bool, files: bool = True, folders: bool 
     # A file already without write bits is left alone: a build's tree is mostly hard links to read-only
     # cache entries, and one lstat costs a third of lstat, stat and chmod (0.4 s of a warm build).
     for folder, _, names in os.walk(top, topdown=False):
-        if read_only and files:
+        if read_only:
             for name in names:
                 path = os.path.join(folder, name)
                 mode = os.lstat(path).st_mode
@@ -602,8 +611,7 @@ def _set_modes(top: Path, *, read_only: bool, files: bool = True, folders: bool 
                 wanted = (mode & 0o555) | 0o444
                 if stat.S_IMODE(mode) != wanted:
                     os.chmod(path, wanted)
-        if folders:
-            os.chmod(folder, 0o555 if read_only else 0o755)
+        os.chmod(folder, 0o555 if read_only else 0o755)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from layerforge.errors import InputError, VerificationError
 from layerforge.runners.interpreters import Interpreter, probe
 from layerforge.target import ARCHES, Target
-from layerforge.verify.local import VerifyReport, _memory_scratch, read_only_copy, seal, verify_layer
+from layerforge.verify.local import VerifyReport, _memory_scratch, read_only_copy, sealed, verify_layer
 
 HOST_ARCH = {machine: arch for arch, machine in ARCHES.items()}.get(os.uname().machine, "x86_64")
 TARGET = Target(f"python{sys.version_info[0]}.{sys.version_info[1]}", HOST_ARCH)
@@ -301,11 +301,8 @@ def test_the_copy_is_read_only_and_removed_afterwards(tmp_path: Path) -> None:
     assert list(scratch.iterdir()) == []
 
 
-def test_a_check_in_place_gives_the_same_answers_and_leaves_the_tree_removable(
-    tmp_path: Path, interpreter: Interpreter
-) -> None:
-    writer = "import os\nopen(os.path.join(os.path.dirname(__file__), '__init__.py'), 'w').write('')\n"
-    layer = make_layer(tmp_path / "build" / "layer", {**GOOD, "python/writer/__init__.py": writer})
+def writer_refused_in_place(layer: Path, interpreter: Interpreter, *, sealed: bool = False) -> VerifyReport:
+    """A check in place of `good` and `writer`, whose import writes beside itself: it must be refused."""
     report = verify_layer(
         layer,
         TARGET,
@@ -313,9 +310,19 @@ def test_a_check_in_place_gives_the_same_answers_and_leaves_the_tree_removable(
         distributions=["good"],
         interpreter=interpreter,
         in_place=True,
+        sealed=sealed,
     )
     assert report.imported == ("good",)
     assert report.failures[0].error.startswith("PermissionError")
+    return report
+
+
+def test_a_check_in_place_gives_the_same_answers_and_leaves_the_tree_removable(
+    tmp_path: Path, interpreter: Interpreter
+) -> None:
+    writer = "import os\nopen(os.path.join(os.path.dirname(__file__), '__init__.py'), 'w').write('')\n"
+    layer = make_layer(tmp_path / "build" / "layer", {**GOOD, "python/writer/__init__.py": writer})
+    report = writer_refused_in_place(layer, interpreter)
     assert report.metadata_versions == {"good": "1.0"}
     # The module could not truncate its own file; the task and tmp folders are gone.
     assert (layer / "python/writer/__init__.py").read_text() == writer
@@ -326,31 +333,30 @@ def test_a_check_in_place_gives_the_same_answers_and_leaves_the_tree_removable(
     shutil.rmtree(layer)
 
 
-def test_a_sealed_tree_is_checked_with_read_only_folders_every_time(
+def test_a_sealed_tree_stays_read_only_through_every_check_and_is_removable_after(
     tmp_path: Path, interpreter: Interpreter
 ) -> None:
-    # seal() leaves the folders alone, and a check in place gives them their write bits back when it
-    # ends: each check of a sealed tree must still make them read-only (a build runs several).
+    # A build checks a sealed tree in place once per group of modules: no check may give the folders
+    # their write bits back before the last one.
     writer = "import os\nopen(os.path.join(os.path.dirname(__file__), 'new.txt'), 'w').write('x')\n"
     layer = make_layer(tmp_path / "build" / "layer", {**GOOD, "python/writer/__init__.py": writer})
-    seal(layer)
-    assert not os.stat(layer / "python/good/core.py").st_mode & 0o222
-    assert os.stat(layer / "python/writer").st_mode & 0o200
-    for _ in range(2):
-        report = verify_layer(
-            layer,
-            TARGET,
-            modules=["good", "writer"],
-            distributions=["good"],
-            interpreter=interpreter,
-            in_place=True,
-            sealed=True,
-        )
-        assert report.imported == ("good",)
-        assert report.failures[0].error.startswith("PermissionError")
+    with sealed(layer):
+        assert not os.stat(layer / "python/good/core.py").st_mode & 0o222
+        for _ in range(2):
+            writer_refused_in_place(layer, interpreter, sealed=True)
+            assert not os.stat(layer / "python/writer").st_mode & 0o222
         assert not (layer / "python/writer/new.txt").exists()
-        assert os.stat(layer / "python/writer").st_mode & 0o200
+    assert os.stat(layer / "python/writer").st_mode & 0o200
+    assert not os.stat(layer / "python/good/core.py").st_mode & 0o222
     shutil.rmtree(layer)
+
+
+def test_a_sealed_tree_gets_its_folders_back_when_the_block_fails(tmp_path: Path) -> None:
+    layer = make_layer(tmp_path / "layer", GOOD)
+    with pytest.raises(RuntimeError), sealed(layer):
+        assert not os.stat(layer / "python/good").st_mode & 0o222
+        raise RuntimeError("a size limit, a refused license")
+    assert os.stat(layer / "python/good").st_mode & 0o200
 
 
 def test_a_check_in_place_of_a_relative_path_finds_the_layer(
