@@ -257,11 +257,15 @@ def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
     for wheel, planned in plans.items():
         for item in planned:
             files.setdefault(item.destination, (wheel, item.info.filename))
+    # Folders found to be no file, with all their parents: each is looked up once, not once per entry
+    # below it (pathlib did it per entry and level, 0.13 s for the sklearn stack's 5,865 entries).
+    # Destinations are normalised (`_destination`), so the parent of a path is what its last "/" leaves.
+    folders: set[str] = set()
     for wheel, planned in plans.items():
         for item in planned:
-            parent = PurePosixPath(item.destination).parent
-            while parent.name:
-                clash = files.get(str(parent))
+            parent = item.destination.rpartition("/")[0]
+            while parent and parent not in folders:
+                clash = files.get(parent)
                 if clash is not None:
                     other_wheel, other_name = clash
                     raise UnsafeArchiveError(
@@ -269,7 +273,8 @@ def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
                         f"but {other_wheel.name} ships it as a file; refusing to unpack",
                         hint="the wheels are malformed or hostile, or two of them clash: do not use them",
                     )
-                parent = parent.parent
+                folders.add(parent)
+                parent = parent.rpartition("/")[0]
 
 
 def _extract(wheel: Path, planned: list[_Planned], root: Path, record: dict[str, str]) -> None:
