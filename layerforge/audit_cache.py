@@ -13,37 +13,19 @@ unlinks an entry while a build reads it leaves the build its open file, or a mis
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from .cache import touch
-from .member_cache import TEMP_PREFIX, keyed_digest, read_json_entry, write_entry
-from .staging import host_label
+from .member_cache import KeyedEntries
 
 KIND = "audits"
 _MAGIC = b"LFAUDIT1\n"
 
 
-class AuditCache:
+class AuditCache(KeyedEntries):
+    """`get(key)` and `put(key, facts)`: a reading as a JSON object."""
+
     def __init__(self, root: Path) -> None:
-        self.folder = root / KIND
-        self._temporary_prefix = f"{TEMP_PREFIX}{host_label()}-{os.getpid()}-"
+        super().__init__(root, KIND, _MAGIC)
 
-    def path_for(self, key: str) -> Path:
-        return self.folder / key[:2] / key
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The facts filed under `key`, when the entry is whole and parses; a damaged one is removed."""
-        path = self.path_for(key)
-        facts = read_json_entry(path, _MAGIC, lambda raw: keyed_digest(key, raw))
-        if facts is not None:
-            touch(path)
-        return facts
-
-    def put(self, key: str, facts: Mapping[str, Any]) -> None:
-        """File `facts` under `key`, atomically. A cache that cannot be written only costs time."""
-        body = json.dumps(facts, sort_keys=True).encode()
-        write_entry(self.path_for(key), _MAGIC, keyed_digest(key, body), body, self._temporary_prefix)
+    get = KeyedEntries.read_json
+    put = KeyedEntries.write_json

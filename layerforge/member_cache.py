@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,26 +37,54 @@ TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".part"
 
 
-class MemberCache:
-    def __init__(self, root: Path) -> None:
+class KeyedEntries:
+    """Entries that are one file each, `<root>/<kind>/<aa>/<key>`: a magic line, the sha256 of the key and
+    the body, then the body. The member cache's deflate streams, and the audit cache's readings as JSON."""
+
+    def __init__(self, root: Path, kind: str, magic: bytes) -> None:
         self.root = root
-        self.folder = root / KIND
+        self.folder = root / kind
+        self._magic = magic
         self._temporary_prefix = f"{TEMP_PREFIX}{host_label()}-{os.getpid()}-"
 
     def path_for(self, key: str) -> Path:
         return self.folder / key[:2] / key
 
+    def read(self, key: str) -> bytes | None:
+        """The body stored under `key`, when the entry is whole; a damaged entry is removed."""
+        path = self.path_for(key)
+        body = read_entry(path, self._magic, lambda raw: keyed_digest(key, raw))
+        if body is not None:
+            touch(path)
+        return body
+
+    def write(self, key: str, body: bytes) -> None:
+        """File `body` under `key`, atomically. A cache that cannot be written only costs speed."""
+        write_entry(self.path_for(key), self._magic, keyed_digest(key, body), body, self._temporary_prefix)
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        """The JSON object stored under `key`; an entry that is damaged, or holds none, is removed."""
+        path = self.path_for(key)
+        data = read_json_entry(path, self._magic, lambda raw: keyed_digest(key, raw))
+        if data is not None:
+            touch(path)
+        return data
+
+    def write_json(self, key: str, data: Mapping[str, Any]) -> None:
+        self.write(key, json.dumps(data, sort_keys=True).encode())
+
+
+class MemberCache(KeyedEntries):
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, KIND, _MAGIC)
+
     def get(self, key: str) -> bytes | None:
         """The stream stored under `key`, when the entry is whole; a damaged entry is removed."""
-        path = self.path_for(key)
-        stream = read_entry(path, _MAGIC, lambda body: keyed_digest(key, body))
-        if stream is not None:
-            touch(path)
-        return stream
+        return self.read(key)
 
     def put(self, key: str, stream: bytes) -> None:
         """File `stream` under `key`, atomically. A cache that cannot be written only costs speed."""
-        write_entry(self.path_for(key), _MAGIC, keyed_digest(key, stream), stream, self._temporary_prefix)
+        self.write(key, stream)
 
 
 def write_entry(path: Path, magic: bytes, digest: bytes, body: bytes, temporary_prefix: str) -> None:

@@ -388,14 +388,14 @@ class _Readings:
     def read(self, path: Path) -> tuple[_GlibcNeeds, Dynamic | None]:
         """Raises what _read_glibc_needs raises; an object that cannot be read is never filed."""
         sha256 = known_sha256(path.stat()) if self._cache is not None else None
-        key = _reading_key(sha256, self._above) if sha256 is not None else None
-        if self._cache is not None and key is not None:
-            filed = _decoded(self._cache.get(key))
-            if filed is not None:
-                return filed
+        if self._cache is None or sha256 is None:
+            return _read_glibc_needs(path, self._above), read_dynamic(path)
+        key = _reading_key(sha256, self._above)
+        filed = _decoded(self._cache.get(key))
+        if filed is not None:
+            return filed
         needs, dynamic = _read_glibc_needs(path, self._above), read_dynamic(path)
-        if self._cache is not None and key is not None:
-            self._cache.put(key, _encoded(needs, dynamic))
+        self._cache.put(key, _encoded(needs, dynamic))
         return needs, dynamic
 
 

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..cache import note_proven
-from ..fsutil import audited_open
+from ..fsutil import atomic_write_text, audited_open
 from ..member_cache import MemberCache
 from .archive import write_zip
 
@@ -59,9 +59,7 @@ def main() -> None:
     )
     print(f"advance {pending[0]}", flush=True)
     answer = {**dataclasses.asdict(result), "path": str(result.path), "opens": dict(opens)}
-    partial = work / f"{ANSWER}.part"
-    partial.write_text(json.dumps(answer), encoding="utf-8")
-    os.replace(partial, work / ANSWER)
+    atomic_write_text(work / ANSWER, json.dumps(answer))
 
 
 def _end_with_parent() -> None:
