@@ -41,6 +41,7 @@ from .recipe import Recipe, StripConfig
 from .report.over_limit import size_limit_error
 from .resolve.download import FetchedWheel, fetch_all, fetch_into
 from .resolve.lock import DEFAULT_INDEX_URL, Lock, read_lock
+from .resolve.pip_runner import let_go
 from .resolve.source_build import DockerClientFactory, SourceBuilder
 from .runners.docker import docker_from_env
 from .runners.interpreters import Interpreter, find_interpreter
@@ -120,8 +121,11 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
     # Named after this host and process, so a later build can sweep it away if this one is killed outright.
     staging = make_staging_dir(options.out_dir, options.stem)
     head_start = HeadStart(staging / "head-start", PieceCache(options.cache_dir))
+    # One for the head start and the build after it: each answer is remembered, and the build asks again
+    # about every file of the wheels the head start took.
+    matcher = RuleMatcher(options.recipe.strip)
     try:
-        lock, lock_path = _lock(options, events, interpreters, head_start)
+        lock, lock_path = _lock(options, events, interpreters, head_start, matcher)
         key = build_key(options, lock)
         reused = _reuse(options, lock, lock_path, key)
         if reused is not None:
@@ -129,7 +133,9 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
                 f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused"
             )
             return reused
-        return _build_in(_Run(staging, options, lock, events, interpreters, head_start), lock_path, key)
+        return _build_in(
+            _Run(staging, options, lock, events, interpreters, head_start, matcher), lock_path, key
+        )
     finally:
         head_start.stop()
         shutil.rmtree(staging, ignore_errors=True)
@@ -198,7 +204,11 @@ def _reuse(options: BuildOptions, lock: Lock, lock_path: Path, key: str) -> Buil
 
 
 def _lock(
-    options: BuildOptions, events: BuildEvents, interpreters: _InterpreterSearch, head_start: HeadStart
+    options: BuildOptions,
+    events: BuildEvents,
+    interpreters: _InterpreterSearch,
+    head_start: HeadStart,
+    matcher: RuleMatcher,
 ) -> tuple[Lock, Path]:
     destination = options.out_dir / f"{options.stem}.lock.json"
     recipe = options.recipe
@@ -207,9 +217,11 @@ def _lock(
         previous if previous is not None and not options.refresh and _answers(previous, options) else None
     )
     if current is not None:
+        let_go(if_unused=True)
         lock = current
         events.note(f"{destination.name} already pins these requirements: reused (--refresh resolves again)")
     elif options.lock_path is not None:
+        let_go(if_unused=True)
         lock = read_lock(options.lock_path)
         if (lock.runtime, lock.arch) != (options.target.runtime, options.target.arch):
             raise LockError(
@@ -228,9 +240,10 @@ def _lock(
         events.stage("resolve")
         interpreters.start()
         if previous is not None:
-            _begin_head_start(head_start, previous, options, interpreters)
+            _begin_head_start(head_start, previous, options, interpreters, matcher)
         excluded = recipe.excluded(options.target)
         lock = _sources(options, events).resolve(recipe.name, recipe.requirements, exclude=excluded)
+        let_go()
         for note in lock.notes:
             events.note(note.reason)
     if options.lock_path is None or options.lock_path.resolve() != destination.resolve():
@@ -272,7 +285,11 @@ def _answers(lock: Lock, options: BuildOptions) -> bool:
 
 
 def _begin_head_start(
-    head_start: HeadStart, previous: Lock, options: BuildOptions, interpreters: _InterpreterSearch
+    head_start: HeadStart,
+    previous: Lock,
+    options: BuildOptions,
+    interpreters: _InterpreterSearch,
+    matcher: RuleMatcher,
 ) -> None:
     """While pip resolves, check out the pieces of the previous lock's wheels that are cached."""
     cache = WheelCache(options.cache_dir)
@@ -287,7 +304,7 @@ def _begin_head_start(
 
     head_start.begin(
         wheels,
-        RuleMatcher(options.recipe.strip),
+        matcher,
         lambda: _piece_settings(options, interpreters.result()[1]),
     )
 
@@ -329,6 +346,7 @@ class _Run:
     events: BuildEvents
     interpreters: _InterpreterSearch
     head_start: HeadStart
+    matcher: RuleMatcher  # the head start's, whose answers it remembers (it ran before, in its thread)
 
 
 def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
@@ -549,7 +567,7 @@ def _unpack_and_slim(
     interpreter, compiler = run.interpreters.result()
     events.stage("unpack", total=len(fetched))
     config = options.recipe.strip
-    matcher = RuleMatcher(config)
+    matcher = run.matcher
     # Each wheel by itself (unpacked, stripped, compiled) from the processed-wheel cache, or made and
     # filed there; what a rule would remove stays out of the tree until the import guard has spoken.
     settings = _piece_settings(options, compiler)

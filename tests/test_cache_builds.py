@@ -10,6 +10,7 @@ process is stopped mid-write), and kills it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -28,7 +29,8 @@ from layerforge.proof_cache import KIND as PROOFS
 from layerforge.resolve.lock import resolve
 from layerforge.runners.interpreters import find_interpreter
 from layerforge.target import Target
-from layerforge.tree.archive import CACHE_FLOOR, member_key
+from layerforge.tree.archive import CACHE_FLOOR, DEFLATE_SETTINGS, member_key
+from layerforge.tree.member_packs import group_of, pack_key, unpack
 from layerforge.verify.proofs import ProofStore
 from tests.layers import publish_demo_stack
 from tests.support.cli_build import build_command, run_build, stop_group
@@ -119,20 +121,30 @@ def test_a_build_killed_mid_cache_write_is_followed_by_a_correct_build(bulk: Bul
     assert rerun["sha256"] == reference["sha256"]
     assert Path(str(rerun["zip"])).read_bytes() == Path(str(reference["zip"])).read_bytes()
 
-    # Every entry the cache holds now is whole, and is the deflate stream of the member it is filed for.
+    # Every entry the cache holds now is whole, and is the deflate stream of the member it is filed for,
+    # or the pack of the small members of one folder group, each stream inflating to its member.
     with zipfile.ZipFile(str(rerun["zip"])) as archive:
-        members = {
-            member_key(data): data
-            for data in map(archive.read, archive.namelist())
-            if len(data) >= CACHE_FLOOR  # smaller members are never cached
-        }
+        contents = {name: archive.read(name) for name in sorted(archive.namelist())}
+    members = {member_key(data): [data] for data in contents.values() if len(data) >= CACHE_FLOOR}
+    small: dict[str, list[bytes]] = {}
+    for name, data in contents.items():
+        if len(data) < CACHE_FLOOR:
+            small.setdefault(group_of(name), []).append(data)
+    for group in small.values():
+        members[pack_key(DEFLATE_SETTINGS, [hashlib.sha256(data).hexdigest() for data in group])] = group
     store = MemberCache(cache)
     filed = [p for p in (cache / KIND).glob("*/*") if not p.name.startswith(".")]
     assert {p.name for p in filed} == set(members)
     for path in filed:
-        stream = store.get(path.name)
-        assert stream is not None, f"damaged entry {path}"
-        assert bytes(deflate.deflate_decompress(stream, len(members[path.name]))) == members[path.name]
+        body = store.get(path.name)
+        assert body is not None, f"damaged entry {path}"
+        expected = members[path.name]
+        streams = (
+            [body] if len(expected) == 1 and len(expected[0]) >= CACHE_FLOOR else unpack(body, len(expected))
+        )
+        assert streams is not None, f"a pack of another shape: {path}"
+        for stream, data in zip(streams, expected, strict=True):
+            assert bytes(deflate.deflate_decompress(stream, len(data))) == data
 
 
 def test_prune_over_and_over_during_builds_leaves_each_build_correct(bulk: Bulk, tmp_path: Path) -> None:

@@ -145,9 +145,10 @@ def names_in_text(text: str) -> list[str]:
     found: list[tuple[int, str]] = []
     remaining = text
     for pattern, spdx_id in _PATTERNS:
-        for match in pattern.finditer(remaining):
-            found.append((match.start(), spdx_id))
-        remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
+        matches = [match.start() for match in pattern.finditer(remaining)]
+        if matches:  # a second pass over a long text (scipy's bundles its licenses) only when it changes it
+            found.extend((at, spdx_id) for at in matches)
+            remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
     if not found and _BSD3_TEXT.search(text):
         found.append((0, "BSD-3-Clause"))
     elif not found and _BSD2_TEXT.search(text):

@@ -23,6 +23,7 @@ import deflate
 from ..binaries.binfmt import iter_files
 from ..cache import known_sha256, sha256_of
 from ..member_cache import MemberCache
+from .member_packs import SmallPacks
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 # libdeflate's level 6: on the sklearn layer 2.5 times faster than zlib's level 6 (what shutil.make_archive
@@ -34,9 +35,10 @@ COMPRESS_LEVEL = 6
 _IN_FLIGHT_BYTES = 48 * 1024 * 1024
 _IN_FLIGHT_MEMBERS = 4096
 _DEDUPE_FLOOR = 1024 * 1024
-# Smaller members are deflated every time: on the sklearn layer they are 2,072 of its 2,412 members but a
-# tenth of the deflate time, and each cache entry costs a file (creating one takes 0.35 ms here). With a
-# 16 KiB floor a cold build spent twice the CPU on writing the cache for 7% less deflating when warm.
+# Smaller members are filed a folder at a time (member_packs.py), not one entry each: on the sklearn layer
+# they are 2,175 of its 2,520 members, and each entry costs a file (creating one takes 0.35 ms here). With
+# a 16 KiB floor and no packs, a cold build spent twice the CPU on writing the cache for 7% less
+# deflating when warm.
 CACHE_FLOOR = 64 * 1024
 # What decides a member's deflate stream besides its content: the library (its version pins the bundled
 # libdeflate) and the level. A cached stream made under other settings is never looked up.
@@ -123,7 +125,8 @@ def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
 
 def _deflate_cached(data: bytes, cache: MemberCache | None, sha256: str | None = None) -> tuple[bytes, bool]:
     """The member's deflate stream, and whether it came from the cache (run in the pool: hashlib and
-    libdeflate release the GIL). `sha256`: the member's, when it is known."""
+    libdeflate release the GIL). `sha256`: the member's, when it is known. A small member is left to
+    its pack (member_packs.py)."""
     if cache is None or len(data) < CACHE_FLOOR:
         return deflate_member(data), False
     key = member_key(data) if sha256 is None else member_key_of(sha256)
@@ -133,6 +136,13 @@ def _deflate_cached(data: bytes, cache: MemberCache | None, sha256: str | None =
     stream = deflate_member(data)
     cache.put(key, stream)
     return stream, False
+
+
+def _copied_or_deflated(stream: bytes | None, data: bytes) -> tuple[bytes, bool]:
+    """A small member's stream from its pack when it inflates to the member, else deflated here."""
+    if stream is not None and _inflates_to(stream, data):
+        return stream, True
+    return deflate_member(data), False
 
 
 def _inflates_to(stream: bytes, data: bytes) -> bool:
@@ -170,20 +180,36 @@ def _compressed_in_order(
     # Wheels often bundle the same library twice (libgfortran in numpy.libs and scipy.libs): deflate once.
     # Only a large member whose size another one shares can be such a copy; for those alone a digest and
     # the deflate stream are kept, not the bytes of every large member.
-    sizes = Counter(path.stat().st_size for _, path in items)
+    found_of = {path: path.stat() for _, path in items}
+    sizes = Counter(found.st_size for found in found_of.values())
+    small = (
+        SmallPacks(
+            cache,
+            DEFLATE_SETTINGS,
+            [
+                (arcname, path, known_sha256(found_of[path]))
+                for arcname, path in items
+                if found_of[path].st_size < CACHE_FLOOR
+            ],
+        )
+        if cache is not None
+        else None
+    )
     seen: dict[tuple[int, bytes], Future[_Stream]] = {}
     for arcname, path in items:
-        found = path.stat()
+        found = found_of[path]
         info = _zip_info(arcname, found)
         data = path.read_bytes()
-        sha256 = known_sha256(found)
         key = None
         future = None
         if len(data) >= _DEDUPE_FLOOR and sizes[len(data)] > 1:
             key = (len(data), hashlib.sha256(data).digest())
             future = seen.get(key)
+        if future is None and small is not None and found.st_size < CACHE_FLOOR:
+            future = pool.submit(_copied_or_deflated, small.stream_for(arcname), data)
+            small.note(arcname, future)
         if future is None:
-            future = pool.submit(_deflate_cached, data, cache, sha256)
+            future = pool.submit(_deflate_cached, data, cache, known_sha256(found))
             if key is not None:
                 seen[key] = future
         pending.append((info, data, future))
@@ -193,6 +219,8 @@ def _compressed_in_order(
             yield _finish(pending.popleft())
     while pending:
         yield _finish(pending.popleft())
+    if small is not None:
+        small.file()
 
 
 def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes, _Stream]:

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ def assemble(
 ) -> Assembled:
     """Each wheel's piece from the cache, or made (and filed); the tree `root` made of them. `ready` maps
     piece keys to pieces checked out already (head_start.py), whose files are moved in instead."""
-    plans = {w.path: _deduplicated(plan_wheel(w.path)) for w in sorted(wheels, key=lambda w: w.path.name)}
+    plans = {w.path: _planned(w) for w in sorted(wheels, key=lambda w: w.path.name)}
     _refuse_file_folder_clashes({path: list(planned) for path, planned in plans.items()})
     described = [_describe(w, plans[w.path], matcher, settings) for w in wheels]
     described.sort(key=lambda w: w.file.path.name)
@@ -291,9 +292,38 @@ def _deduplicated(planned: list[_Planned]) -> tuple[_Planned, ...]:
     return tuple({item.destination: item for item in planned}.values())
 
 
+class _Plans:
+    """Each wheel's checked plan, by its name and sha256: the head start plans the previous lock's wheels
+    while pip resolves, and the build that follows takes its plans instead of reading and checking every
+    entry again (0.3 s for the sklearn stack). A plan depends on the wheel's bytes alone; the entries'
+    offsets are the same in any link to them."""
+
+    _KEPT = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plans: dict[tuple[str, str], tuple[_Planned, ...]] = {}
+
+    def of(self, wheel: WheelFile) -> tuple[_Planned, ...]:
+        key = (wheel.path.name, wheel.sha256)
+        with self._lock:
+            known = self._plans.get(key)
+        if known is not None:
+            return known
+        planned = _deduplicated(plan_wheel(wheel.path))
+        with self._lock:
+            while len(self._plans) >= self._KEPT:
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = planned
+        return planned
+
+
+_planned = _Plans().of
+
+
 def describe_wheel(wheel: WheelFile, matcher: RuleMatcher, settings: PieceSettings) -> _Wheel:
     """The wheel as assemble sees it, with its piece's key."""
-    return _describe(wheel, _deduplicated(plan_wheel(wheel.path)), matcher, settings)
+    return _describe(wheel, _planned(wheel), matcher, settings)
 
 
 def _describe(

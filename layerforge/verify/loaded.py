@@ -71,12 +71,15 @@ def host_libraries(
     names = {path: _name(path) for path in others}
     interpreter = _interpreter_closure(others, names, own_roots - {""}, executables - {""})
     allowed = runtime_libraries(target) | frozenset(provided)
-    needers = _needers(in_layer, layer_root)
     refused = [
         path
         for path in others
         if path not in interpreter and names[path] not in allowed and not _system_own(path, names[path])
     ]
+    if not refused:
+        return ()
+    # Only a refusal names its needers: reading every layer object's dynamic section is for that case.
+    needers = _needers(in_layer, layer_root)
     # What a refused library needs goes with it (libX11 brings libxcb): the one to fix is the first.
     brought = {library for path in refused for library in _needed(path)}
     failures: list[HostLibrary] = []

@@ -214,3 +214,20 @@ def test_a_command_does_not_load_the_others() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_build_and_lock_start_pip_s_fork_server_at_once_and_help_does_not(tmp_path: Path) -> None:
+    """The server imports pip while the command imports the build; `--help` and other commands start
+    none. One that ran nothing is killed at exit, so a failed command still ends at once."""
+    probe = (
+        "from click.testing import CliRunner; from layerforge.cli import main; "
+        "from layerforge.resolve import pip_runner as p; "
+        "started = lambda: p._Server._instance is not None; "
+        "CliRunner().invoke(main, ['build', '--help']); CliRunner().invoke(main, ['cache', 'info']); "
+        "print(started()); result = CliRunner().invoke(main, ['lock', 'missing.toml']); "
+        "print(started(), result.exit_code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["False", "True", "2"]

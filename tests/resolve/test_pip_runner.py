@@ -139,3 +139,73 @@ def _children(pid: int) -> set[int]:
         text = (task / "children").read_text()
         found |= {int(x) for x in text.split()}
     return found
+
+
+def _servers() -> set[int]:
+    """This process's live fork servers (a killed one not yet reaped has no command line)."""
+    return {
+        pid for pid in _children(os.getpid()) if b"fork server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+def _gone(pids: set[int], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not pids & _servers():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_server_that_ran_nothing_is_killed_when_let_go_and_the_next_run_starts_another(
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path
+) -> None:
+    """A build that reuses its lock lets go of the server the CLI started for it: killed at once, not
+    left importing pip until the process exits; a resolution after that starts its own."""
+    pip_runner.let_go()
+    pip_runner.warm_up()
+    server = pip_runner._Server._instance
+    assert server is not None and not server.used
+    pip_runner.let_go(if_unused=True)
+    assert server._process.wait(timeout=30) == -signal.SIGKILL  # killed, not left to finish its imports
+    assert pip_runner._Server._instance is None
+    run, taken = dry_run(two_indexes[0], "demo", tmp_path / "a")
+    assert run.returncode == 0 and taken == {"demo": "1.0"}
+
+
+def test_a_server_that_ran_pip_is_kept_by_if_unused_and_ends_by_itself_when_let_go(
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path
+) -> None:
+    pip_runner.let_go()
+    before = _servers()
+    assert dry_run(two_indexes[0], "demo", tmp_path / "a")[0].returncode == 0
+    server = pip_runner._Server._instance
+    assert server is not None and server.used
+    pip_runner.let_go(if_unused=True)  # another caller of this process may be using it
+    assert pip_runner._Server._instance is server
+    pip_runner.let_go()
+    assert server._process.wait(timeout=30) == 0  # it read the end of its input and exited
+    assert _gone(_servers() - before)
+
+
+def test_a_run_under_way_finishes_when_the_server_is_let_go(tmp_path: Path) -> None:
+    with LocalIndex(tmp_path / "slow") as index:
+        index.add_wheel("demo", "1.0")
+        index.latency(0.5)
+        pip_runner.let_go()
+        pip_runner.warm_up()
+        before = _forked_children()
+        outcome: dict[str, tuple[pip_runner.PipRun, dict[str, str]]] = {}
+        runner = threading.Thread(
+            target=lambda: outcome.setdefault("run", dry_run(index, "demo", tmp_path / "a"))
+        )
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not (_forked_children() - before) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _forked_children() - before, "no pip process was forked"
+        pip_runner.let_go()
+        runner.join(timeout=120)
+    run, taken = outcome["run"]
+    assert run.returncode == 0, run.stderr
+    assert taken == {"demo": "1.0"}

@@ -2,11 +2,13 @@
 
 Cold and warm writes of the same tree give the same sha256 as a write without any cache; a damaged
 entry (a flipped byte, a truncation, a stream filed under another member's key) is detected, deflated
-again and rewritten, never copied into the zip.
+again and rewritten, never copied into the zip. Small members are filed a folder group at a time
+(member_packs.py), and a pack is checked the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 
 from layerforge.cache import known_sha256, note_sha256, sha256_of
 from layerforge.member_cache import TEMP_PREFIX, MemberCache
-from layerforge.tree.archive import CACHE_FLOOR, ZipResult, member_key, write_zip
+from layerforge.tree.archive import CACHE_FLOOR, DEFLATE_SETTINGS, ZipResult, member_key, write_zip
+from layerforge.tree.member_packs import group_of, pack, pack_key
 
 
 def make_tree(root: Path) -> dict[str, bytes]:
@@ -37,8 +40,22 @@ SMALL = {"python/pkg/empty.py": b"", "python/other/x.txt": b"x", "python/other/y
 
 
 def cached(tree: dict[str, bytes]) -> int:
-    """How many members of the tree the cache takes."""
+    """How many members of the tree have an entry of their own."""
     return sum(1 for data in tree.values() if len(data) >= CACHE_FLOOR)
+
+
+def groups(tree: dict[str, bytes]) -> dict[str, list[str]]:
+    """The small members by pack, each in the zip's order."""
+    found: dict[str, list[str]] = {}
+    for name in sorted(tree):
+        if len(tree[name]) < CACHE_FLOOR:
+            found.setdefault(group_of(name), []).append(name)
+    return found
+
+
+def pack_path(cache: MemberCache, tree: dict[str, bytes], group: str) -> Path:
+    digests = [hashlib.sha256(tree[name]).hexdigest() for name in groups(tree)[group]]
+    return cache.path_for(pack_key(DEFLATE_SETTINGS, digests))
 
 
 def entries(cache: MemberCache) -> list[Path]:
@@ -61,9 +78,11 @@ def test_cold_and_warm_cache_give_the_bytes_of_a_write_without_cache(
     plain = write(tmp_path, "plain", None)
     cold = write(tmp_path, "cold", cache)
     assert cold.cached_members == 0
-    assert len(entries(cache)) == cached(tree) == len(tree) - len(SMALL)
+    assert cached(tree) == len(tree) - len(SMALL)
+    assert len(groups(tree)) == 2  # python/pkg's empty.py; python/other's two
+    assert len(entries(cache)) == cached(tree) + len(groups(tree))
     warm = write(tmp_path, "warm", cache)
-    assert warm.cached_members == cached(tree)
+    assert warm.cached_members == len(tree)
     assert plain.sha256 == cold.sha256 == warm.sha256
     with zipfile.ZipFile(warm.path) as archive:
         assert archive.testzip() is None
@@ -75,8 +94,21 @@ def test_one_changed_member_is_the_only_one_deflated_again(tmp_path: Path, tree:
     write(tmp_path, "cold", cache)
     (tmp_path / "tree" / "python" / "pkg" / "mod.py").write_bytes(b"changed = True\n" * 40)
     warm = write(tmp_path, "warm", cache)
-    assert warm.cached_members == cached(tree) - 1
+    # Now small, it joins python/pkg's pack, whose other member (empty.py) is deflated with it.
+    assert warm.cached_members == len(tree) - 2
     assert warm.sha256 == write(tmp_path, "plain", None).sha256
+
+
+def test_one_changed_small_member_deflates_its_group_again_only(
+    tmp_path: Path, tree: dict[str, bytes]
+) -> None:
+    cache = MemberCache(tmp_path / "cache")
+    write(tmp_path, "cold", cache)
+    (tmp_path / "tree" / "python" / "other" / "x.txt").write_bytes(b"z")
+    warm = write(tmp_path, "warm", cache)
+    assert warm.cached_members == len(tree) - len(groups(tree)["python/other"])
+    assert warm.sha256 == write(tmp_path, "plain", None).sha256
+    assert write(tmp_path, "again", cache).cached_members == len(tree)
 
 
 def damage_flip(path: Path) -> None:
@@ -95,20 +127,50 @@ def damage_empty(path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [damage_flip, damage_truncate, damage_empty])
+@pytest.mark.parametrize("entry", ["python/pkg/data.bin", "the pack of python/other"])
 def test_a_damaged_entry_is_deflated_again_never_copied(
-    tmp_path: Path, tree: dict[str, bytes], damage: object
+    tmp_path: Path, tree: dict[str, bytes], damage: object, entry: str
 ) -> None:
+    """A large member's own entry, or the pack of a group of small ones (all of whose members are
+    deflated again)."""
     cache = MemberCache(tmp_path / "cache")
     cold = write(tmp_path, "cold", cache)
-    victim = cache.path_for(member_key(tree["python/pkg/data.bin"]))
+    if entry in tree:
+        victim, lost = cache.path_for(member_key(tree[entry])), 1
+    else:
+        victim, lost = pack_path(cache, tree, "python/other"), len(groups(tree)["python/other"])
+    assert victim.is_file()
     assert callable(damage)
     damage(victim)
     warm = write(tmp_path, "warm", cache)
-    assert warm.cached_members == cached(tree) - 1
+    assert warm.cached_members == len(tree) - lost
     assert warm.sha256 == cold.sha256
     # Rewritten whole: the next write copies it again.
-    assert cache.get(member_key(tree["python/pkg/data.bin"])) is not None
-    assert write(tmp_path, "again", cache).cached_members == cached(tree)
+    assert write(tmp_path, "again", cache).cached_members == len(tree)
+
+
+@pytest.mark.parametrize("planted", ["too few streams", "lengths that do not add up", "other bytes"])
+def test_a_pack_of_another_shape_or_with_other_streams_is_not_copied(
+    tmp_path: Path, tree: dict[str, bytes], planted: str
+) -> None:
+    """A whole entry, as far as the digest sees, planted under a group's key."""
+    cache = MemberCache(tmp_path / "cache")
+    cold = write(tmp_path, "cold", cache)
+    key = pack_path(cache, tree, "python/other").name
+    evil = [bytes(deflate.deflate_compress(b"import os; os.system('evil')\n", 6))] * 2
+    body = {
+        "too few streams": pack(evil[:1]),
+        "lengths that do not add up": pack(evil) + b"extra",
+        "other bytes": pack(evil),
+    }[planted]
+    cache.put(key, body)
+    assert cache.get(key) == body
+    warm = write(tmp_path, "warm", cache)
+    assert warm.cached_members == len(tree) - 2
+    assert warm.sha256 == cold.sha256
+    with zipfile.ZipFile(warm.path) as archive:
+        assert archive.read("python/other/y.py") == tree["python/other/y.py"]
+    assert cache.get(key) != body  # replaced by the true pack
 
 
 def test_a_stream_filed_under_another_member_s_key_is_refused(tmp_path: Path, tree: dict[str, bytes]) -> None:
@@ -120,7 +182,7 @@ def test_a_stream_filed_under_another_member_s_key_is_refused(tmp_path: Path, tr
     target = cache.path_for(member_key(tree["python/pkg/__init__.py"]))
     target.write_bytes(source.read_bytes())
     warm = write(tmp_path, "warm", cache)
-    assert warm.cached_members == cached(tree) - 1
+    assert warm.cached_members == len(tree) - 1
     assert warm.sha256 == cold.sha256
 
 
@@ -160,7 +222,7 @@ def test_a_planted_entry_with_a_valid_digest_cannot_put_other_bytes_in_the_zip(
     cache.put(member_key(tree["python/pkg/mod.py"]), planted)
     assert cache.get(member_key(tree["python/pkg/mod.py"])) == planted  # whole, as far as the digest sees
     warm = write(tmp_path, "warm", cache)
-    assert warm.cached_members == cached(tree) - 1
+    assert warm.cached_members == len(tree) - 1
     assert warm.sha256 == cold.sha256
     with zipfile.ZipFile(warm.path) as archive:
         assert archive.read("python/pkg/mod.py") == tree["python/pkg/mod.py"]
@@ -178,7 +240,7 @@ def test_proven_digests_make_the_keys_and_a_stale_one_is_not_used(
     for name in tree:
         note_sha256(os.stat(root / name), sha256_of(root / name))
     warm = write_zip(root, tmp_path / "warm.zip", cache=cache)
-    assert warm.sha256 == plain.sha256 and warm.cached_members == cached(tree)
+    assert warm.sha256 == plain.sha256 and warm.cached_members == len(tree)
     # A wrong digest while the identity holds can only miss (the key names no entry): the member is
     # deflated from its bytes. A digest noted before the file was rewritten is not used at all.
     for name in tree:

@@ -104,3 +104,42 @@ def test_the_tree_is_linked_from_the_cache_and_the_build_leaves_entries_whole(
     # Removing, compiling and dropping sources went by unlink and rename: every entry is as it was.
     assert entry_files(tmp_path / "cache") == before
     assert all(os.stat(file).st_mode & 0o222 == 0 for file in before)  # read-only as well
+
+
+def test_a_wheel_planned_once_is_not_read_again_under_another_link(
+    local_index: LocalIndex, tmp_path: Path, compiler: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head start plans the previous lock's wheels from the cache; the build's own links to the same
+    wheels (same name, same sha256) take those plans, and the tree is the one planned from scratch. A
+    wheel of another sha256 under the same name is read again."""
+    from layerforge.tree import processed
+
+    config = StripConfig()
+    made = wheels(local_index)
+    reference = assembled(tmp_path, "reference", made, config, compiler)
+    links = []
+    for wheel in made:
+        link = tmp_path / "links" / wheel.path.name
+        link.parent.mkdir(exist_ok=True)
+        os.link(wheel.path, link)
+        links.append(WheelFile(link, wheel.sha256))
+    read: list[Path] = []
+    monkeypatch.setattr(processed, "plan_wheel", lambda path: read.append(path) or pytest.fail("read again"))
+    again = assembled(tmp_path, "again", links, config, compiler)
+    assert read == []
+    assert sorted(again.tree.files) == sorted(reference.tree.files)
+
+    def written(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    assert written(again.tree.root) == written(reference.tree.root) != {}
+    monkeypatch.undo()
+    other = WheelFile(links[0].path, "0" * 64)
+    seen: list[Path] = []
+    real = processed.plan_wheel
+    monkeypatch.setattr(processed, "plan_wheel", lambda path: seen.append(path) or real(path))
+    settings = piece_settings(
+        "python3.11", "x86_64", config.bytecode, debug_ranges=True, strip_level="debug", compiler=compiler
+    )
+    processed.describe_wheel(other, RuleMatcher(config), settings)
+    assert seen == [links[0].path]
