@@ -288,6 +288,35 @@ def test_a_proven_digest_stands_for_the_file_only_while_it_keeps_its_identity(tm
     assert Facts().values(keys, roots)["content"] == [[5, sha256_of(path), False]]
 
 
+def test_only_files_to_hash_go_to_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proven files, folders and missing paths are answered in place; the pool gets the others only."""
+    from layerforge.verify import proofs
+
+    names = ["proven.pyc", "unproven.pyc", "folder", "missing.pyc"]
+    (tmp_path / "proven.pyc").write_bytes(b"first")
+    (tmp_path / "unproven.pyc").write_bytes(b"second")
+    (tmp_path / "folder").mkdir()
+    note_sha256(os.stat(tmp_path / "proven.pyc"), "1" * 64)
+    pooled: list[list[str]] = []
+    real = proofs.ThreadPoolExecutor
+
+    class Watched(real):  # type: ignore[misc, valid-type]
+        def map(self, fn, *iterables, **kwargs):  # type: ignore[no-untyped-def]
+            pooled.append([os.path.basename(p) for p in iterables[0]])
+            return super().map(fn, *iterables, **kwargs)
+
+    monkeypatch.setattr(proofs, "ThreadPoolExecutor", Watched)
+    roots = Roots.of(tmp_path, [])
+    keys = {kind: [] for kind in FACT_KINDS} | {"content": [f"L:{name}" for name in names]}
+    assert Facts().values(keys, roots)["content"] == [
+        [5, "1" * 64, False],
+        [6, sha256_of(tmp_path / "unproven.pyc"), False],
+        ["dir"],
+        None,
+    ]
+    assert pooled == [["unproven.pyc"]]
+
+
 @pytest.mark.parametrize("dotted", ["3.9", "3.10", "3.12", "3.13"])
 def test_the_record_is_kept_on_every_runtime_s_python(tmp_path: Path, dotted: str) -> None:
     """The bootstrap's watch (its audit hook, FileFinder's lookups, importlib.metadata's queries by name)
