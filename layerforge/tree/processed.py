@@ -96,7 +96,7 @@ class Assembled:
     from_cache: list[str] = field(default_factory=list)  # wheel names
     processed: list[str] = field(default_factory=list)
     final_sizes: dict[str, int] = field(default_factory=dict)  # owned, processed paths
-    pycs: dict[str, tuple[str, Path]] = field(default_factory=dict)  # source -> (pyc path, made file)
+    pycs: dict[str, tuple[str, str]] = field(default_factory=dict)  # source -> (pyc path, made file)
     failed: dict[str, str] = field(default_factory=dict)  # source -> why it did not compile
     strip: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> {"saved"|"skipped"...}
 
@@ -199,14 +199,14 @@ def _place(
         if path in wheel.processed:  # checked out into the tree already
             assembled.final_sizes[path] = sizes[path]
         elif path in wheel.stored:
-            tree.held_made[path] = folder / path
+            tree.held_made[path] = os.path.join(folder, path)
     owned_set = set(owned)
     for source, pyc in record["pycs"].items():
         if source in owned_set:
             # A wheel that ships host bytecode at that path (no rule removed it): checked out into the
             # tree already, and replaced by itself.
             in_tree = pyc in owned_set and pyc in wheel.processed
-            assembled.pycs[source] = (pyc, (tree.root if in_tree else folder) / pyc)
+            assembled.pycs[source] = (pyc, os.path.join(tree.root if in_tree else folder, pyc))
             assembled.final_sizes[pyc] = sizes[pyc]
     for source, error in record["failed"].items():
         if source in owned_set:
@@ -236,12 +236,18 @@ def finish(
     if mode == "none" or compiler is None:
         return compile_tree(tree, mode, compiler), strip
     added: list[LayerFile] = []
+    # Strings, and each folder made once: pathlib and a mkdir per module were 0.1 s of every build.
+    made_folders: set[str] = set()
     for source, (pyc, made) in sorted(assembled.pycs.items()):
         origin = tree.files.get(source)
         if origin is None:
             continue
-        (tree.root / pyc).parent.mkdir(parents=True, exist_ok=True)
-        made.replace(tree.root / pyc)
+        target = os.path.join(tree.root, pyc)
+        folder = os.path.dirname(target)
+        if folder not in made_folders:
+            os.makedirs(folder, exist_ok=True)
+            made_folders.add(folder)
+        os.replace(made, target)
         tree.files[pyc] = LayerFile(pyc, assembled.final_sizes[pyc], origin.distribution, origin.wheel)
         added.append(tree.files[pyc])
     failed = [f"{s}: {e}" for s, e in sorted(assembled.failed.items()) if s in tree.files]

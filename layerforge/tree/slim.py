@@ -339,8 +339,14 @@ def _with_parents(dotted: str) -> list[str]:
 
 
 def _module_name(inner: str) -> str:
-    parts = list(PurePosixPath(inner).with_suffix("").parts)
-    if parts and parts[-1] == "__init__":
+    """`a/b/c.py` -> a.b.c, `a/b/__init__.py` -> a.b. By strings, as pathlib's with_suffix("") would cut
+    (tree paths have no `.`, `..` or empty parts): it is asked for thousands of files in every build."""
+    folder, _, name = inner.rpartition("/")
+    dot = name.rfind(".")
+    if 0 < dot < len(name) - 1:
+        name = name[:dot]
+    parts = [*folder.split("/"), name] if folder else [name]
+    if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 

@@ -11,6 +11,7 @@ import base64
 import csv
 import hashlib
 import io
+import os
 import re
 import stat
 import zipfile
@@ -55,7 +56,7 @@ class LayerTree:
     conflicts: list[str] = field(default_factory=list)
     held: dict[str, tuple[Path, _Planned]] = field(default_factory=dict)
     # Held-back files already made (a processed wheel's piece): path -> the file, moved in when spared.
-    held_made: dict[str, Path] = field(default_factory=dict)
+    held_made: dict[str, str] = field(default_factory=dict)
 
     def write_held(self, paths: Iterable[str]) -> None:
         """Write held-back files after all, each checked against its wheel's RECORD."""
@@ -64,7 +65,7 @@ class LayerTree:
             made = self.held_made.pop(path, None)
             if made is not None:
                 (self.root / path).parent.mkdir(parents=True, exist_ok=True)
-                made.rename(self.root / path)
+                os.rename(made, self.root / path)
                 continue
             held = self.held.pop(path, None)
             if held is not None:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layerforge.recipe import PackageRules, StripConfig
 from layerforge.tree.globs import matches
@@ -180,3 +182,23 @@ def test_only_import_statements_that_name_a_guarded_folder_are_parsed() -> None:
     assert not wanted(b"import numpy  # see tests/README\n")
     assert not wanted(b'doc = "run the tests, then import them"\n')
     assert not wanted(b"from pkg.testsuite import x\nimport pkg.attests\n")
+
+
+_PART = st.text(alphabet="abcXY_.-0", min_size=1, max_size=8).filter(lambda p: p not in (".", ".."))
+
+
+@given(
+    st.lists(_PART, min_size=1, max_size=4), st.sampled_from(["__init__.py", ".py", "m.py", "m.x.py", "a."])
+)
+@settings(max_examples=300, deadline=None)
+def test_module_names_are_those_pathlib_gives(folders: list[str], name: str) -> None:
+    """The import guard names a module by strings: as pathlib would, for any path a tree can hold."""
+    from layerforge.tree.slim import _module_name
+
+    inner = "/".join([*folders, name])
+    parts = list(PurePosixPath(inner).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    assert _module_name(inner) == ".".join(parts)
+    top = list(PurePosixPath(name).with_suffix("").parts)
+    assert _module_name(name) == ".".join(top[:-1] if top[-1] == "__init__" else top)
