@@ -335,6 +335,9 @@ def _sdists(links: list[IndexLink], name: str, page: str) -> list[IndexSdist]:
     project = canonicalize_name(name)
     sdists = []
     for link in links:
+        # A wheel is never an sdist: numpy's page lists 4,000 of them, each a raised error to parse.
+        if link.filename.endswith(".whl"):
+            continue
         try:
             sdist_name, version = parse_sdist_filename(link.filename)
         except (InvalidSdistFilename, InvalidVersion):

@@ -8,6 +8,7 @@ a user's own rule is applied as written, and verification afterwards names it if
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -401,10 +402,15 @@ def find_duplicates(tree: LayerTree, removed: set[str]) -> tuple[tuple[str, ...]
 
 
 def _remove_empty_dirs(root: Path) -> None:
-    for directory in sorted(
-        (p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-    ):
+    """Every folder below `root` left empty, deepest first; `root` stays. One scandir per folder, and an
+    rmdir only where nothing is left (an rglob, a stat and an rmdir each took 0.07 s a build)."""
+    top = os.fspath(root)
+    removed: set[str] = set()
+    for folder, subfolders, files in os.walk(top, topdown=False):
+        if folder == top or files or any(os.path.join(folder, name) not in removed for name in subfolders):
+            continue
         try:
-            directory.rmdir()
+            os.rmdir(folder)
         except OSError:
             continue
+        removed.add(folder)

@@ -202,3 +202,20 @@ def test_module_names_are_those_pathlib_gives(folders: list[str], name: str) -> 
     assert _module_name(inner) == ".".join(parts)
     top = list(PurePosixPath(name).with_suffix("").parts)
     assert _module_name(name) == ".".join(top[:-1] if top[-1] == "__init__" else top)
+
+
+def test_folders_left_empty_are_removed_deepest_first_and_the_root_stays(tmp_path: Path) -> None:
+    from layerforge.tree.slim import _remove_empty_dirs
+
+    root = tmp_path / "python"
+    for folder in ["a/b/c", "a/d/e/f", "a/g", "h", "i/j"]:
+        (root / folder).mkdir(parents=True)
+    (root / "a/g/kept.py").write_text("")
+    (root / "i/x.txt").write_text("")
+    _remove_empty_dirs(root)
+    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    assert left == ["a", "a/g", "a/g/kept.py", "i", "i/x.txt"]
+    for path in (root / "a/g/kept.py", root / "i/x.txt"):
+        path.unlink()
+    _remove_empty_dirs(root)
+    assert root.is_dir() and list(root.iterdir()) == []
