@@ -59,7 +59,7 @@ from .tree.sharing import LoadProof, load_proof
 from .tree.slim import RuleMatcher, SlimReport, apply, plan
 from .tree.toplevel import declare_top_level, modules_to_verify
 from .tree.unpack import LayerTree, unpack_all
-from .tree.zip_apart import write_zip_apart
+from .tree.zip_apart import ZipChild, write_zip_apart
 from .verify.choose import already_found, choose_verifier
 from .verify.local import VerifyReport, not_run, sealed
 from .verify.opens import OpenWatch
@@ -133,9 +133,10 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
                 f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused"
             )
             return reused
-        return _build_in(
-            _Run(staging, options, lock, events, interpreters, head_start, matcher), lock_path, key
-        )
+        # Started before the tree is made, so that its interpreter's start overlaps that, not the checks.
+        with ZipChild() as zip_child:
+            run = _Run(staging, options, lock, events, interpreters, head_start, matcher, zip_child)
+            return _build_in(run, lock_path, key)
     finally:
         head_start.stop()
         shutil.rmtree(staging, ignore_errors=True)
@@ -347,6 +348,7 @@ class _Run:
     interpreters: _InterpreterSearch
     head_start: HeadStart
     matcher: RuleMatcher  # the head start's, whose answers it remembers (it ran before, in its thread)
+    zip_child: ZipChild  # started ahead, waiting for the tree
 
 
 def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
@@ -420,6 +422,7 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
                 progress=_unless(cancelled),
                 cache_dir=options.cache_dir,
                 counted=watched if watch is not None else (),
+                child=run.zip_child,
             )
             events.stage("verify")
             verify = (

@@ -1,7 +1,8 @@
 """The zip child, run by zip_apart.py (`python -c`, with the folder that holds layerforge and a work folder
 as arguments), not imported otherwise.
 
-Reads its request from REQUEST in the work folder: {"root", "destination", "jobs", "cache_dir"
+Waits for the line GO on its input (it may be started ahead of its work), then reads its request from
+REQUEST in the work folder: {"root", "destination", "jobs", "cache_dir"
 (or null), "proven": [[device, inode, size, mtime_ns, sha256], ...], "counted": [folder, ...]}. Writes
 progress lines on stdout ("advance BYTES", short enough for one atomic write to a pipe) and, at the end,
 ANSWER in the work folder: the ZipResult's fields and "opens", how often it opened or listed each
@@ -33,9 +34,14 @@ _REPORT_EVERY_BYTES = 4 * 1024 * 1024
 
 REQUEST = "request.json"
 ANSWER = "answer.json"
+GO = "go\n"
 
 
 def main() -> None:
+    # Started ahead of its work (zip_apart.ZipChild): the request is read once the parent says so, and an
+    # input that ends first means the parent is gone, or had no zip to write after all.
+    if sys.stdin.readline() != GO:
+        os._exit(1)
     threading.Thread(target=_end_with_parent, daemon=True).start()
     work = Path(sys.argv[2])
     request = json.loads((work / REQUEST).read_text(encoding="utf-8"))

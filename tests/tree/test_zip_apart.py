@@ -21,7 +21,7 @@ from layerforge.cache import note_sha256
 from layerforge.errors import BuildError
 from layerforge.member_cache import MemberCache
 from layerforge.tree.archive import CACHE_FLOOR, member_key, member_key_of, write_zip
-from layerforge.tree.zip_apart import write_zip_apart
+from layerforge.tree.zip_apart import ZipChild, write_zip_apart
 from tests.tree.test_archive_cache import make_tree
 
 
@@ -119,7 +119,7 @@ def test_the_child_ends_when_the_build_is_killed(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from layerforge.tree.zip_apart import write_zip_apart
+        from layerforge.tree.zip_apart import ZipChild, write_zip_apart
         def slow(_amount):
             print("zipping", flush=True)
             time.sleep(3600)
@@ -178,3 +178,25 @@ def test_a_child_stopped_and_continued_over_and_over_still_answers(tmp_path: Pat
     finally:
         done.set()
         stormer.join()
+
+
+def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """The build starts its zip child before the tree is made; it waits, then writes what a child started
+    at the end would. A child the build had no zip for (it failed first) is killed, its folder gone."""
+    root = tmp_path / "layer"
+    make_tree(root)
+    here = write_zip(root, tmp_path / "here.zip")
+    with ZipChild() as ahead:
+        time.sleep(0.5)  # ready and waiting, not yet told
+        assert ahead.process.poll() is None
+        apart, _ = write_zip_apart(root, tmp_path / "ahead.zip", child=ahead)
+    assert apart.path.read_bytes() == here.path.read_bytes()
+    assert not ahead.work.exists()
+    unused = ZipChild()
+    work = unused.work
+    unused.close()
+    assert unused.process.returncode == -signal.SIGKILL
+    assert not work.exists()
+    assert not (tmp_path / "unused.zip").exists()
