@@ -1,8 +1,10 @@
 """The zip child, run by zip_apart.py (`python -c`, with the folder that holds layerforge and a work folder
 as arguments), not imported otherwise.
 
-Waits for the line GO on its input (it may be started ahead of its work), then reads its request from
-REQUEST in the work folder: {"root", "destination", "jobs", "cache_dir"
+Started ahead of its work, it waits for the line GO on its input; before it, the line PREPARE has it
+prove the cached streams of the members PREPARED names ({"cache_dir", "members": [[sha256, size], ...]})
+while the build still works on the tree, reading the cache and not the tree. Then it reads its request
+from REQUEST in the work folder: {"root", "destination", "jobs", "cache_dir"
 (or null), "proven": [[device, inode, size, mtime_ns, sha256], ...], "counted": [folder, ...]}. Writes
 progress lines on stdout ("advance BYTES", short enough for one atomic write to a pipe) and, at the end,
 ANSWER in the work folder: the ZipResult's fields and "opens", how often it opened or listed each
@@ -22,28 +24,28 @@ import os
 import sys
 import threading
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..cache import note_proven
 from ..fsutil import atomic_write_text, audited_open
 from ..member_cache import MemberCache
-from .archive import write_zip
+from .archive import prepare_member, write_zip
 
 _REPORT_EVERY_BYTES = 4 * 1024 * 1024
 
 
 REQUEST = "request.json"
 ANSWER = "answer.json"
+PREPARED = "prepared.json"
 GO = "go\n"
+PREPARE = "prepare\n"
 
 
 def main() -> None:
-    # Started ahead of its work (zip_apart.ZipChild): the request is read once the parent says so, and an
-    # input that ends first means the parent is gone, or had no zip to write after all.
-    if sys.stdin.readline() != GO:
-        os._exit(1)
-    threading.Thread(target=_end_with_parent, daemon=True).start()
     work = Path(sys.argv[2])
+    prepared = _wait_for_go(work)
+    threading.Thread(target=_end_with_parent, daemon=True).start()
     request = json.loads((work / REQUEST).read_text(encoding="utf-8"))
     note_proven(request["proven"])
     opens = _count_opens(tuple(os.path.abspath(folder) + os.sep for folder in request["counted"]))
@@ -62,10 +64,31 @@ def main() -> None:
         jobs=request["jobs"],
         progress=advance,
         cache=MemberCache(Path(cache_dir)) if cache_dir is not None else None,
+        prepared=prepared,
     )
     print(f"advance {pending[0]}", flush=True)
     answer = {**dataclasses.asdict(result), "path": str(result.path), "opens": dict(opens)}
     atomic_write_text(work / ANSWER, json.dumps(answer))
+
+
+def _wait_for_go(work: Path) -> dict[str, Future[bytes | None]]:
+    """Started ahead of its work (zip_apart.ZipChild), the child reads its input line by line: PREPARE
+    starts proving the cached streams of the members PREPARED names, GO ends the waiting. An input that
+    ends first means the parent is gone, or had no zip to write after all."""
+    prepared: dict[str, Future[bytes | None]] = {}
+    while True:
+        line = sys.stdin.readline()
+        if line == GO:
+            return prepared
+        if line != PREPARE:
+            os._exit(1)
+        request = json.loads((work / PREPARED).read_text(encoding="utf-8"))
+        cache = MemberCache(Path(request["cache_dir"]))
+        # One thread: the build's own process, single-threaded in these steps, has the other core.
+        preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
+        for sha256, size in request["members"]:
+            if sha256 not in prepared:
+                prepared[sha256] = preparing.submit(prepare_member, cache, sha256, size)
 
 
 def _end_with_parent() -> None:

@@ -13,7 +13,7 @@ import stat
 import tempfile
 import zipfile
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +79,7 @@ def write_zip(
     progress: Callable[[int], None] | None = None,
     jobs: int | None = None,
     cache: MemberCache | None = None,
+    prepared: Mapping[str, Future[bytes | None]] | None = None,
 ) -> ZipResult:
     """Zip `root`'s files (or the given entries) into `destination`, atomically.
 
@@ -86,7 +87,7 @@ def write_zip(
     depend on `jobs`. With a `cache`, a member whose stream is there is copied, not deflated again, and
     every stream deflated is filed there for the next build: the bytes do not depend on the cache either.
     A member whose sha256 this process has proved (a piece's checkout, cache.py) is keyed by that digest,
-    not hashed again.
+    not hashed again; `prepared` maps such digests to streams `prepare_member` is proving meanwhile.
     """
     items = sorted(entries, key=lambda item: item[0]) if entries is not None else layer_entries(root)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ def write_zip(
             zipfile.ZipFile(temporary, "w") as archive,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
-            for info, data, (stream, from_cache) in _compressed_in_order(items, pool, cache):
+            for info, data, (stream, from_cache) in _compressed_in_order(items, pool, cache, prepared or {}):
                 _write_member(archive, info, data, stream)
                 unzipped += len(data)
                 cached += from_cache
@@ -136,6 +137,29 @@ def _deflate_cached(data: bytes, cache: MemberCache | None, sha256: str | None =
     stream = deflate_member(data)
     cache.put(key, stream)
     return stream, False
+
+
+def prepare_member(cache: MemberCache, sha256: str, size: int) -> bytes | None:
+    """The cached stream of a member known only by its sha256 and size, when it inflates to exactly that
+    content; None otherwise. What the zip child does while the build still works on the tree: the member
+    is not read, so its stream is proved against the digest a checkout proved for it, not its bytes."""
+    stream = cache.get(member_key_of(sha256))
+    if stream is None:
+        return None
+    try:
+        inflated = deflate.deflate_decompress(stream, size)
+    except deflate.DeflateError:
+        return None
+    return stream if len(inflated) == size and hashlib.sha256(inflated).hexdigest() == sha256 else None
+
+
+def _prepared_or_deflated(
+    ready: Future[bytes | None], data: bytes, cache: MemberCache | None, sha256: str
+) -> tuple[bytes, bool]:
+    stream = ready.result()
+    if stream is not None:
+        return stream, True
+    return _deflate_cached(data, cache, sha256)
 
 
 def _copied_or_deflated(stream: bytes | None, data: bytes) -> tuple[bytes, bool]:
@@ -173,6 +197,7 @@ def _compressed_in_order(
     items: list[tuple[str, Path]],
     pool: ThreadPoolExecutor,
     cache: MemberCache | None,
+    prepared: Mapping[str, Future[bytes | None]],
 ) -> Iterator[tuple[zipfile.ZipInfo, bytes, _Stream]]:
     """Members in order with their deflate streams, reading ahead while at most _IN_FLIGHT_BYTES wait."""
     pending: deque[_Pending] = deque()
@@ -209,7 +234,12 @@ def _compressed_in_order(
             future = pool.submit(_copied_or_deflated, small.stream_for(arcname), data)
             small.note(arcname, future)
         if future is None:
-            future = pool.submit(_deflate_cached, data, cache, known_sha256(found))
+            sha256 = known_sha256(found)
+            ready = prepared.get(sha256) if sha256 is not None and found.st_size >= CACHE_FLOOR else None
+            if ready is not None and sha256 is not None:
+                future = pool.submit(_prepared_or_deflated, ready, data, cache, sha256)
+            else:
+                future = pool.submit(_deflate_cached, data, cache, sha256)
             if key is not None:
                 seen[key] = future
         pending.append((info, data, future))

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..cache import proven_digests
 from ..errors import BuildError
-from ._zip_child import ANSWER, GO, REQUEST
+from ._zip_child import ANSWER, GO, PREPARE, PREPARED, REQUEST
 from .archive import ZipResult
 
 # Imports the child module from the very package this process runs, wherever it lives (an install, a
@@ -66,6 +66,17 @@ class ZipChild:
                 stream.close()  # type: ignore[union-attr]
         self._scratch.cleanup()
 
+    def prepare(self, cache_dir: Path, members: Sequence[tuple[str, int]]) -> None:
+        """Have the child prove the cached streams of these members (sha256, size) now, while the build
+        still works on the tree; the zip then copies each one whose member still has that digest."""
+        (self.work / PREPARED).write_text(
+            json.dumps({"cache_dir": str(cache_dir), "members": [list(m) for m in members]}), encoding="utf-8"
+        )
+        with contextlib.suppress(OSError):  # a child that died is found out when it is given the zip
+            assert self.process.stdin is not None
+            self.process.stdin.write(PREPARE)
+            self.process.stdin.flush()
+
     def errors(self) -> str:
         return (self.work / "stderr").read_text(errors="replace")
 
@@ -98,8 +109,9 @@ def write_zip_apart(
         (running.work / REQUEST).write_text(json.dumps(request), encoding="utf-8")
         try:
             assert process.stdin is not None
-            process.stdin.write(GO)
-            process.stdin.flush()
+            with contextlib.suppress(OSError):  # a child that died already is told by its status below
+                process.stdin.write(GO)
+                process.stdin.flush()
             _follow(process, progress)
             status = process.wait()
         except BaseException:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import deflate
@@ -18,7 +19,14 @@ import pytest
 
 from layerforge.cache import known_sha256, note_sha256, sha256_of
 from layerforge.member_cache import TEMP_PREFIX, MemberCache
-from layerforge.tree.archive import CACHE_FLOOR, DEFLATE_SETTINGS, ZipResult, member_key, write_zip
+from layerforge.tree.archive import (
+    CACHE_FLOOR,
+    DEFLATE_SETTINGS,
+    ZipResult,
+    member_key,
+    prepare_member,
+    write_zip,
+)
 from layerforge.tree.member_packs import group_of, pack, pack_key
 
 
@@ -252,3 +260,36 @@ def test_proven_digests_make_the_keys_and_a_stale_one_is_not_used(
     assert known_sha256(target.stat()) is None
     rewritten = write_zip(root, tmp_path / "rewritten.zip", cache=cache)
     assert rewritten.sha256 == write_zip(root, tmp_path / "fresh.zip").sha256
+
+
+def test_streams_proved_ahead_by_digest_are_copied_without_the_cache(
+    tmp_path: Path, tree: dict[str, bytes]
+) -> None:
+    """The zip child proves a large member's cached stream from its digest and size while the tree is
+    still being made; the zip copies it even if the entry is gone by then, and only if it inflates to
+    exactly that digest: a planted stream, a wrong size or no entry proves nothing."""
+    root = tmp_path / "tree"
+    cache = MemberCache(tmp_path / "cache")
+    plain = write(tmp_path, "plain", cache)
+    large = {name: data for name, data in tree.items() if len(data) >= CACHE_FLOOR}
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in large.items()}
+    for name in large:
+        note_sha256(os.stat(root / name), digests[name])
+    planted = "python/pkg/mod.py"
+    cache.put(member_key(large[planted]), bytes(deflate.deflate_compress(b"x = 'evil'\n", 6)))
+    assert prepare_member(cache, digests[planted], len(large[planted])) is None
+    assert prepare_member(cache, "0" * 64, 10) is None
+    name = "python/pkg/data.bin"
+    assert prepare_member(cache, digests[name], len(large[name]) + 1) is None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prepared = {
+            digests[n]: pool.submit(prepare_member, cache, digests[n], len(d)) for n, d in large.items()
+        }
+        proved = {n for n in large if prepared[digests[n]].result() is not None}
+    assert proved == set(large) - {planted}
+    for path in cache.folder.rglob("*"):  # from here on, only what was proved ahead can be copied
+        if path.is_file():
+            path.unlink()
+    ahead = write_zip(root, tmp_path / "ahead.zip", cache=cache, prepared=prepared)
+    assert ahead.sha256 == plain.sha256
+    assert ahead.cached_members == len(proved)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.cache import note_sha256
+from layerforge.cache import note_sha256, sha256_of
 from layerforge.errors import BuildError
 from layerforge.member_cache import MemberCache
 from layerforge.tree.archive import CACHE_FLOOR, member_key, member_key_of, write_zip
@@ -186,7 +186,7 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     """The build starts its zip child before the tree is made; it waits, then writes what a child started
     at the end would. A child the build had no zip for (it failed first) is killed, its folder gone."""
     root = tmp_path / "layer"
-    make_tree(root)
+    files = make_tree(root)
     here = write_zip(root, tmp_path / "here.zip")
     with ZipChild() as ahead:
         time.sleep(0.5)  # ready and waiting, not yet told
@@ -194,6 +194,18 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
         apart, _ = write_zip_apart(root, tmp_path / "ahead.zip", child=ahead)
     assert apart.path.read_bytes() == here.path.read_bytes()
     assert not ahead.work.exists()
+    # Told to prove the large members' cached streams first (as a build does once its pieces are in):
+    # the same bytes, every member copied.
+    cache = tmp_path / "cache"
+    write_zip_apart(root, tmp_path / "cold.zip", cache_dir=cache)
+    large = [(sha256_of(root / name), len(data)) for name, data in files.items() if len(data) >= CACHE_FLOOR]
+    for name in files:
+        note_sha256(os.stat(root / name), sha256_of(root / name))
+    with ZipChild() as ahead:
+        ahead.prepare(cache, large)
+        proved, _ = write_zip_apart(root, tmp_path / "proved.zip", cache_dir=cache, child=ahead)
+    assert proved.path.read_bytes() == here.path.read_bytes()
+    assert proved.cached_members == len(files)
     unused = ZipChild()
     work = unused.work
     unused.close()
