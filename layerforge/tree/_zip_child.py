@@ -66,6 +66,8 @@ def main() -> None:
         cache=MemberCache(Path(cache_dir)) if cache_dir is not None else None,
         prepared=prepared,
     )
+    for waiting in prepared.values():  # a member slimming removed since: not proved at exit's expense
+        waiting.cancel()
     print(f"advance {pending[0]}", flush=True)
     answer = {**dataclasses.asdict(result), "path": str(result.path), "opens": dict(opens)}
     atomic_write_text(work / ANSWER, json.dumps(answer))
