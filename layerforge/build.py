@@ -24,7 +24,7 @@ from typing import Any
 from . import __version__
 from .binaries.audit import AuditReport, audit_tree
 from .binaries.elfstrip import StripLevel, StripReport
-from .cache import WheelCache, known_sha256, sha256_of
+from .cache import WheelCache, sha256_of
 from .errors import LockError
 from .events import BuildEvents, SilentEvents
 from .fsutil import atomic_write_text
@@ -51,7 +51,7 @@ from .sbom.inventory import Inventory, read_inventory
 from .sbom.licenses import enforce
 from .staging import make_staging_dir
 from .target import Target, host_machine
-from .tree.archive import CACHE_FLOOR, ZipResult
+from .tree.archive import ZipResult
 from .tree.bytecode import BytecodeReport
 from .tree.head_start import HeadStart
 from .tree.processed import Assembled, PieceSettings, WheelFile, assemble, finish, piece_settings
@@ -589,7 +589,7 @@ def _unpack_and_slim(
         ready=ready,
     )
     tree = assembled.tree
-    run.zip_child.prepare(options.cache_dir, _proven_large_members(tree))
+    run.zip_child.prepare(options.cache_dir, tree)
     events.note(
         f"processed wheels: {len(assembled.from_cache)} of {len(wheels)} from the cache"
         + (f"; processed {', '.join(assembled.processed)}" if assembled.processed else "")
@@ -609,24 +609,6 @@ def _unpack_and_slim(
     for copy in slim.shared:
         events.note(f"left out {copy.dropped}: {copy.kept} is the same library, and is loaded first")
     return tree, unpacked_bytes, slim, assembled, interpreter, compiler
-
-
-def _proven_large_members(tree: LayerTree) -> list[tuple[str, int]]:
-    """(sha256, size) of the tree's files that get a member cache entry of their own and whose digest a
-    checkout proved: the zip child proves their cached streams while the tree is finished."""
-    found = []
-    root = os.fspath(tree.root)
-    for path, layer_file in tree.files.items():
-        if layer_file.size < CACHE_FLOOR:  # stripping only shrinks a file
-            continue
-        try:
-            status = os.stat(os.path.join(root, path))
-        except OSError:  # held back: not in the tree (yet)
-            continue
-        digest = known_sha256(status)
-        if digest is not None and status.st_size >= CACHE_FLOOR:
-            found.append((digest, status.st_size))
-    return found
 
 
 def _debug_ranges(config: StripConfig) -> bool:

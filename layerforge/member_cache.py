@@ -75,16 +75,13 @@ class KeyedEntries:
 
 
 class MemberCache(KeyedEntries):
+    """`get(key)` and `put(key, stream)`: a deflate stream, or a pack of them (tree/member_packs.py)."""
+
     def __init__(self, root: Path) -> None:
         super().__init__(root, KIND, _MAGIC)
 
-    def get(self, key: str) -> bytes | None:
-        """The stream stored under `key`, when the entry is whole; a damaged entry is removed."""
-        return self.read(key)
-
-    def put(self, key: str, stream: bytes) -> None:
-        """File `stream` under `key`, atomically. A cache that cannot be written only costs speed."""
-        self.write(key, stream)
+    get = KeyedEntries.read
+    put = KeyedEntries.write
 
 
 def write_entry(path: Path, magic: bytes, digest: bytes, body: bytes, temporary_prefix: str) -> None:

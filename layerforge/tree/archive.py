@@ -124,10 +124,20 @@ def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
     return bytes(deflate.deflate_compress(data, level))
 
 
-def _deflate_cached(data: bytes, cache: MemberCache | None, sha256: str | None = None) -> tuple[bytes, bool]:
+def _deflate_cached(
+    data: bytes,
+    cache: MemberCache | None,
+    sha256: str | None = None,
+    proved: Future[bytes | None] | None = None,
+) -> tuple[bytes, bool]:
     """The member's deflate stream, and whether it came from the cache (run in the pool: hashlib and
-    libdeflate release the GIL). `sha256`: the member's, when it is known. A small member is left to
-    its pack (member_packs.py)."""
+    libdeflate release the GIL). `sha256`: the member's, when it is known; `proved`: its stream as
+    `prepare_member` proved it ahead, if it was asked to. Small members have their packs
+    (member_packs.py)."""
+    if proved is not None:
+        stream = proved.result()
+        if stream is not None:
+            return stream, True
     if cache is None or len(data) < CACHE_FLOOR:
         return deflate_member(data), False
     key = member_key(data) if sha256 is None else member_key_of(sha256)
@@ -151,15 +161,6 @@ def prepare_member(cache: MemberCache, sha256: str, size: int) -> bytes | None:
     except deflate.DeflateError:
         return None
     return stream if len(inflated) == size and hashlib.sha256(inflated).hexdigest() == sha256 else None
-
-
-def _prepared_or_deflated(
-    ready: Future[bytes | None], data: bytes, cache: MemberCache | None, sha256: str
-) -> tuple[bytes, bool]:
-    stream = ready.result()
-    if stream is not None:
-        return stream, True
-    return _deflate_cached(data, cache, sha256)
 
 
 def _copied_or_deflated(stream: bytes | None, data: bytes) -> tuple[bytes, bool]:
@@ -235,11 +236,8 @@ def _compressed_in_order(
             small.note(arcname, future)
         if future is None:
             sha256 = known_sha256(found)
-            ready = prepared.get(sha256) if sha256 is not None and found.st_size >= CACHE_FLOOR else None
-            if ready is not None and sha256 is not None:
-                future = pool.submit(_prepared_or_deflated, ready, data, cache, sha256)
-            else:
-                future = pool.submit(_deflate_cached, data, cache, sha256)
+            proved = prepared.get(sha256) if sha256 is not None else None
+            future = pool.submit(_deflate_cached, data, cache, sha256, proved)
             if key is not None:
                 seen[key] = future
         pending.append((info, data, future))

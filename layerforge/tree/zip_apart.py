@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,10 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cache import proven_digests
+from ..cache import known_sha256, proven_digests
 from ..errors import BuildError
 from ._zip_child import ANSWER, GO, PREPARE, PREPARED, REQUEST
-from .archive import ZipResult
+from .archive import CACHE_FLOOR, ZipResult
+from .unpack import LayerTree
 
 # Imports the child module from the very package this process runs, wherever it lives (an install, a
 # checkout on PYTHONPATH), not whatever `-m` would find first on the child's path.
@@ -66,11 +68,13 @@ class ZipChild:
                 stream.close()  # type: ignore[union-attr]
         self._scratch.cleanup()
 
-    def prepare(self, cache_dir: Path, members: Sequence[tuple[str, int]]) -> None:
-        """Have the child prove the cached streams of these members (sha256, size) now, while the build
-        still works on the tree; the zip then copies each one whose member still has that digest."""
+    def prepare(self, cache_dir: Path, tree: LayerTree) -> None:
+        """Have the child prove the cached streams of the tree's large members whose digests a checkout
+        proved, now, while the build still works on the tree; the zip then copies each one whose member
+        still has that digest."""
+        members = _proven_large_members(tree)
         (self.work / PREPARED).write_text(
-            json.dumps({"cache_dir": str(cache_dir), "members": [list(m) for m in members]}), encoding="utf-8"
+            json.dumps({"cache_dir": str(cache_dir), "members": members}), encoding="utf-8"
         )
         with contextlib.suppress(OSError):  # a child that died is found out when it is given the zip
             assert self.process.stdin is not None
@@ -79,6 +83,24 @@ class ZipChild:
 
     def errors(self) -> str:
         return (self.work / "stderr").read_text(errors="replace")
+
+
+def _proven_large_members(tree: LayerTree) -> list[list[str | int]]:
+    """[sha256, size] of the tree's files that get a member cache entry of their own and whose digest a
+    checkout proved."""
+    found: list[list[str | int]] = []
+    root = os.fspath(tree.root)
+    for path, layer_file in tree.files.items():
+        if layer_file.size < CACHE_FLOOR:  # stripping only shrinks a file
+            continue
+        try:
+            status = os.stat(os.path.join(root, path))
+        except OSError:  # held back: not in the tree (yet)
+            continue
+        digest = known_sha256(status)
+        if digest is not None and status.st_size >= CACHE_FLOOR:
+            found.append([digest, status.st_size])
+    return found
 
 
 def write_zip_apart(

@@ -218,11 +218,11 @@ class Facts:
     def contents(self, paths: Sequence[str]) -> list[list[Any] | None]:
         unread = []
         for path in sorted({path for path in paths if path not in self._contents}):
-            known, value = _content_known(path)
-            if known:
-                self._contents[path] = value
-            else:
+            value = _content(path, read=False)
+            if value is _UNREAD:
                 unread.append(path)
+            else:
+                self._contents[path] = value
         # Only files to hash go to threads (hashlib lets go of the GIL): handing the pool the thousand
         # files whose digests a checkout proved cost 0.17 s of lock handoffs at the end of every build.
         if unread:
@@ -288,26 +288,20 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def _content_known(path: str) -> tuple[bool, list[Any] | None]:
-    """(True, the content fact) when it needs no hashing: no file, a folder, or a digest proved here."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return True, None
-    if stat.S_ISDIR(found.st_mode):
-        return True, ["dir"]
-    digest = known_sha256(found)
-    if digest is None:
-        return False, None
-    return True, [found.st_size, digest, bool(found.st_mode & 0o111)]
+_UNREAD: list[Any] = ["unread"]  # what `_content(read=False)` gives for a file it would have to hash
 
 
-def _content(path: str) -> list[Any] | None:
+def _content(path: str, *, read: bool = True) -> list[Any] | None:
     try:
         found = os.stat(path)
         if stat.S_ISDIR(found.st_mode):
             return ["dir"]
-        return [found.st_size, sha256_known_or_read(path), bool(found.st_mode & 0o111)]
+        digest = known_sha256(found)
+        if digest is None:
+            if not read:
+                return _UNREAD
+            digest = sha256_known_or_read(path)
+        return [found.st_size, digest, bool(found.st_mode & 0o111)]
     except OSError:
         return None
 

@@ -5,6 +5,7 @@ failure said as a BuildError, and a child that does not outlive a killed build."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,9 @@ import pytest
 from layerforge.cache import note_sha256, sha256_of
 from layerforge.errors import BuildError
 from layerforge.member_cache import MemberCache
+from layerforge.tree._zip_child import PREPARED
 from layerforge.tree.archive import CACHE_FLOOR, member_key, member_key_of, write_zip
+from layerforge.tree.unpack import LayerFile, LayerTree
 from layerforge.tree.zip_apart import ZipChild, write_zip_apart
 from tests.tree.test_archive_cache import make_tree
 
@@ -119,7 +122,7 @@ def test_the_child_ends_when_the_build_is_killed(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from layerforge.tree.zip_apart import ZipChild, write_zip_apart
+        from layerforge.tree.zip_apart import write_zip_apart
         def slow(_amount):
             print("zipping", flush=True)
             time.sleep(3600)
@@ -198,12 +201,19 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     # the same bytes, every member copied.
     cache = tmp_path / "cache"
     write_zip_apart(root, tmp_path / "cold.zip", cache_dir=cache)
-    large = [(sha256_of(root / name), len(data)) for name, data in files.items() if len(data) >= CACHE_FLOOR]
+    large = [[sha256_of(root / name), len(data)] for name, data in files.items() if len(data) >= CACHE_FLOOR]
     for name in files:
         note_sha256(os.stat(root / name), sha256_of(root / name))
+    layer = {
+        name: LayerFile(name, len(data), "pkg", "pkg-1.0-py3-none-any.whl") for name, data in files.items()
+    }
+    # Held back (not in the tree): nothing to prove.
+    layer["python/pkg/held.bin"] = LayerFile("python/pkg/held.bin", 2 * CACHE_FLOOR, "pkg", "pkg.whl")
     with ZipChild() as ahead:
-        ahead.prepare(cache, large)
+        ahead.prepare(cache, LayerTree(root, files=layer))
+        asked = json.loads((ahead.work / PREPARED).read_text(encoding="utf-8"))
         proved, _ = write_zip_apart(root, tmp_path / "proved.zip", cache_dir=cache, child=ahead)
+    assert sorted(asked["members"]) == sorted(large) and asked["cache_dir"] == str(cache)
     assert proved.path.read_bytes() == here.path.read_bytes()
     assert proved.cached_members == len(files)
     unused = ZipChild()
