@@ -5,7 +5,8 @@ seconds while the build waits for its answer. Most of the previous lock's wheels
 their pieces are in the processed-wheel cache: checking them out (a link, an lstat and a hash check per
 file: 1.5 s for the sklearn stack's 12,000 files) is work the build would do right after. The head start
 does it meanwhile, on the other core, into a folder of the staging area; `assemble` then moves in what it
-can use by rename, and what the new lock does not take is removed with the staging area.
+can use by rename (whole folders, when no other wheel shares them), and what the new lock does not take is
+removed with the staging area.
 
 It is only ever a guess made early: a piece is taken only under the key the build itself computes, with
 the same check of every file against its manifest as any checkout, so the layer is byte for byte the one
@@ -14,15 +15,13 @@ a build without it makes.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from ..piece_cache import FILES, PieceCache, checkout
-from .processed import PieceSettings, WheelFile, describe_wheel, valid_record
+from .processed import PieceSettings, WheelFile, describe_wheel, early_layout, valid_record
 from .slim import RuleMatcher
 
 
@@ -34,7 +33,7 @@ class HeadStart:
     cache: PieceCache
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _ready: dict[str, Path] = field(default_factory=dict)  # piece key -> its files, at their layer paths
+    _ready: dict[str, Path] = field(default_factory=dict)  # piece key -> its files (processed.early_layout)
 
     def begin(
         self,
@@ -69,12 +68,12 @@ class HeadStart:
                 continue
             target = self.folder / described.key
             entry = self.cache.entry_dir(described.key) / FILES
-            if checkout(entry, partial(os.path.join, os.fspath(target)), files):
+            if checkout(entry, early_layout(target, described), files):
                 self._ready[described.key] = target
 
     def stop(self) -> dict[str, Path]:
         """Stop after the piece in hand (the build checks out the rest itself, side by side), and return
-        the pieces checked out: piece key -> the folder holding its files at their layer paths."""
+        the pieces checked out: piece key -> the folder holding its files (processed.early_layout)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

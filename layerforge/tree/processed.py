@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -385,7 +386,7 @@ def _obtain(
         files = manifest["files"]
         record = valid_record(manifest.get("record"), wheel, files)
         if record is not None and early is not None:
-            if _move_in(early, where, files):
+            if _move_in(early, where, wheel, files):
                 return record, _sizes(files), True
             where.clear()
         entry = cache_.entry_dir(wheel.key) / FILES
@@ -415,18 +416,64 @@ def _sizes(files: Mapping[str, Any]) -> dict[str, int]:
     return {path: int(listed[0]) for path, listed in files.items()}
 
 
-def _move_in(early: Path, where: _Where, files: Mapping[str, Any]) -> bool:
-    """Rename a checked-out piece's files into place: one rename each, where a checkout costs a link, an
-    lstat and a hash. False when any is missing (then the caller checks out from the cache)."""
+def early_layout(folder: Path, wheel: _Wheel) -> _Where:
+    """Where a head start checks a piece out (head_start.py): what the tree takes as it is under
+    `folder/tree`, at its layer paths, and the rest under `folder/side`, as `_Where` would split them if
+    no other wheel ships one of its files."""
+    return _Where(folder / _EARLY_TREE, folder / _EARLY_SIDE, wheel.processed)
 
-    def rename(_path: str, origin: str, target: str) -> bool:
-        os.rename(origin, target)
-        return True
 
+_EARLY_TREE = "tree"
+_EARLY_SIDE = "side"
+
+
+def _move_in(early: Path, where: _Where, wheel: _Wheel, files: Mapping[str, Any]) -> bool:
+    """Move a piece checked out ahead (`early_layout`) into place. False when anything is missing or in
+    the way (then the caller checks out from the cache).
+
+    When the piece owns all it keeps (no other wheel ships one of those files: the usual case), each
+    folder the tree lacks moves in one rename: the sklearn stack's 12,000 files one by one cost 0.4 s of
+    CPU in every warm build. Otherwise file by file, each to where `where` puts it."""
+    tree, side = early / _EARLY_TREE, early / _EARLY_SIDE
     try:
+        if where.direct == wheel.processed:
+            if tree.is_dir():
+                _merge_into(os.fspath(tree), os.fspath(where.root))
+            if side.is_dir():
+                where.folder.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(side, where.folder)  # fails unless the folder is new (or empty)
+            return True
+
+        def rename(path: str, _origin: str, target: str) -> bool:
+            os.rename(os.path.join(tree if path in wheel.processed else side, path), target)
+            return True
+
         return place(files, os.fspath(early), where, rename)
     except OSError:
         return False
+
+
+def _merge_into(source: str, target: str) -> None:
+    """Move everything under `source` into the folder `target`: a folder `target` lacks in one rename, the
+    rest entry by entry. Never over a file that is there: another piece's file raises instead.
+
+    Other pieces are checked out into `target` meanwhile. A folder another thread has just made is either
+    empty (the rename takes its place, and that thread's files go into the folder moved in) or not (the
+    rename fails, and its entries are moved one by one)."""
+    os.makedirs(target, exist_ok=True)
+    for entry in os.scandir(source):
+        destination = os.path.join(target, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                os.rename(entry.path, destination)
+                continue
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            _merge_into(entry.path, destination)
+        else:
+            os.link(entry.path, destination)  # FileExistsError when another file is there
+            os.unlink(entry.path)
 
 
 def _files(top: Path) -> list[str]:

@@ -15,6 +15,7 @@ from layerforge.piece_cache import FILES, MANIFEST, PieceCache
 from layerforge.recipe import StripConfig
 from layerforge.runners.interpreters import Interpreter, find_interpreter
 from layerforge.target import Target
+from layerforge.tree.head_start import HeadStart
 from layerforge.tree.processed import Assembled, WheelFile, assemble, finish, piece_settings
 from layerforge.tree.slim import RuleMatcher, apply, plan
 from tests.support.index import LocalIndex
@@ -48,6 +49,17 @@ def wheels(index: LocalIndex) -> list[WheelFile]:
 def assembled(
     tmp_path: Path, name: str, index_wheels: list[WheelFile], config: StripConfig, compiler: Interpreter
 ) -> Assembled:
+    return assembled_with(tmp_path, name, index_wheels, config, compiler, None)
+
+
+def assembled_with(
+    tmp_path: Path,
+    name: str,
+    index_wheels: list[WheelFile],
+    config: StripConfig,
+    compiler: Interpreter,
+    ready: dict[str, Path] | None,
+) -> Assembled:
     settings = piece_settings(
         "python3.11", "x86_64", config.bytecode, debug_ranges=True, strip_level="debug", compiler=compiler
     )
@@ -60,6 +72,7 @@ def assembled(
         settings,
         compiler,
         jobs=2,
+        ready=ready,
     )
 
 
@@ -129,9 +142,6 @@ def test_a_wheel_planned_once_is_not_read_again_under_another_link(
     assert read == []
     assert sorted(again.tree.files) == sorted(reference.tree.files)
 
-    def written(root: Path) -> dict[str, bytes]:
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
     assert written(again.tree.root) == written(reference.tree.root) != {}
     monkeypatch.undo()
     other = WheelFile(links[0].path, "0" * 64)
@@ -143,3 +153,100 @@ def test_a_wheel_planned_once_is_not_read_again_under_another_link(
     )
     processed.describe_wheel(other, RuleMatcher(config), settings)
     assert seen == [links[0].path]
+
+
+def checked_out_ahead(
+    tmp_path: Path, name: str, index_wheels: list[WheelFile], config: StripConfig, compiler: Interpreter
+) -> dict[str, Path]:
+    """The pieces of `index_wheels` checked out as a head start does while pip resolves."""
+    settings = piece_settings(
+        "python3.11", "x86_64", config.bytecode, debug_ranges=True, strip_level="debug", compiler=compiler
+    )
+    head_start = HeadStart(tmp_path / name / "head-start", PieceCache(tmp_path / "cache"))
+    head_start.begin(lambda: index_wheels, RuleMatcher(config), lambda: settings)
+    # As if pip took longer than the checkouts: stop() would end them after the piece in hand.
+    assert head_start._thread is not None
+    head_start._thread.join()
+    return head_start.stop()
+
+
+def written(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_pieces_checked_out_ahead_move_in_by_whole_folders(
+    local_index: LocalIndex, tmp_path: Path, compiler: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A piece that owns all it keeps moves in a folder at a time: one rename for `python/alpha`, none per
+    file. The tree, the files held back for the import guard and the cache's inodes are those of a
+    checkout from the cache."""
+    from layerforge.tree import processed
+
+    config = StripConfig()
+    made = wheels(local_index)
+    reference = assembled(tmp_path, "reference", made, config, compiler)
+    ready = checked_out_ahead(tmp_path, "ahead", made, config, compiler)
+    assert len(ready) == 2
+    renamed: list[str] = []
+    real_rename = os.rename
+    monkeypatch.setattr(processed.os, "rename", lambda a, b: renamed.append(str(a)) or real_rename(a, b))
+    again = assembled_with(tmp_path, "again", made, config, compiler, ready)
+    assert sorted(again.from_cache) == sorted(w.path.name for w in made)
+    moved = [
+        Path(path).relative_to(folder).as_posix()
+        for folder in ready.values()
+        for path in renamed
+        if Path(path).is_relative_to(folder)
+    ]
+    # Folders only: `python` (tried for both pieces; the second finds it there), the second piece's
+    # package and dist-info into it, and each piece's side folder (alpha's test modules, beta's C source).
+    assert moved.count("tree/python") == 2 and moved.count("side") == 2
+    assert all(Path(path).suffix in ("", ".dist-info") for path in moved) and len(moved) <= 6
+    assert written(again.tree.root) == written(reference.tree.root) != {}
+    before = entry_files(tmp_path / "cache")
+    assert (again.tree.root / "python/beta/__init__.py").stat().st_ino in {i for i, _ in before.values()}
+    slim = plan(again.tree, config)
+    apply(again.tree, slim)
+    assert [s.path for s in slim.spared] == [
+        "python/alpha/tests/__init__.py",
+        "python/alpha/tests/helpers.py",
+    ]
+
+
+def test_a_piece_checked_out_ahead_that_shares_a_file_moves_in_file_by_file(
+    local_index: LocalIndex, tmp_path: Path, compiler: Interpreter
+) -> None:
+    """gamma ships beta's `beta/__init__.py` too, and the later wheel's copy is kept: beta's piece does not
+    own all it keeps, so its files move one by one and the clash is settled as a build without a head
+    start settles it."""
+    config = StripConfig()
+    made = wheels(local_index)
+    clash = local_index.add_wheel("gamma", "1.0", files={"beta/__init__.py": "x = 2\n", "gamma.py": ""})
+    made.append(WheelFile(clash, hashlib.sha256(clash.read_bytes()).hexdigest()))
+    reference = assembled(tmp_path, "reference", made, config, compiler)
+    ready = checked_out_ahead(tmp_path, "ahead", made, config, compiler)
+    again = assembled_with(tmp_path, "again", made, config, compiler, ready)
+    assert reference.tree.conflicts == again.tree.conflicts != []
+    assert written(again.tree.root) == written(reference.tree.root)
+    assert (again.tree.root / "python/beta/__init__.py").read_text() == "x = 2\n"
+
+
+def test_a_file_in_the_way_stops_a_move_and_is_not_replaced(tmp_path: Path) -> None:
+    from layerforge.tree.processed import _merge_into
+
+    source, target = tmp_path / "source", tmp_path / "target"
+    (source / "python" / "pkg").mkdir(parents=True)
+    (source / "python" / "pkg" / "a.py").write_text("ours")
+    (source / "python" / "top.py").write_text("ours")
+    (target / "python").mkdir(parents=True)
+    (target / "python" / "top.py").write_text("theirs")
+    with pytest.raises(FileExistsError):
+        _merge_into(str(source), str(target))
+    assert (target / "python" / "top.py").read_text() == "theirs"
+    # A folder the target has, not empty: entered, not replaced.
+    (target / "python" / "top.py").unlink()
+    (target / "python" / "pkg").mkdir(exist_ok=True)
+    (target / "python" / "pkg" / "b.py").write_text("theirs")
+    _merge_into(str(source), str(target))
+    assert sorted(p.name for p in (target / "python" / "pkg").iterdir()) == ["a.py", "b.py"]
+    assert (target / "python" / "top.py").read_text() == "ours"
