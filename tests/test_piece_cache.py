@@ -308,6 +308,12 @@ def claim_a_strip_outcome(entry: Path) -> None:
     (entry / MANIFEST).write_text(json.dumps(manifest))
 
 
+def leave_out_import_words(entry: Path) -> None:
+    manifest = json.loads((entry / MANIFEST).read_text())
+    del manifest["record"]["imports"]["python/beta/mod.py"]  # the guard would never read it
+    (entry / MANIFEST).write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -318,6 +324,7 @@ def claim_a_strip_outcome(entry: Path) -> None:
         damage_the_manifest,
         list_a_foreign_pyc,
         claim_a_strip_outcome,
+        leave_out_import_words,
     ],
 )
 def test_a_damaged_entry_is_detected_and_made_again(stack: LocalIndex, tmp_path: Path, damage: Any) -> None:

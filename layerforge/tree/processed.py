@@ -49,7 +49,7 @@ from ..piece_cache import (
 from ..runners.interpreters import Interpreter
 from . import _compile_worker, bytecode, unpack
 from .bytecode import BytecodeReport, compile_tree
-from .slim import RuleMatcher, SlimReport
+from .slim import RuleMatcher, SlimReport, import_words
 from .unpack import LayerFile, LayerTree, _Planned, _refuse_file_folder_clashes, _write_batches, plan_wheel
 
 
@@ -215,6 +215,9 @@ def _place(
     for path, outcome in record["strip"].items():
         if path in owned_set:
             assembled.strip[path] = outcome
+    for path, words in record["imports"].items():
+        if path in owned_set:
+            tree.import_words[path] = frozenset(words)
 
 
 def finish(
@@ -576,6 +579,11 @@ def _process(
         "pycs": pycs,
         "failed": _failures(report.failed, set(sources)),
         "strip": _outcomes(stripped),
+        # For the import guard of every build that takes this piece, which then reads none of these.
+        "imports": {
+            source: sorted(import_words((root / source).read_bytes()))
+            for source in sorted(p for p in wheel.processed if p.endswith(".py"))
+        },
     }
     if sibling is not None:
         for path in linked:
@@ -647,7 +655,15 @@ def valid_record(record: object, wheel: _Wheel, files: dict[str, Any]) -> dict[s
     if not isinstance(record, dict):
         return None
     pycs, failed, strip = record.get("pycs"), record.get("failed"), record.get("strip")
-    if not (isinstance(pycs, dict) and isinstance(failed, dict) and isinstance(strip, dict)):
+    imports = record.get("imports")
+    if not all(isinstance(kind, dict) for kind in (pycs, failed, strip, imports)):
+        return None
+    assert isinstance(pycs, dict) and isinstance(failed, dict) and isinstance(strip, dict)
+    assert isinstance(imports, dict)
+    # Every source the piece keeps has its words: the guard reads a source it has none for, so a record
+    # that left one out could not spare less, but one that names another's could.
+    sources = {path for path in wheel.processed if path.endswith(".py")}
+    if set(imports) != sources or not all(_words_shape(words) for words in imports.values()):
         return None
     if not all(s in wheel.processed and isinstance(p, str) and p in files for s, p in pycs.items()):
         return None
@@ -660,6 +676,10 @@ def valid_record(record: object, wheel: _Wheel, files: dict[str, Any]) -> dict[s
     if not set(files) <= wheel.stored | set(pycs.values()):
         return None
     return record
+
+
+def _words_shape(words: object) -> bool:
+    return isinstance(words, list) and all(isinstance(w, str) and w.isascii() for w in words)
 
 
 def _outcome_shape(outcome: object) -> bool:

@@ -11,7 +11,7 @@ import ast
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -269,14 +269,21 @@ def _spare_imported_modules(
     if not module_files:
         return []
     prefilter = _import_prefilter(guarded_words)
+    # A piece's record says which words each of its sources' import statements hold (processed.py): a
+    # source whose words are known is not read unless one is guarded. The words are runs of ASCII word
+    # characters, so only guarded words of that shape can be answered from them.
+    known_words = tree.import_words if all(_WORD.fullmatch(w.encode()) for w in guarded_words) else {}
     spared: dict[str, Spared] = {}
     work = [p for p in sorted(tree.files) if p.endswith(".py") and p not in candidates]
     first_pass = True
     while work:
         next_work: list[str] = []
         for path in work:
+            words = known_words.get(path) if first_pass else None
+            if words is not None and words.isdisjoint(guarded_words):
+                continue
             source = (tree.root / path).read_bytes()
-            if first_pass and not prefilter(source):
+            if first_pass and words is None and not prefilter(source):
                 continue
             module = _module_name(_inner(path))
             for imported in _imports(source, module, is_package=path.endswith("/__init__.py")):
@@ -292,35 +299,48 @@ def _spare_imported_modules(
     return sorted(spared.values(), key=lambda s: s.path)
 
 
-def _import_prefilter(words: set[str]) -> Callable[[bytes], bool]:
-    """Whether a file has an import statement that names a guarded folder: only those are parsed.
+def _import_statements(source: bytes) -> Iterator[bytes]:
+    """The text of each import statement in a file, comments left out: the line, or up to the closing
+    parenthesis of `from x import (...)`.
 
-    Each `import` in the file is found with bytes.find (a line-anchored regex over the sklearn stack's
-    33 MB of sources took five times as long) and checked when its line is an import statement: the
-    line, or up to the closing parenthesis of `from x import (...)`, comments left out.
+    Each `import` is found with bytes.find (a line-anchored regex over the sklearn stack's 33 MB of sources
+    took five times as long) and taken when its line is an import statement. A few that are not (an
+    `import` inside a string on such a line) are taken too: the callers only narrow what is parsed.
     """
+    at = source.find(b"import")
+    while at != -1:
+        start = source.rfind(b"\n", 0, at) + 1
+        end = source.find(b"\n", at)
+        end = len(source) if end == -1 else end
+        head = source[start:at].lstrip(b" \t")
+        if not head or head.startswith((b"from ", b"from\t")):
+            if source.find(b"(", at, end) != -1 and source.find(b")", at, end) == -1:
+                close = source.find(b")", end)
+                end = len(source) if close == -1 else close
+            yield _COMMENT.sub(b"", source[start:end])
+        at = source.find(b"import", end)
+
+
+def _import_prefilter(words: set[str]) -> Callable[[bytes], bool]:
+    """Whether a file has an import statement that names a guarded folder: only those are parsed."""
     alternatives = b"|".join(re.escape(w.encode()) for w in sorted(words)) or b"(?!)"
     names = re.compile(rb"\b(?:" + alternatives + rb")\b")
 
     def imports_a_guarded_name(source: bytes) -> bool:
-        at = source.find(b"import")
-        while at != -1:
-            start = source.rfind(b"\n", 0, at) + 1
-            end = source.find(b"\n", at)
-            end = len(source) if end == -1 else end
-            head = source[start:at].lstrip(b" \t")
-            if not head or head.startswith((b"from ", b"from\t")):
-                if source.find(b"(", at, end) != -1 and source.find(b")", at, end) == -1:
-                    close = source.find(b")", end)
-                    end = len(source) if close == -1 else close
-                if names.search(_COMMENT.sub(b"", source[start:end])):
-                    return True
-            at = source.find(b"import", end)
-        return False
+        return any(names.search(statement) for statement in _import_statements(source))
 
     return imports_a_guarded_name
 
 
+def import_words(source: bytes) -> frozenset[str]:
+    """The words (runs of ASCII word characters) in a file's import statements: a guarded word of that
+    shape is among them exactly when `_import_prefilter` would find it there."""
+    return frozenset(
+        word.decode() for statement in _import_statements(source) for word in _WORD.findall(statement)
+    )
+
+
+_WORD = re.compile(rb"[A-Za-z0-9_]+")
 _COMMENT = re.compile(rb"#[^\n]*")
 
 

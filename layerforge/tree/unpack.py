@@ -57,6 +57,8 @@ class LayerTree:
     held: dict[str, tuple[Path, _Planned]] = field(default_factory=dict)
     # Held-back files already made (a processed wheel's piece): path -> the file, moved in when spared.
     held_made: dict[str, str] = field(default_factory=dict)
+    # What a piece's record says of its sources: path -> the words of its import statements (slim.py).
+    import_words: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def write_held(self, paths: Iterable[str]) -> None:
         """Write held-back files after all, each checked against its wheel's RECORD."""

@@ -217,3 +217,28 @@ def test_a_refused_cut_leaves_the_file_and_says_why(built: dict[str, bytes], tmp
     assert path.read_bytes() == original
     assert "kept its symbol table: the symbol table is smaller" in report.skipped["python/demo.so"]
     assert list(tmp_path.rglob("*.lfstrip")) == []
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_cut_that_changed_a_byte_the_loader_maps_is_refused(
+    built: dict[str, bytes], cut: Callable[[bytes], bytes], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The read-back compares every mapped byte: one flipped by a (deliberately) wrong patch, at either end
+    of a segment's contents, refuses the cut."""
+    from layerforge.binaries import elfexcise
+
+    elf = ElfHeaders.parse(built["plain"])
+    loads = [p for p in elf.programs if p.filesz]
+    segment = loads[-1]
+    at = segment.offset if where == "first" else segment.offset + segment.filesz - 1
+    real = elfexcise._patches
+
+    def one_byte_too_many(planned: elfexcise._Cut) -> list[tuple[int, bytes]]:
+        patches = list(real(planned))
+        moved = at if at < planned.start else at - planned.slide
+        byte = built["plain"][at] ^ 0xFF
+        return [*patches, (moved, bytes([byte]))]
+
+    monkeypatch.setattr(elfexcise, "_patches", one_byte_too_many)
+    with pytest.raises(CannotExcise, match="changed the contents of a segment"):
+        cut(built["plain"])

@@ -250,3 +250,30 @@ def test_a_file_in_the_way_stops_a_move_and_is_not_replaced(tmp_path: Path) -> N
     _merge_into(str(source), str(target))
     assert sorted(p.name for p in (target / "python" / "pkg").iterdir()) == ["a.py", "b.py"]
     assert (target / "python" / "top.py").read_text() == "ours"
+
+
+def test_the_import_guard_reads_only_the_sources_whose_recorded_words_it_guards(
+    local_index: LocalIndex, tmp_path: Path, compiler: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each piece records the words of its sources' import statements: a tree taken from the cache has
+    the guard read only `alpha/__init__.py` (it imports alpha.tests), and spare what reading all would."""
+    config = StripConfig()
+    made = wheels(local_index)
+    assembled(tmp_path, "one", made, config, compiler)
+    again = assembled(tmp_path, "two", made, config, compiler)
+    assert again.tree.import_words["python/alpha/__init__.py"] >= {"alpha", "tests", "helpers"}
+    assert again.tree.import_words["python/beta/__init__.py"] == frozenset()
+    read: list[str] = []
+    real = Path.read_bytes
+
+    def counted(path: Path) -> bytes:
+        if path.is_relative_to(again.tree.root):
+            read.append(path.relative_to(again.tree.root).as_posix())
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    slim = plan(again.tree, config)
+    spared = ["python/alpha/tests/__init__.py", "python/alpha/tests/helpers.py"]
+    assert [s.path for s in slim.spared] == spared
+    # alpha's __init__ for its words, then the spared modules for theirs: never beta's.
+    assert "python/beta/__init__.py" not in read and "python/alpha/__init__.py" in read

@@ -184,6 +184,28 @@ def test_only_import_statements_that_name_a_guarded_folder_are_parsed() -> None:
     assert not wanted(b"from pkg.testsuite import x\nimport pkg.attests\n")
 
 
+_WORDS = st.sampled_from(["tests", "test", "data", "x", "é", "0"])
+_JOINS = st.sampled_from([".", "_", " import ", ", ", " (", ")", " as ", " # ", '"', "\n    "])
+_LINE = st.tuples(
+    st.sampled_from(["import ", "from ", "    from ", "x = 1  # import ", 'a = "import ', "", "f(import "]),
+    st.lists(st.tuples(_WORDS, _JOINS), max_size=6),
+).map(lambda line: line[0] + "".join(word + join for word, join in line[1]))
+
+
+@given(
+    st.lists(_LINE, max_size=6).map("\n".join),
+    st.sets(st.sampled_from(["tests", "test", "data", "x", "0"]), max_size=3),
+)
+@settings(max_examples=500, deadline=None)
+def test_a_piece_s_import_words_answer_as_the_prefilter_reads(source: str, guarded: set[str]) -> None:
+    """The words a piece records for each source stand in for reading it: a guarded word is among them
+    exactly when the prefilter would find it in the source."""
+    from layerforge.tree.slim import _import_prefilter, import_words
+
+    data = source.encode()
+    assert _import_prefilter(guarded)(data) == (not import_words(data).isdisjoint(guarded))
+
+
 _PART = st.text(alphabet="abcXY_.-0", min_size=1, max_size=8).filter(lambda p: p not in (".", ".."))
 
 
