@@ -30,7 +30,7 @@ from pathlib import Path
 from ..cache import note_proven
 from ..fsutil import atomic_write_text, audited_open
 from ..member_cache import MemberCache
-from .archive import prepare_member, write_zip
+from .archive import Proved, prepare_member, write_zip
 
 _REPORT_EVERY_BYTES = 4 * 1024 * 1024
 
@@ -73,11 +73,11 @@ def main() -> None:
     atomic_write_text(work / ANSWER, json.dumps(answer))
 
 
-def _wait_for_go(work: Path) -> dict[str, Future[bytes | None]]:
+def _wait_for_go(work: Path) -> dict[str, Future[Proved | None]]:
     """Started ahead of its work (zip_apart.ZipChild), the child reads its input line by line: PREPARE
     starts proving the cached streams of the members PREPARED names, GO ends the waiting. An input that
     ends first means the parent is gone, or had no zip to write after all."""
-    prepared: dict[str, Future[bytes | None]] = {}
+    prepared: dict[str, Future[Proved | None]] = {}
     while True:
         line = sys.stdin.readline()
         if line == GO:

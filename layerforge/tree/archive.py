@@ -12,6 +12,7 @@ import os
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,7 +80,7 @@ def write_zip(
     progress: Callable[[int], None] | None = None,
     jobs: int | None = None,
     cache: MemberCache | None = None,
-    prepared: Mapping[str, Future[bytes | None]] | None = None,
+    prepared: Mapping[str, Future[Proved | None]] | None = None,
 ) -> ZipResult:
     """Zip `root`'s files (or the given entries) into `destination`, atomically.
 
@@ -87,7 +88,8 @@ def write_zip(
     depend on `jobs`. With a `cache`, a member whose stream is there is copied, not deflated again, and
     every stream deflated is filed there for the next build: the bytes do not depend on the cache either.
     A member whose sha256 this process has proved (a piece's checkout, cache.py) is keyed by that digest,
-    not hashed again; `prepared` maps such digests to streams `prepare_member` is proving meanwhile.
+    not hashed again; `prepared` maps such digests to streams `prepare_member` is proving meanwhile. A
+    member whose stream was proved so is not read at all: its size and CRC-32 came with the proof.
     """
     items = sorted(entries, key=lambda item: item[0]) if entries is not None else layer_entries(root)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -105,10 +107,11 @@ def write_zip(
         ):
             for info, data, (stream, from_cache) in _compressed_in_order(items, pool, cache, prepared or {}):
                 _write_member(archive, info, data, stream)
-                unzipped += len(data)
+                size = data.size if isinstance(data, _Known) else len(data)
+                unzipped += size
                 cached += from_cache
                 if progress:
-                    progress(len(data))
+                    progress(size)
         os.chmod(temporary, 0o644)
         os.replace(temporary, destination)
     except BaseException:
@@ -124,20 +127,10 @@ def deflate_member(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
     return bytes(deflate.deflate_compress(data, level))
 
 
-def _deflate_cached(
-    data: bytes,
-    cache: MemberCache | None,
-    sha256: str | None = None,
-    proved: Future[bytes | None] | None = None,
-) -> tuple[bytes, bool]:
+def _deflate_cached(data: bytes, cache: MemberCache | None, sha256: str | None = None) -> tuple[bytes, bool]:
     """The member's deflate stream, and whether it came from the cache (run in the pool: hashlib and
-    libdeflate release the GIL). `sha256`: the member's, when it is known; `proved`: its stream as
-    `prepare_member` proved it ahead, if it was asked to. Small members have their packs
-    (member_packs.py)."""
-    if proved is not None:
-        stream = proved.result()
-        if stream is not None:
-            return stream, True
+    libdeflate release the GIL). `sha256`: the member's, when it is known. Small members have their
+    packs (member_packs.py)."""
     if cache is None or len(data) < CACHE_FLOOR:
         return deflate_member(data), False
     key = member_key(data) if sha256 is None else member_key_of(sha256)
@@ -149,7 +142,15 @@ def _deflate_cached(
     return stream, False
 
 
-def prepare_member(cache: MemberCache, sha256: str, size: int) -> bytes | None:
+@dataclass(frozen=True)
+class Proved:
+    """A member's cached stream, proved to inflate to the content of a digest, and that content's CRC-32."""
+
+    stream: bytes
+    crc: int
+
+
+def prepare_member(cache: MemberCache, sha256: str, size: int) -> Proved | None:
     """The cached stream of a member known only by its sha256 and size, when it inflates to exactly that
     content; None otherwise. What the zip child does while the build still works on the tree: the member
     is not read, so its stream is proved against the digest a checkout proved for it, not its bytes."""
@@ -160,7 +161,19 @@ def prepare_member(cache: MemberCache, sha256: str, size: int) -> bytes | None:
         inflated = deflate.deflate_decompress(stream, size)
     except deflate.DeflateError:
         return None
-    return stream if len(inflated) == size and hashlib.sha256(inflated).hexdigest() == sha256 else None
+    if len(inflated) != size or hashlib.sha256(inflated).hexdigest() != sha256:
+        return None
+    return Proved(stream, zlib.crc32(inflated))
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A member not read: a stream proved ahead stands for content of this size and CRC-32, the content
+    the file's digest names (proved by a checkout, for this very inode, size and mtime)."""
+
+    path: Path
+    size: int
+    crc: int
 
 
 def _copied_or_deflated(stream: bytes | None, data: bytes) -> tuple[bytes, bool]:
@@ -191,15 +204,15 @@ def member_key_of(sha256: str) -> str:
 
 
 _Stream = tuple[bytes, bool]
-_Pending = tuple[zipfile.ZipInfo, bytes, "Future[_Stream]"]
+_Pending = tuple[zipfile.ZipInfo, "bytes | _Known", "Future[_Stream]"]
 
 
 def _compressed_in_order(
     items: list[tuple[str, Path]],
     pool: ThreadPoolExecutor,
     cache: MemberCache | None,
-    prepared: Mapping[str, Future[bytes | None]],
-) -> Iterator[tuple[zipfile.ZipInfo, bytes, _Stream]]:
+    prepared: Mapping[str, Future[Proved | None]],
+) -> Iterator[tuple[zipfile.ZipInfo, bytes | _Known, _Stream]]:
     """Members in order with their deflate streams, reading ahead while at most _IN_FLIGHT_BYTES wait."""
     pending: deque[_Pending] = deque()
     waiting = 0
@@ -225,6 +238,12 @@ def _compressed_in_order(
     for arcname, path in items:
         found = found_of[path]
         info = _zip_info(arcname, found)
+        proved = _proved(prepared, found)
+        if proved is not None:
+            done: Future[_Stream] = Future()
+            done.set_result((proved.stream, True))
+            pending.append((info, _Known(path, found.st_size, proved.crc), done))
+            continue
         data = path.read_bytes()
         key = None
         future = None
@@ -235,15 +254,13 @@ def _compressed_in_order(
             future = pool.submit(_copied_or_deflated, small.stream_for(arcname), data)
             small.note(arcname, future)
         if future is None:
-            sha256 = known_sha256(found)
-            proved = prepared.get(sha256) if sha256 is not None else None
-            future = pool.submit(_deflate_cached, data, cache, sha256, proved)
+            future = pool.submit(_deflate_cached, data, cache, known_sha256(found))
             if key is not None:
                 seen[key] = future
         pending.append((info, data, future))
         waiting += len(data)
         while pending and (waiting > _IN_FLIGHT_BYTES or len(pending) > _IN_FLIGHT_MEMBERS):
-            waiting -= len(pending[0][1])
+            waiting -= _held(pending[0][1])
             yield _finish(pending.popleft())
     while pending:
         yield _finish(pending.popleft())
@@ -251,22 +268,47 @@ def _compressed_in_order(
         small.file()
 
 
-def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes, _Stream]:
+def _proved(prepared: Mapping[str, Future[Proved | None]], found: os.stat_result) -> Proved | None:
+    """The stream proved ahead for this member's digest, if one was asked for and proved."""
+    if not prepared or found.st_size < CACHE_FLOOR:
+        return None
+    sha256 = known_sha256(found)
+    waiting = prepared.get(sha256) if sha256 is not None else None
+    return waiting.result() if waiting is not None else None
+
+
+def _held(data: bytes | _Known) -> int:
+    """What a pending member holds in memory besides its stream."""
+    return 0 if isinstance(data, _Known) else len(data)
+
+
+def _finish(item: _Pending) -> tuple[zipfile.ZipInfo, bytes | _Known, _Stream]:
     info, data, future = item
     return info, data, future.result()
 
 
-def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, data: bytes, stream: bytes) -> None:
+def _write_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, data: bytes | _Known, stream: bytes
+) -> None:
     """Let zipfile write the headers, CRC and sizes; hand it the deflate stream computed in the pool.
 
     zipfile has no public way to accept precompressed data. Its writer calls `_compressor.compress()`
     and `.flush()`: swapping that object in is the smallest hook, and without it (another Python) the
-    member is compressed by zipfile itself, serially.
+    member is compressed by zipfile itself, serially. A member not read (`_Known`) also has the size and
+    CRC-32 it would count set where its writer counts them; without those (another Python) it is read.
     """
     with archive.open(info, "w") as writer:
-        if hasattr(writer, "_compressor"):
-            writer._compressor = _Precompressed(stream)
-        writer.write(data)
+        if not hasattr(writer, "_compressor"):
+            writer.write(data.path.read_bytes() if isinstance(data, _Known) else data)
+            return
+        writer._compressor = _Precompressed(stream)
+        if not isinstance(data, _Known):
+            writer.write(data)
+        elif hasattr(writer, "_crc") and hasattr(writer, "_file_size"):
+            # What write() would have counted; close() then flushes the whole stream.
+            writer._file_size, writer._crc = data.size, data.crc
+        else:
+            writer.write(data.path.read_bytes())
 
 
 class _Precompressed:

@@ -263,11 +263,12 @@ def test_proven_digests_make_the_keys_and_a_stale_one_is_not_used(
 
 
 def test_streams_proved_ahead_by_digest_are_copied_without_the_cache(
-    tmp_path: Path, tree: dict[str, bytes]
+    tmp_path: Path, tree: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The zip child proves a large member's cached stream from its digest and size while the tree is
     still being made; the zip copies it even if the entry is gone by then, and only if it inflates to
-    exactly that digest: a planted stream, a wrong size or no entry proves nothing."""
+    exactly that digest: a planted stream, a wrong size or no entry proves nothing. A member proved so
+    is not read: its size and CRC-32 came with the proof."""
     root = tmp_path / "tree"
     cache = MemberCache(tmp_path / "cache")
     plain = write(tmp_path, "plain", cache)
@@ -290,6 +291,18 @@ def test_streams_proved_ahead_by_digest_are_copied_without_the_cache(
     for path in cache.folder.rglob("*"):  # from here on, only what was proved ahead can be copied
         if path.is_file():
             path.unlink()
+    read: list[str] = []
+    real = Path.read_bytes
+
+    def counted(path: Path) -> bytes:
+        if path.is_relative_to(root):
+            read.append(path.relative_to(root).as_posix())
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
     ahead = write_zip(root, tmp_path / "ahead.zip", cache=cache, prepared=prepared)
     assert ahead.sha256 == plain.sha256
     assert ahead.cached_members == len(proved)
+    assert sorted(read) == sorted(set(tree) - proved)
+    with zipfile.ZipFile(tmp_path / "ahead.zip") as written:
+        assert written.testzip() is None  # every member's CRC-32 and size as its bytes say
