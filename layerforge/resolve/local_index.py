@@ -110,12 +110,11 @@ class LocalIndex:
         self._lock = threading.Lock()
         self._files: dict[str, _File] = {}  # id in the local URL -> the real file
         self._fetches: dict[str, Future[Path]] = {}  # sha256 -> the wheel in the cache
-        self._metadata: dict[str, Future[bytes]] = {}  # file id -> its METADATA, read once
         self._guessed: set[tuple[str, str]] = set()  # (project, specifier) guessed already
         self.failures: list[LayerforgeError] = []  # what went wrong serving pip, to explain its failure
         self._pool = ThreadPoolExecutor(max_workers=_PREFETCH_JOBS + 4, thread_name_prefix="layerforge-index")
-        # A guess waits for its wheel's metadata, which may wait for a download in `_pool`: guesses in
-        # that pool could fill it with waiters and never run the download they wait for.
+        # A guess waits for its wheel's download, in `_pool`: guesses in that pool could fill it with
+        # waiters and never run the download they wait for.
         self._guesses = ThreadPoolExecutor(max_workers=_PREFETCH_JOBS, thread_name_prefix="layerforge-guess")
         self._server: ThreadingHTTPServer | None = None
         self._prefetching = False  # a build fetches the wheels it will need; a lock alone does not
@@ -176,7 +175,7 @@ class LocalIndex:
     def prefetch(self, requirements: Sequence[str]) -> None:
         """For a build, which needs the wheels: start fetching the one pip will most likely take for each
         named requirement (the newest release the specifier allows, in its best-fitting wheel), and its
-        dependencies' in turn, from that guess's metadata and, as pip reads each wheel's metadata, from
+        dependencies' in turn, from that wheel's metadata and, as pip reads each wheel's metadata, from
         pip's choices. A wrong guess costs a download, and a page read that pip did not need."""
         self._prefetching = True
         for text in requirements:
@@ -196,12 +195,12 @@ class LocalIndex:
         best = _best_wheel(listing.wheels, requirement, self.target)
         if best is None or best.sha256 is None:
             return
-        file_id = self._register(name, best)
-        self._fetch(file_id)
+        download = self._fetch(self._register(name, best))
         # pip reads the dependencies' pages one after another, each after the metadata that names them:
-        # read down the guessed tree now, so that they are here when it asks.
+        # read down the guessed tree now, from each guess's own download (no request of its own), so that
+        # they are here when it asks.
         with contextlib.suppress(LayerforgeError):
-            self._prefetch_dependencies(self._metadata_future(file_id).result())
+            self._prefetch_dependencies(wheel_metadata(download.result(), name))
 
     def _prefetch_dependencies(self, metadata: bytes) -> None:
         environment = self.target.marker_environment()
@@ -273,30 +272,13 @@ class LocalIndex:
         if found is None or found.wheel.sha256 is None:
             return 404, b"no such file"
         try:
-            metadata = self._metadata_future(file_id).result()
+            metadata = self._metadata_of(file_id, found)
             # pip reads these projects' pages next, one after another: read them all now.
             self._pool.submit(self._prefetch_dependencies, metadata)
             return 200, metadata
         except LayerforgeError as error:
             self.failures.append(error)
             return 502, error.message.encode()
-
-    def _metadata_future(self, file_id: str) -> Future[bytes]:
-        """The METADATA of a registered file, read once whether the prefetch or pip asks first."""
-        with self._lock:
-            future = self._metadata.get(file_id)
-            if future is None:
-                future = Future()
-                self._metadata[file_id] = future
-                reader = True
-            else:
-                reader = False
-        if reader:
-            try:
-                future.set_result(self._metadata_of(file_id, self._files[file_id]))
-            except Exception as error:  # raised to each caller by result()
-                future.set_exception(error)
-        return future
 
     def _metadata_of(self, file_id: str, found: _File) -> bytes:
         """From the wheel cache; else read remotely (PEP 658, range requests), which does not wait for a

@@ -7,11 +7,11 @@ target, the bytecode mode and the compiling interpreter's version, the strip lev
 and the source of the modules that make pieces.
 
 What spans wheels is decided after, over the pieces, exactly as a build without the cache: which wheel
-owns a path two of them ship, the import guard (a piece keeps the guarded modules a rule would remove,
-unstripped and uncompiled, so that the guard can still spare them), the shared libraries, the top-level
-declarations. A spared module is compiled then, in fresh interpreters of its own. Every build takes this
-one path, an empty cache only making every piece again, so the layer is byte for byte the same whichever
-pieces came from the cache.
+owns a path two of them ship, the import guard (the guarded modules a rule would remove stay in their
+wheel, which the build has at hand, so that the guard can still spare them), the shared libraries, the
+top-level declarations. A spared module is compiled then, in fresh interpreters of its own. Every build
+takes this one path, an empty cache only making every piece again, so the layer is byte for byte the same
+whichever pieces came from the cache.
 """
 
 from __future__ import annotations
@@ -107,8 +107,11 @@ class _Wheel:
     file: WheelFile
     distribution: str
     planned: tuple[_Planned, ...]
-    stored: frozenset[str]  # destinations the piece holds
-    processed: frozenset[str]  # of those, what no rule removes: stripped and compiled
+    # Guarded modules a rule removes, left in the wheel: the import guard may spare one, which is then
+    # written from the wheel (checked against its RECORD). Each piece of the sklearn stack held them
+    # (2,100 test modules), and a file created here costs 0.15 to 0.35 ms of CPU.
+    held: frozenset[str]
+    processed: frozenset[str]  # what no rule removes: the piece's files, stripped and compiled
     key: str
     # The key without the rules: pieces of one family process a file they both keep to the same bytes.
     family: str = ""
@@ -199,8 +202,8 @@ def _place(
         tree.files[path] = LayerFile(path, planned[path].info.file_size, wheel.distribution, name)
         if path in wheel.processed:  # checked out into the tree already
             assembled.final_sizes[path] = sizes[path]
-        elif path in wheel.stored:
-            tree.held_made[path] = os.path.join(folder, path)
+        elif path in wheel.held:
+            tree.held[path] = (wheel.file.path, planned[path])
     owned_set = set(owned)
     for source, pyc in record["pycs"].items():
         if source in owned_set:
@@ -340,19 +343,18 @@ def _describe(
     wheel: WheelFile, planned: tuple[_Planned, ...], matcher: RuleMatcher, settings: PieceSettings
 ) -> _Wheel:
     distribution = canonicalize_name(parse_wheel_filename(wheel.path.name)[0])
-    stored: set[str] = set()
+    held: set[str] = set()
     processed: set[str] = set()
     rules = hashlib.sha256()
     for item in sorted(planned, key=lambda p: p.destination):
         rule = matcher.rule_for(item.destination, distribution)
         if rule is None:
             processed.add(item.destination)
-            stored.add(item.destination)
             continue
         rules.update(f"{item.destination}\0{rule.name}\0{int(rule.guarded)}\n".encode())
         # Only a guarded module can be spared by the import guard: the rest of what a rule removes goes.
         if rule.guarded and item.destination.endswith(".py"):
-            stored.add(item.destination)
+            held.add(item.destination)
     material = {
         "layerforge": __version__,
         "code": _code(),
@@ -363,7 +365,7 @@ def _describe(
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
     material.pop("rules")
     family = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-    return _Wheel(wheel, distribution, planned, frozenset(stored), frozenset(processed), key, family)
+    return _Wheel(wheel, distribution, planned, frozenset(held), frozenset(processed), key, family)
 
 
 @cache
@@ -534,14 +536,13 @@ def _process(
     jobs: int,
     sibling: _Sibling | None = None,
 ) -> dict[str, Any]:
-    """Unpack the wheel's stored files into `root`, strip and compile what no rule removes. What a sibling
-    made of a file this piece keeps too is linked from it (checked against its manifest) instead."""
+    """Unpack what no rule removes into `root`, strip and compile it. What a sibling made of a file this
+    piece keeps too is linked from it (checked against its manifest) instead."""
     root.mkdir(parents=True, exist_ok=True)
     reused = sibling.reusable(wheel, settings) if sibling is not None else {}
     linked = _link_from(sibling, reused, root) if sibling is not None else {}
-    items = [
-        item for item in wheel.planned if item.destination in wheel.stored and item.destination not in linked
-    ]
+    making = wheel.processed - linked.keys()
+    items = [item for item in wheel.planned if item.destination in making]
     _write_batches(root, {wheel.file.path: items}, jobs=jobs)
     name = wheel.file.path.name
     piece = LayerTree(
@@ -671,9 +672,9 @@ def valid_record(record: object, wheel: _Wheel, files: dict[str, Any]) -> dict[s
         return None
     if not all(p in wheel.processed and _outcome_shape(o) for p, o in strip.items()):
         return None
-    if not all(path in files for path in wheel.stored):
+    if not all(path in files for path in wheel.processed):
         return None
-    if not set(files) <= wheel.stored | set(pycs.values()):
+    if not set(files) <= wheel.processed | set(pycs.values()):
         return None
     return record
 

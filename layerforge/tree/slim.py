@@ -228,7 +228,7 @@ def plan(tree: LayerTree, config: StripConfig, matcher: RuleMatcher | None = Non
     kept = {s.path for s in spared}
     removed = tuple(r for p, r in candidates.items() if p not in kept)
     removed_paths = {r.path for r in removed}
-    tree.write_held(path for path in [*tree.held, *tree.held_made] if path not in removed_paths)
+    tree.write_held(path for path in tree.held if path not in removed_paths)
     shared = find_shared_copies(tree, config.shared_libraries, removed_paths)
     removed += tuple(_removal(tree, copy.dropped, copy.rule) for copy in shared)
     removed_paths.update(copy.dropped for copy in shared)
@@ -246,7 +246,6 @@ def apply(tree: LayerTree, report: SlimReport) -> None:
         (tree.root / removal.path).unlink(missing_ok=True)  # absent when unpack held it back
         tree.files.pop(removal.path, None)
         tree.held.pop(removal.path, None)
-        tree.held_made.pop(removal.path, None)
     _remove_empty_dirs(tree.python_dir)
 
 

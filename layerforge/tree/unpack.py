@@ -11,7 +11,6 @@ import base64
 import csv
 import hashlib
 import io
-import os
 import re
 import stat
 import zipfile
@@ -55,8 +54,6 @@ class LayerTree:
     files: dict[str, LayerFile] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
     held: dict[str, tuple[Path, _Planned]] = field(default_factory=dict)
-    # Held-back files already made (a processed wheel's piece): path -> the file, moved in when spared.
-    held_made: dict[str, str] = field(default_factory=dict)
     # What a piece's record says of its sources: path -> the words of its import statements (slim.py).
     import_words: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -64,11 +61,6 @@ class LayerTree:
         """Write held-back files after all, each checked against its wheel's RECORD."""
         batches: dict[Path, list[_Planned]] = {}
         for path in paths:
-            made = self.held_made.pop(path, None)
-            if made is not None:
-                (self.root / path).parent.mkdir(parents=True, exist_ok=True)
-                os.rename(made, self.root / path)
-                continue
             held = self.held.pop(path, None)
             if held is not None:
                 batches.setdefault(held[0], []).append(held[1])

@@ -203,14 +203,13 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("ranges", [True, False])
 def test_a_build_reads_down_the_dependencies_of_its_guesses_before_pip_asks(
-    local_index: LocalIndex, tmp_path: Path, ranges: bool
+    local_index: LocalIndex, tmp_path: Path
 ) -> None:
     """pip reads a dependency's page only after the metadata that names it: a build's guesses read the
     whole guessed tree at once, each page once, and a dependency cycle ends. No pip runs here: every
-    request is the guesses'. Without range support a guess waits for a whole download, in a pool of its
-    own (sharing the downloads' pool, guesses could fill it and wait forever)."""
+    request is the guesses'. A guess reads its wheel's metadata from its own download, which it waits for
+    in a pool of its own (sharing the downloads' pool, guesses could fill it and wait forever)."""
     crowded_index(local_index)
     local_index.add_wheel("deep", "1.0", requires=["app", "ring-a"])
     local_index.add_wheel("ring-a", "1.0", requires=["ring-b"])
@@ -218,7 +217,6 @@ def test_a_build_reads_down_the_dependencies_of_its_guesses_before_pip_asks(
     local_index.add_wheel("leaf", "1.0")
     for n in range(8):
         local_index.add_wheel(f"dep{n}", "1.0")
-    local_index.serve_ranges = ranges
     local_index.latency(0.05)  # so that the guesses pile up, each waiting on its page and its metadata
     with ResolutionIndex(local_index.url, WheelCache(tmp_path / "cache"), TARGET) as index:
         index.prefetch([f"dep{n}" for n in range(8)] + ["deep"])
@@ -226,4 +224,5 @@ def test_a_build_reads_down_the_dependencies_of_its_guesses_before_pip_asks(
         wait_for(lambda: all(local_index.hits(f"/simple/{p}/") for p in pages), "the guessed tree's pages")
         wait_for(lambda: local_index.hits("ring_b-1.0-py3-none-any.whl") > 0, "ring-b's metadata")
     assert all(local_index.hits(f"/simple/{p}/") == 1 for p in pages)
+    assert [r for r in local_index.requests if r.range is not None] == []  # no metadata read of its own
     assert local_index.hits("/simple/leaf/") == 0  # its marker does not hold on the target

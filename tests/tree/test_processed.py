@@ -100,8 +100,10 @@ def test_the_tree_is_linked_from_the_cache_and_the_build_leaves_entries_whole(
     # Hard links: the tree's files are the entries' inodes, not copies.
     inodes = {ino for ino, _ in before.values()}
     assert (tree.root / "python/beta/__init__.py").stat().st_ino in inodes
-    # The test module alpha imports is held in the piece, outside the tree, until the guard spares it.
+    # The test module alpha imports is held in its wheel, in no piece and outside the tree, until the
+    # guard spares it.
     assert not (tree.root / "python/alpha/tests/helpers.py").exists()
+    assert not [path for path in before if "/tests/" in path.as_posix()]
     slim = plan(tree, config)
     apply(tree, slim)
     spared = ["python/alpha/tests/__init__.py", "python/alpha/tests/helpers.py"]
@@ -199,7 +201,7 @@ def test_pieces_checked_out_ahead_move_in_by_whole_folders(
         if Path(path).is_relative_to(folder)
     ]
     # Folders only: `python` (tried for both pieces; the second finds it there), the second piece's
-    # package and dist-info into it, and each piece's side folder (alpha's test modules, beta's C source).
+    # package and dist-info into it, and each piece's side folder (its compiled modules, until finish()).
     assert moved.count("tree/python") == 2 and moved.count("side") == 2
     assert all(Path(path).suffix in ("", ".dist-info") for path in moved) and len(moved) <= 6
     assert written(again.tree.root) == written(reference.tree.root) != {}
