@@ -151,17 +151,29 @@ def assemble(
         owned[index].append(path)
     root.mkdir(parents=True, exist_ok=True)
 
-    def obtain(index: int) -> tuple[dict[str, Any], dict[str, int], bool]:
+    def where(index: int) -> _Where:
         # What the tree takes as it is goes straight in; the rest waits in the piece's own folder.
         direct = frozenset(p for p in owned[index] if p in described[index].processed)
-        where = _Where(root, work / str(index), direct)
-        early = (ready or {}).get(described[index].key)
-        return _obtain(described[index], where, cache, settings, compiler, jobs, early)
+        return _Where(root, work / str(index), direct)
+
+    # The pieces checked out ahead move in first, one after another, before any other thread makes
+    # folders in the tree: a folder moved in whole takes the place of an empty one of its name, and a
+    # thread that was about to make a folder inside that one would find it gone.
+    outcomes: dict[int, tuple[dict[str, Any], dict[str, int], bool]] = {}
+    for index, wheel in enumerate(described):
+        early = (ready or {}).get(wheel.key)
+        taken = _take_early(wheel, where(index), cache, early) if early is not None else None
+        if taken is not None:
+            outcomes[index] = taken
+
+    def obtain(index: int) -> tuple[dict[str, Any], dict[str, int], bool]:
+        return _obtain(described[index], where(index), cache, settings, compiler, jobs)
 
     # Biggest first, so that the threads finish together.
-    order = sorted(range(len(described)), key=lambda i: -described[i].file.path.stat().st_size)
+    rest = [i for i in range(len(described)) if i not in outcomes]
+    rest.sort(key=lambda i: -described[i].file.path.stat().st_size)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        outcomes = dict(zip(order, pool.map(obtain, order), strict=True))
+        outcomes.update(zip(rest, pool.map(obtain, rest), strict=True))
     for index, wheel in enumerate(described):
         record, sizes, hit = outcomes[index]
         (assembled.from_cache if hit else assembled.processed).append(wheel.file.path.name)
@@ -375,6 +387,24 @@ def _code() -> str:
     return code_fingerprint([here, *(Path(str(m.__file__)) for m in modules)])
 
 
+def _take_early(
+    wheel: _Wheel, where: _Where, cache_: PieceCache, early: Path
+) -> tuple[dict[str, Any], dict[str, int], bool] | None:
+    """A piece checked out ahead (`early`, its files checked already) moved into place, as `_obtain`
+    answers; None when it cannot be (then `_obtain` checks it out of the cache, or makes it)."""
+    manifest = cache_.manifest(wheel.key)
+    if manifest is None:
+        return None
+    files = manifest["files"]
+    record = valid_record(manifest.get("record"), wheel, files)
+    if record is None:
+        return None
+    if _move_in(early, where, wheel, files):
+        return record, _sizes(files), True
+    where.clear()
+    return None
+
+
 def _obtain(
     wheel: _Wheel,
     where: _Where,
@@ -382,18 +412,12 @@ def _obtain(
     settings: PieceSettings,
     compiler: Interpreter | None,
     jobs: int,
-    early: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, int], bool]:
-    """The piece checked out into `folder`: (its record, its files' sizes, whether it came from the cache).
-    `early`: the piece's files, checked out and checked already, to move in."""
+    """The piece checked out into `folder`: (its record, its files' sizes, whether it came from the cache)."""
     manifest = cache_.manifest(wheel.key)
     if manifest is not None:
         files = manifest["files"]
         record = valid_record(manifest.get("record"), wheel, files)
-        if record is not None and early is not None:
-            if _move_in(early, where, wheel, files):
-                return record, _sizes(files), True
-            where.clear()
         entry = cache_.entry_dir(wheel.key) / FILES
         if record is not None and checkout(entry, where, files):
             return record, _sizes(files), True
@@ -439,18 +463,18 @@ def _move_in(early: Path, where: _Where, wheel: _Wheel, files: Mapping[str, Any]
     When the piece owns all it keeps (no other wheel ships one of those files: the usual case), each
     folder the tree lacks moves in one rename: the sklearn stack's 12,000 files one by one cost 0.4 s of
     CPU in every warm build. Otherwise file by file, each to where `where` puts it."""
-    tree, side = early / _EARLY_TREE, early / _EARLY_SIDE
+    layout = early_layout(early, wheel)
     try:
         if where.direct == wheel.processed:
-            if tree.is_dir():
-                _merge_into(os.fspath(tree), os.fspath(where.root))
-            if side.is_dir():
+            if layout.root.is_dir():
+                _merge_into(os.fspath(layout.root), os.fspath(where.root))
+            if layout.folder.is_dir():
                 where.folder.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(side, where.folder)  # fails unless the folder is new (or empty)
+                os.rename(layout.folder, where.folder)  # fails unless the folder is new (or empty)
             return True
 
         def rename(path: str, _origin: str, target: str) -> bool:
-            os.rename(os.path.join(tree if path in wheel.processed else side, path), target)
+            os.rename(layout(path), target)
             return True
 
         return place(files, os.fspath(early), where, rename)
@@ -462,9 +486,9 @@ def _merge_into(source: str, target: str) -> None:
     """Move everything under `source` into the folder `target`: a folder `target` lacks in one rename, the
     rest entry by entry. Never over a file that is there: another piece's file raises instead.
 
-    Other pieces are checked out into `target` meanwhile. A folder another thread has just made is either
-    empty (the rename takes its place, and that thread's files go into the folder moved in) or not (the
-    rename fails, and its entries are moved one by one)."""
+    No other thread may make folders in `target` meanwhile (`assemble` moves these pieces in first, one
+    after another): a rename takes the place of an empty folder of the same name, and a thread about to
+    make a folder inside that one would find it gone."""
     os.makedirs(target, exist_ok=True)
     for entry in os.scandir(source):
         destination = os.path.join(target, entry.name)
@@ -657,10 +681,13 @@ def valid_record(record: object, wheel: _Wheel, files: dict[str, Any]) -> dict[s
         return None
     pycs, failed, strip = record.get("pycs"), record.get("failed"), record.get("strip")
     imports = record.get("imports")
-    if not all(isinstance(kind, dict) for kind in (pycs, failed, strip, imports)):
+    if not (
+        isinstance(pycs, dict)
+        and isinstance(failed, dict)
+        and isinstance(strip, dict)
+        and isinstance(imports, dict)
+    ):
         return None
-    assert isinstance(pycs, dict) and isinstance(failed, dict) and isinstance(strip, dict)
-    assert isinstance(imports, dict)
     # Every source the piece keeps has its words: the guard reads a source it has none for, so a record
     # that left one out could not spare less, but one that names another's could.
     sources = {path for path in wheel.processed if path.endswith(".py")}

@@ -231,6 +231,8 @@ def test_a_piece_checked_out_ahead_that_shares_a_file_moves_in_file_by_file(
     assert reference.tree.conflicts == again.tree.conflicts != []
     assert written(again.tree.root) == written(reference.tree.root)
     assert (again.tree.root / "python/beta/__init__.py").read_text() == "x = 2\n"
+    # Moved, not checked out of the cache again: nothing is left where the head start put it.
+    assert [p for folder in ready.values() for p in folder.rglob("*") if p.is_file()] == []
 
 
 def test_a_file_in_the_way_stops_a_move_and_is_not_replaced(tmp_path: Path) -> None:
