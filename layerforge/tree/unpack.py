@@ -8,18 +8,21 @@ of that wheel is written, or (for what can only be seen while reading) before th
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import io
 import re
 import stat
+import threading
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -97,11 +100,7 @@ class _Planned:
 
 def plan_wheel(wheel: Path) -> list[_Planned]:
     """Check every entry of a wheel and decide where it lands; raise before writing anything."""
-    try:
-        archive = zipfile.ZipFile(wheel)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise UnsafeArchiveError(f"{wheel.name}: not a readable zip ({error})") from None
-    with archive:
+    with _open(wheel) as archive:
         infos = archive.infolist()
     seen: set[str] = set()
     planned: list[_Planned] = []
@@ -223,18 +222,49 @@ _PIECE_BYTES = 24 * 1024 * 1024
 
 
 def _write_batches(root: Path, batches: dict[Path, list[_Planned]], *, jobs: int) -> None:
-    # RECORD is read once a wheel; each piece opens the wheel itself, as a ZipFile is not shared by threads.
-    records = {wheel: _record_of(wheel) for wheel in batches}
-    pieces = [(wheel, piece) for wheel, planned in batches.items() for piece in _pieces(planned)]
-    pieces.sort(key=lambda item: sum(p.info.file_size for p in item[1]), reverse=True)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for _ in pool.map(lambda item: _extract(item[0], item[1], root, records[item[0]]), pieces):
-            pass
+    # Each wheel is opened once, its directory and RECORD read once, and its pieces' threads read their
+    # members through it side by side. A wheel's directory takes 4 to 8 ms to parse alone and up to 25 ms
+    # beside the build's other threads: opened once per piece and again for RECORD, 0.37 CPU-s of a cold
+    # sklearn build.
+    with contextlib.ExitStack() as stack:
+        archives = {wheel: _SharedArchive(stack.enter_context(_open(wheel))) for wheel in batches}
+        records = {wheel: _read_record(archives[wheel].archive, wheel.name) for wheel in batches}
+        pieces = [(wheel, piece) for wheel, planned in batches.items() for piece in _pieces(planned)]
+        pieces.sort(key=lambda item: sum(p.info.file_size for p in item[1]), reverse=True)
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for _ in pool.map(
+                lambda item: _extract(item[0], archives[item[0]], item[1], root, records[item[0]]), pieces
+            ):
+                pass
 
 
-def _record_of(wheel: Path) -> dict[str, str]:
-    with zipfile.ZipFile(wheel) as archive:
-        return _read_record(archive, wheel.name)
+def _open(wheel: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(wheel)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UnsafeArchiveError(f"{wheel.name}: not a readable zip ({error})") from None
+
+
+class _SharedArchive:
+    """One opened wheel for the threads that extract its pieces.
+
+    zipfile gives each opened member a position of its own in the file and reads under the archive's
+    lock, so members are read side by side (inflating and hashing outside it). Opening and closing a
+    member count the archive's open handles without a lock, so those two take this one."""
+
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self.archive = archive
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def member(self, info: zipfile.ZipInfo) -> Iterator[IO[bytes]]:
+        with self._lock:
+            handle = self.archive.open(info)
+        try:
+            yield handle
+        finally:
+            with self._lock:
+                handle.close()
 
 
 def _pieces(planned: list[_Planned]) -> list[list[_Planned]]:
@@ -276,28 +306,29 @@ def _refuse_file_folder_clashes(plans: dict[Path, list[_Planned]]) -> None:
                 parent = parent.rpartition("/")[0]
 
 
-def _extract(wheel: Path, planned: list[_Planned], root: Path, record: dict[str, str]) -> None:
+def _extract(
+    wheel: Path, archive: _SharedArchive, planned: list[_Planned], root: Path, record: dict[str, str]
+) -> None:
     # A folder checked once stays inside: unpack writes no links, and nothing else writes in staging.
     checked: set[Path] = set()
-    with zipfile.ZipFile(wheel) as archive:
-        for item in planned:
-            target = root / item.destination
+    for item in planned:
+        target = root / item.destination
+        if target.parent not in checked:
+            _ensure_inside(root, target, wheel.name, item.info.filename)
+        try:
             if target.parent not in checked:
-                _ensure_inside(root, target, wheel.name, item.info.filename)
-            try:
-                if target.parent not in checked:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    checked.add(target.parent)
-                digest = _copy_member(archive, item.info, target, wheel.name)
-            except OSError as error:
-                reason = error.strerror or str(error)
-                raise UnsafeArchiveError(
-                    f"{wheel.name}: entry {item.info.filename!r} cannot be written ({reason})",
-                    hint="the wheel holds a path this file system cannot take; do not use it",
-                ) from None
-            _check_record(wheel.name, item.info.filename, digest, record)
-            executable = (item.info.external_attr >> 16) & 0o111
-            target.chmod(0o755 if executable else 0o644)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                checked.add(target.parent)
+            digest = _copy_member(archive, item.info, target, wheel.name)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise UnsafeArchiveError(
+                f"{wheel.name}: entry {item.info.filename!r} cannot be written ({reason})",
+                hint="the wheel holds a path this file system cannot take; do not use it",
+            ) from None
+        _check_record(wheel.name, item.info.filename, digest, record)
+        executable = (item.info.external_attr >> 16) & 0o111
+        target.chmod(0o755 if executable else 0o644)
 
 
 def _ensure_inside(root: Path, target: Path, wheel: str, name: str) -> None:
@@ -308,11 +339,11 @@ def _ensure_inside(root: Path, target: Path, wheel: str, name: str) -> None:
         raise UnsafeArchiveError(f"{wheel}: entry {name!r} would land outside the layer; refused") from None
 
 
-def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, wheel: str) -> str:
+def _copy_member(archive: _SharedArchive, info: zipfile.ZipInfo, target: Path, wheel: str) -> str:
     digest = hashlib.sha256()
     written = 0
     try:
-        with archive.open(info) as source, target.open("wb") as sink:
+        with archive.member(info) as source, target.open("wb") as sink:
             while chunk := source.read(1024 * 1024):
                 written += len(chunk)
                 if written > info.file_size:

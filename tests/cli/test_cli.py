@@ -231,3 +231,42 @@ def test_build_and_lock_start_pip_s_fork_server_at_once_and_help_does_not(tmp_pa
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.split() == ["False", "True", "2"]
+
+
+def test_progress_is_drawn_only_on_a_terminal() -> None:
+    """Off a terminal rich draws nothing, but a live display would still rebuild its table ten times a
+    second in a thread of its own; a CI log gets the stage lines only."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from layerforge.cli.output import Output
+
+    piped = Output(console=Console(file=io.StringIO()))
+    with piped.progress() as progress:
+        assert progress is None
+    terminal = Output(console=Console(file=io.StringIO(), force_terminal=True))
+    with terminal.progress() as progress:
+        assert isinstance(progress, Progress)
+    quiet = Output(quiet=True, console=Console(file=io.StringIO(), force_terminal=True))
+    with quiet.progress() as progress:
+        assert progress is None
+
+
+def test_a_command_runs_with_a_young_generation_of_ten_thousand() -> None:
+    """A build makes containers by the million, few in cycles: collecting every 700 allocations cost a
+    cold sklearn build a second with the GIL held."""
+    program = (
+        "import gc, sys\n"
+        "from layerforge.cli import main\n"
+        "before = gc.get_threshold()\n"
+        "main(['recipes'], standalone_mode=False)\n"
+        "print(before, gc.get_threshold(), file=sys.stderr)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    before, after = completed.stderr.strip().splitlines()[-1].split(") (")
+    assert before == "(700, 10, 10"
+    assert after == "10000, 10, 10)"

@@ -125,3 +125,29 @@ def test_a_clean_wheel_unpacks_with_provenance(tmp_path: Path) -> None:
     assert tree.files["python/pkg/__init__.py"].distribution == "pkg"
     assert (tmp_path / "stage" / "layer" / "python" / "pkg-1.0.dist-info" / "METADATA").is_file()
     assert files_outside(tmp_path, tmp_path / "stage") == []
+
+
+def test_the_pieces_of_a_wheel_are_read_side_by_side_through_one_opening(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each wheel is opened once, however many pieces its threads extract; every member still lands whole
+    and is checked against RECORD (a lying RECORD is still refused, above)."""
+    from layerforge.tree import unpack
+
+    files = {f"pkg/m{i:03}.py": f"x = {i!r}\n" * (200 + i) for i in range(120)}
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", files=files)
+    opened: list[Path] = []
+    real_open = unpack._open
+
+    def counting_open(path: Path) -> zipfile.ZipFile:
+        opened.append(path)
+        return real_open(path)
+
+    monkeypatch.setattr(unpack, "_open", counting_open)
+    monkeypatch.setattr(unpack, "_PIECE_BYTES", 4096)  # a few members a piece: about 30 pieces
+    tree = unpack_all([wheel], tmp_path / "stage" / "layer", jobs=4)
+    root = tmp_path / "stage" / "layer" / "python"
+    assert {p: (root / p).read_text() for p in files} == files
+    assert tree.files["python/pkg/m007.py"].wheel == wheel.name
+    # One opening to plan the entries, one to write them: not one per piece.
+    assert opened == [wheel, wheel]
