@@ -86,7 +86,9 @@ def known_sha256(found: os.stat_result) -> str | None:
 
 def proven_digests() -> list[list[int | str]]:
     """The memo, for a child process: [[device, inode, size, mtime_ns, sha256], ...]."""
-    return [[*identity, digest] for identity, digest in _HASHED.items()]
+    # A copy first: other threads note digests meanwhile (the audit, the verifier's hashing), and a dict
+    # that grows under an iteration raises. dict.copy() runs in C, under the GIL, in one go.
+    return [[*identity, digest] for identity, digest in _HASHED.copy().items()]
 
 
 def note_proven(entries: list[list[int | str]]) -> None:

@@ -222,3 +222,31 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     assert unused.process.returncode == -signal.SIGKILL
     assert not work.exists()
     assert not (tmp_path / "unused.zip").exists()
+
+
+def test_the_memo_is_handed_over_whole_while_other_threads_note_digests(tmp_path: Path) -> None:
+    """The zip takes the memo of proven digests while the audit and the verifier go on noting theirs (a
+    cold build failed once on "dictionary changed size during iteration")."""
+    from layerforge import cache
+
+    found = os.stat(tmp_path)
+    before = len(cache.proven_digests())
+    stop = threading.Event()
+
+    def note_more() -> None:
+        inode = 10**12
+        while not stop.is_set():
+            inode += 1
+            cache.note_sha256(os.stat_result((0, inode, found.st_dev, 1, 0, 0, 7, 0, 0, 0)), "f" * 64)
+
+    noting = threading.Thread(target=note_more)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    noting.start()
+    try:
+        for _ in range(50):
+            assert len(cache.proven_digests()) >= before
+    finally:
+        stop.set()
+        noting.join()
+        sys.setswitchinterval(switch)
