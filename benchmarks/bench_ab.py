@@ -31,17 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_sklearn import incremental_recipes  # this folder is on sys.path: run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 SIDES = ("base", "this")
-
-
-def added_recipe(recipe: str, out: Path) -> Path:
-    """The recipe with `requests` added to its requirements, under the same name."""
-    text = (REPO / "recipes" / f"{recipe}.toml").read_text()
-    line = next(x for x in text.splitlines() if x.startswith("requirements = ["))
-    added = out / f"{recipe}-plus-requests.toml"
-    added.write_text(text.replace(line, line.replace("]", ', "requests"]')))
-    return added
 
 
 def build(
@@ -95,7 +88,7 @@ def main() -> None:
                     warm[side] / "dist",
                     options.index_url,
                 )
-        recipe = added_recipe(options.recipe, out)
+        recipe = incremental_recipes(out, options.recipe)[0]
     times: dict[str, list[float]] = {side: [] for side in SIDES}
     ratios: list[float] = []
     for pair in range(options.pairs):

@@ -103,14 +103,14 @@ class Builds:
         return Built(elapsed, rss, json.loads(completed.stdout), stages)
 
 
-def incremental_recipes(out: Path) -> tuple[Path, Path]:
+def incremental_recipes(out: Path, recipe: str = "sklearn") -> tuple[Path, Path]:
     """The bundled recipe with one requirement added (requests), and that one with a strip rule changed.
-    Both keep the name `sklearn`: a team edits its recipe in place, and the build finds its last lock."""
-    text = (REPO / "recipes" / "sklearn.toml").read_text()
+    Both keep the recipe's name: a team edits its recipe in place, and the build finds its last lock."""
+    text = (REPO / "recipes" / f"{recipe}.toml").read_text()
     line = next(x for x in text.splitlines() if x.startswith("requirements = ["))
-    added = out / "sklearn-plus-requests.toml"
+    added = out / f"{recipe}-plus-requests.toml"
     added.write_text(text.replace(line, line.replace("]", ', "requests"]')))
-    changed = out / "sklearn-plus-requests-strip-changed.toml"
+    changed = out / f"{recipe}-plus-requests-strip-changed.toml"
     changed.write_text(added.read_text() + '\n[strip.packages.scikit-learn]\nremove = ["**/*.md"]\n')
     return added, changed
 
