@@ -59,7 +59,7 @@ from .tree.sharing import LoadProof, load_proof
 from .tree.slim import RuleMatcher, SlimReport, apply, plan
 from .tree.toplevel import declare_top_level, modules_to_verify
 from .tree.unpack import LayerTree, unpack_all
-from .tree.zip_apart import ZipChild, write_zip_apart
+from .tree.zip_apart import ZipChild, ZipChildSlot, large_members, write_zip_apart
 from .verify.choose import already_found, choose_verifier
 from .verify.local import VerifyReport, not_run, sealed
 from .verify.opens import OpenWatch
@@ -124,8 +124,9 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
     # One for the head start and the build after it: each answer is remembered, and the build asks again
     # about every file of the wheels the head start took.
     matcher = RuleMatcher(options.recipe.strip)
+    zip_children = ZipChildSlot()
     try:
-        lock, lock_path = _lock(options, events, interpreters, head_start, matcher)
+        lock, lock_path = _lock(options, events, interpreters, head_start, matcher, zip_children)
         key = build_key(options, lock)
         reused = _reuse(options, lock, lock_path, key)
         if reused is not None:
@@ -133,12 +134,14 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
                 f"{reused.zip_path.name} is up to date (same recipe, target, lock and layerforge): reused"
             )
             return reused
-        # Started before the tree is made, so that its interpreter's start overlaps that, not the checks.
-        with ZipChild() as zip_child:
-            run = _Run(staging, options, lock, events, interpreters, head_start, matcher, zip_child)
-            return _build_in(run, lock_path, key)
+        # Started before the tree is made (at the latest), so that its interpreter's start overlaps that,
+        # not the checks.
+        zip_child = zip_children.get()
+        run = _Run(staging, options, lock, events, interpreters, head_start, matcher, zip_child)
+        return _build_in(run, lock_path, key)
     finally:
         head_start.stop()
+        zip_children.close()
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -210,6 +213,7 @@ def _lock(
     interpreters: _InterpreterSearch,
     head_start: HeadStart,
     matcher: RuleMatcher,
+    zip_children: ZipChildSlot,
 ) -> tuple[Lock, Path]:
     destination = options.out_dir / f"{options.stem}.lock.json"
     recipe = options.recipe
@@ -241,7 +245,7 @@ def _lock(
         events.stage("resolve")
         interpreters.start()
         if previous is not None:
-            _begin_head_start(head_start, previous, options, interpreters, matcher)
+            _begin_head_start(head_start, previous, options, interpreters, matcher, zip_children.get())
         excluded = recipe.excluded(options.target)
         lock = _sources(options, events).resolve(recipe.name, recipe.requirements, exclude=excluded)
         let_go()
@@ -291,8 +295,10 @@ def _begin_head_start(
     options: BuildOptions,
     interpreters: _InterpreterSearch,
     matcher: RuleMatcher,
+    zip_child: ZipChild,
 ) -> None:
-    """While pip resolves, check out the pieces of the previous lock's wheels that are cached."""
+    """While pip resolves, check out the pieces of the previous lock's wheels that are cached, and have the
+    zip child prove the cached streams of their large files (pip leaves most of a core idle meanwhile)."""
     cache = WheelCache(options.cache_dir)
 
     def wheels() -> list[WheelFile]:
@@ -307,6 +313,7 @@ def _begin_head_start(
         wheels,
         matcher,
         lambda: _piece_settings(options, interpreters.result()[1]),
+        checked_out=lambda files: zip_child.prove(options.cache_dir, large_members(files)),
     )
 
 

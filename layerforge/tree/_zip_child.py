@@ -1,9 +1,10 @@
 """The zip child, run by zip_apart.py (`python -c`, with the folder that holds layerforge and a work folder
 as arguments), not imported otherwise.
 
-Started ahead of its work, it waits for the line GO on its input; before it, the line PREPARE has it
-prove the cached streams of the members PREPARED names ({"cache_dir", "members": [[sha256, size], ...]})
-while the build still works on the tree, reading the cache and not the tree. Then it reads its request
+Started ahead of its work, it waits for the line GO on its input; before it, each line `prepare N` has it
+prove the cached streams of the members the file `prepare-N.json` names ({"cache_dir", "members":
+[[sha256, size], ...]}) while the build still works on the tree (or pip still resolves), reading the cache
+and not the tree. Then it reads its request
 from REQUEST in the work folder: {"root", "destination", "jobs", "cache_dir"
 (or null), "proven": [[device, inode, size, mtime_ns, sha256], ...], "counted": [folder, ...]}. Writes
 progress lines on stdout ("advance BYTES", short enough for one atomic write to a pipe) and, at the end,
@@ -37,9 +38,13 @@ _REPORT_EVERY_BYTES = 4 * 1024 * 1024
 
 REQUEST = "request.json"
 ANSWER = "answer.json"
-PREPARED = "prepared.json"
 GO = "go\n"
-PREPARE = "prepare\n"
+PREPARE = "prepare"
+
+
+def prepared_name(number: int) -> str:
+    """The file that the line `prepare <number>` names."""
+    return f"prepare-{number}.json"
 
 
 def main() -> None:
@@ -74,20 +79,21 @@ def main() -> None:
 
 
 def _wait_for_go(work: Path) -> dict[str, Future[Proved | None]]:
-    """Started ahead of its work (zip_apart.ZipChild), the child reads its input line by line: PREPARE
-    starts proving the cached streams of the members PREPARED names, GO ends the waiting. An input that
-    ends first means the parent is gone, or had no zip to write after all."""
+    """Started ahead of its work (zip_apart.ZipChild), the child reads its input line by line: `prepare N`
+    starts proving the cached streams of the members `prepare-N.json` names, GO ends the waiting. An input
+    that ends first means the parent is gone, or had no zip to write after all."""
     prepared: dict[str, Future[Proved | None]] = {}
+    # One thread, in the order asked: the build's own process keeps the other core busy meanwhile.
+    preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
     while True:
         line = sys.stdin.readline()
         if line == GO:
             return prepared
-        if line != PREPARE:
+        word, _, number = line.partition(" ")
+        if word != PREPARE or not number.strip().isdigit():
             os._exit(1)
-        request = json.loads((work / PREPARED).read_text(encoding="utf-8"))
+        request = json.loads((work / prepared_name(int(number))).read_text(encoding="utf-8"))
         cache = MemberCache(Path(request["cache_dir"]))
-        # One thread: the build's own process, single-threaded in these steps, has the other core.
-        preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         for sha256, size in request["members"]:
             if sha256 not in prepared:
                 prepared[sha256] = preparing.submit(prepare_member, cache, sha256, size)

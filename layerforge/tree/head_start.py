@@ -16,9 +16,10 @@ a build without it makes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..piece_cache import FILES, PieceCache, checkout
 from .processed import PieceSettings, WheelFile, describe_wheel, early_layout, valid_record
@@ -40,20 +41,28 @@ class HeadStart:
         wheels: Callable[[], Sequence[WheelFile]],
         matcher: RuleMatcher,
         settings: Callable[[], PieceSettings],
+        checked_out: Callable[[Mapping[str, Any]], None] = lambda _files: None,
     ) -> None:
         """`wheels` and `settings` are called in the thread: finding the cached wheels hashes them, and the
-        settings wait for the interpreter search."""
+        settings wait for the interpreter search. `checked_out` is told the manifest's files ({path:
+        [size, sha256]}) of each piece checked out, once all of them passed their check."""
 
         def run() -> None:
             try:
-                self._check_out(wheels(), matcher, settings())
+                self._check_out(wheels(), matcher, settings(), checked_out)
             except Exception:  # a failed guess costs nothing: the build checks out what it needs itself
                 return
 
         self._thread = threading.Thread(target=run, name="layerforge-head-start", daemon=True)
         self._thread.start()
 
-    def _check_out(self, wheels: Sequence[WheelFile], matcher: RuleMatcher, settings: PieceSettings) -> None:
+    def _check_out(
+        self,
+        wheels: Sequence[WheelFile],
+        matcher: RuleMatcher,
+        settings: PieceSettings,
+        checked_out: Callable[[Mapping[str, Any]], None],
+    ) -> None:
         # Biggest first: if the resolution ends early, the most work has been done.
         for wheel in sorted(wheels, key=lambda w: -w.path.stat().st_size):
             if self._stop.is_set():
@@ -70,6 +79,7 @@ class HeadStart:
             entry = self.cache.entry_dir(described.key) / FILES
             if checkout(entry, early_layout(target, described), files):
                 self._ready[described.key] = target
+                checked_out(files)
 
     def stop(self) -> dict[str, Path]:
         """Stop after the piece in hand (the build checks out the rest itself, side by side), and return

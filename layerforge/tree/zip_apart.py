@@ -15,14 +15,15 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..cache import known_sha256, proven_digests
 from ..errors import BuildError
-from ._zip_child import ANSWER, GO, PREPARE, PREPARED, REQUEST
+from ._zip_child import ANSWER, GO, PREPARE, REQUEST, prepared_name
 from .archive import CACHE_FLOOR, ZipResult
 from .unpack import LayerTree
 
@@ -52,6 +53,8 @@ class ZipChild:
         except BaseException:
             self._scratch.cleanup()
             raise
+        self._asking = threading.Lock()  # the head start's thread and the build's both ask
+        self._asked = 0
 
     def __enter__(self) -> ZipChild:
         return self
@@ -72,17 +75,61 @@ class ZipChild:
         """Have the child prove the cached streams of the tree's large members whose digests a checkout
         proved, now, while the build still works on the tree; the zip then copies each one whose member
         still has that digest."""
-        members = _proven_large_members(tree)
-        (self.work / PREPARED).write_text(
-            json.dumps({"cache_dir": str(cache_dir), "members": members}), encoding="utf-8"
-        )
-        with contextlib.suppress(OSError):  # a child that died is found out when it is given the zip
+        self.prove(cache_dir, _proven_large_members(tree))
+
+    def prove(self, cache_dir: Path, members: list[list[str | int]]) -> None:
+        """Have the child prove the cached streams of these [sha256, size], in the order asked, beside
+        whatever the build does meanwhile; one asked for before is not proved again."""
+        if not members:
+            return
+        # Only ever speed: a child that died is found out when it is given the zip.
+        with self._asking, contextlib.suppress(OSError):
+            self._asked += 1
+            (self.work / prepared_name(self._asked)).write_text(
+                json.dumps({"cache_dir": str(cache_dir), "members": members}), encoding="utf-8"
+            )
             assert self.process.stdin is not None
-            self.process.stdin.write(PREPARE)
+            self.process.stdin.write(f"{PREPARE} {self._asked}\n")
             self.process.stdin.flush()
 
     def errors(self) -> str:
         return (self.work / "stderr").read_text(errors="replace")
+
+
+class ZipChildSlot:
+    """A zip child started on first use: by the head start, so that it proves cached streams while pip
+    resolves, or by the build once it knows it has a zip to write. A build that reuses its output never
+    starts one. Close it when the build ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._child: ZipChild | None = None
+
+    def get(self) -> ZipChild:
+        with self._lock:
+            if self._child is None:
+                self._child = ZipChild()
+            return self._child
+
+    def close(self) -> None:
+        with self._lock:
+            if self._child is not None:
+                self._child.close()
+
+
+def large_members(files: Mapping[str, object]) -> list[list[str | int]]:
+    """[sha256, size] of a piece's files (its manifest's {path: [size, sha256]}) that get a member cache
+    entry of their own."""
+    found: list[list[str | int]] = []
+    for listed in files.values():
+        if (
+            isinstance(listed, list)
+            and len(listed) == 2
+            and isinstance(listed[0], int)
+            and listed[0] >= CACHE_FLOOR
+        ):
+            found.append([str(listed[1]), listed[0]])
+    return found
 
 
 def _proven_large_members(tree: LayerTree) -> list[list[str | int]]:

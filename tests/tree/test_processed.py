@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,14 +160,25 @@ def test_a_wheel_planned_once_is_not_read_again_under_another_link(
 
 
 def checked_out_ahead(
-    tmp_path: Path, name: str, index_wheels: list[WheelFile], config: StripConfig, compiler: Interpreter
+    tmp_path: Path,
+    name: str,
+    index_wheels: list[WheelFile],
+    config: StripConfig,
+    compiler: Interpreter,
+    told: list[Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """The pieces of `index_wheels` checked out as a head start does while pip resolves."""
+    """The pieces of `index_wheels` checked out as a head start does while pip resolves; `told` gathers
+    the files of each piece the head start says it checked out (for the zip child to prove)."""
     settings = piece_settings(
         "python3.11", "x86_64", config.bytecode, debug_ranges=True, strip_level="debug", compiler=compiler
     )
     head_start = HeadStart(tmp_path / name / "head-start", PieceCache(tmp_path / "cache"))
-    head_start.begin(lambda: index_wheels, RuleMatcher(config), lambda: settings)
+    head_start.begin(
+        lambda: index_wheels,
+        RuleMatcher(config),
+        lambda: settings,
+        checked_out=(told if told is not None else []).append,
+    )
     # As if pip took longer than the checkouts: stop() would end them after the piece in hand.
     assert head_start._thread is not None
     head_start._thread.join()
@@ -187,8 +200,20 @@ def test_pieces_checked_out_ahead_move_in_by_whole_folders(
     config = StripConfig()
     made = wheels(local_index)
     reference = assembled(tmp_path, "reference", made, config, compiler)
-    ready = checked_out_ahead(tmp_path, "ahead", made, config, compiler)
+    told: list[Mapping[str, Any]] = []
+    ready = checked_out_ahead(tmp_path, "ahead", made, config, compiler, told)
     assert len(ready) == 2
+    # Each piece's files as its manifest lists them, said once it passed its check: what the zip child
+    # is asked to prove streams for while pip still resolves.
+    manifests = [
+        json.loads((PieceCache(tmp_path / "cache").entry_dir(key) / "MANIFEST.json").read_text())["files"]
+        for key in ready
+    ]
+
+    def as_text(files: Mapping[str, Any]) -> str:
+        return json.dumps(files, sort_keys=True)
+
+    assert sorted(map(as_text, told)) == sorted(map(as_text, manifests)) and all(told)
     renamed: list[str] = []
     real_rename = os.rename
     monkeypatch.setattr(processed.os, "rename", lambda a, b: renamed.append(str(a)) or real_rename(a, b))

@@ -21,10 +21,10 @@ import pytest
 from layerforge.cache import note_sha256, sha256_of
 from layerforge.errors import BuildError
 from layerforge.member_cache import MemberCache
-from layerforge.tree._zip_child import PREPARED
+from layerforge.tree._zip_child import prepared_name
 from layerforge.tree.archive import CACHE_FLOOR, member_key, member_key_of, write_zip
 from layerforge.tree.unpack import LayerFile, LayerTree
-from layerforge.tree.zip_apart import ZipChild, write_zip_apart
+from layerforge.tree.zip_apart import ZipChild, large_members, write_zip_apart
 from tests.tree.test_archive_cache import make_tree
 
 
@@ -122,7 +122,7 @@ def test_the_child_ends_when_the_build_is_killed(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from layerforge.tree.zip_apart import write_zip_apart
+        from layerforge.tree.zip_apart import large_members, write_zip_apart
         def slow(_amount):
             print("zipping", flush=True)
             time.sleep(3600)
@@ -211,11 +211,24 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     layer["python/pkg/held.bin"] = LayerFile("python/pkg/held.bin", 2 * CACHE_FLOOR, "pkg", "pkg.whl")
     with ZipChild() as ahead:
         ahead.prepare(cache, LayerTree(root, files=layer))
-        asked = json.loads((ahead.work / PREPARED).read_text(encoding="utf-8"))
+        asked = json.loads((ahead.work / prepared_name(1)).read_text(encoding="utf-8"))
         proved, _ = write_zip_apart(root, tmp_path / "proved.zip", cache_dir=cache, child=ahead)
     assert sorted(asked["members"]) == sorted(large) and asked["cache_dir"] == str(cache)
     assert proved.path.read_bytes() == here.path.read_bytes()
     assert proved.cached_members == len(files)
+    # Asked piece by piece while pip resolves (the head start), then for the tree: each request in a file
+    # of its own, none lost to the next; every member is copied.
+    with ZipChild() as ahead:
+        ahead.prove(cache, large[:1])
+        ahead.prove(
+            cache, large_members({name: [len(data), sha256_of(root / name)] for name, data in files.items()})
+        )
+        ahead.prepare(cache, LayerTree(root, files=layer))
+        asks = [json.loads((ahead.work / prepared_name(n)).read_text(encoding="utf-8")) for n in (1, 2, 3)]
+        again, _ = write_zip_apart(root, tmp_path / "again.zip", cache_dir=cache, child=ahead)
+    assert asks[0]["members"] == large[:1]
+    assert sorted(asks[1]["members"]) == sorted(asks[2]["members"]) == sorted(large)
+    assert again.path.read_bytes() == here.path.read_bytes() and again.cached_members == len(files)
     unused = ZipChild()
     work = unused.work
     unused.close()
