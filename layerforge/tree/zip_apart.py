@@ -99,37 +99,25 @@ class ZipChild:
 class ZipChildSlot:
     """A zip child started on first use: by the head start, so that it proves cached streams while pip
     resolves, or by the build once it knows it has a zip to write. A build that reuses its output never
-    starts one. Close it when the build ends."""
+    starts one. Only the build's own thread starts it; close it when the build ends."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._child: ZipChild | None = None
 
     def get(self) -> ZipChild:
-        with self._lock:
-            if self._child is None:
-                self._child = ZipChild()
-            return self._child
+        if self._child is None:
+            self._child = ZipChild()
+        return self._child
 
     def close(self) -> None:
-        with self._lock:
-            if self._child is not None:
-                self._child.close()
+        if self._child is not None:
+            self._child.close()
 
 
-def large_members(files: Mapping[str, object]) -> list[list[str | int]]:
-    """[sha256, size] of a piece's files (its manifest's {path: [size, sha256]}) that get a member cache
-    entry of their own."""
-    found: list[list[str | int]] = []
-    for listed in files.values():
-        if (
-            isinstance(listed, list)
-            and len(listed) == 2
-            and isinstance(listed[0], int)
-            and listed[0] >= CACHE_FLOOR
-        ):
-            found.append([str(listed[1]), listed[0]])
-    return found
+def large_members(files: Mapping[str, Any]) -> list[list[str | int]]:
+    """[sha256, size] of a checked-out piece's files (its manifest's {path: [size, sha256]}, each entry
+    checked by the checkout) that get a member cache entry of their own."""
+    return [[sha256, size] for size, sha256 in files.values() if size >= CACHE_FLOOR]
 
 
 def _proven_large_members(tree: LayerTree) -> list[list[str | int]]:
