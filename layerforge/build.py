@@ -124,7 +124,7 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
     # One for the head start and the build after it: each answer is remembered, and the build asks again
     # about every file of the wheels the head start took.
     matcher = RuleMatcher(options.recipe.strip)
-    zip_children = ZipChildSlot()
+    zip_children = ZipChildSlot(staging)
     try:
         lock, lock_path = _lock(options, events, interpreters, head_start, matcher, zip_children)
         key = build_key(options, lock)

@@ -102,10 +102,14 @@ def demo_builds(local_index: LocalIndex, tmp_path: Path) -> tuple[Path, Callable
 
 
 def killed_mid_write(kind: str, cache: Path, command: list[str]) -> Path:
-    """Run the build until its first write under `kind` is half done; the temporary file it leaves."""
+    """Run the build until its first write under `kind` is half done; the temporary file it leaves.
+    Nothing is left in the system's temporary folder: what the build had in hand stays in its staging
+    folder, in the output folder, for the next build there to sweep."""
+    system_tmp = cache.parent / f"tmp-{kind}"
+    system_tmp.mkdir()
     victim = subprocess.run(
         [sys.executable, "-c", KILL_MID_WRITE, *command[3:]],
-        env={**os.environ, "KILL_IN": f"/{kind}/"},
+        env={**os.environ, "KILL_IN": f"/{kind}/", "TMPDIR": str(system_tmp)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -115,6 +119,7 @@ def killed_mid_write(kind: str, cache: Path, command: list[str]) -> Path:
     left = [p for p in (cache / kind).rglob("*") if p.is_file()]
     assert len(left) == 1 and left[0].name.endswith(".part"), left  # half an entry, under a temporary name
     assert left[0].stat().st_size > 0
+    assert list(system_tmp.iterdir()) == []
     return left[0]
 
 

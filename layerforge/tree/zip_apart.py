@@ -35,10 +35,13 @@ _START = "import sys; sys.path.insert(0, sys.argv[1]); from layerforge.tree._zip
 class ZipChild:
     """A zip child started ahead: its interpreter and imports (0.17 s of CPU) overlap the build's last
     steps on the tree, not the checks; it waits for one line on its input before it reads its request.
-    A context manager: one never given a zip to write is killed, and its work folder removed."""
+    A context manager: one never given a zip to write is killed, and its work folder removed.
 
-    def __init__(self) -> None:
-        self._scratch = tempfile.TemporaryDirectory(prefix="layerforge-zip-")
+    The work folder (request, answer, the child's stderr) is made inside `scratch_in`: the build's staging
+    folder, which a later build sweeps away when this one is killed outright, never the system's /tmp."""
+
+    def __init__(self, scratch_in: Path) -> None:
+        self._scratch = tempfile.TemporaryDirectory(prefix="zip-", dir=scratch_in)
         self.work = Path(self._scratch.name)
         package_parent = str(Path(__file__).resolve().parents[2])
         try:
@@ -99,14 +102,16 @@ class ZipChild:
 class ZipChildSlot:
     """A zip child started on first use: by the head start, so that it proves cached streams while pip
     resolves, or by the build once it knows it has a zip to write. A build that reuses its output never
-    starts one. Only the build's own thread starts it; close it when the build ends."""
+    starts one. Only the build's own thread starts it; close it when the build ends. Its work folder goes
+    in `scratch_in` (see ZipChild)."""
 
-    def __init__(self) -> None:
+    def __init__(self, scratch_in: Path) -> None:
+        self._scratch_in = scratch_in
         self._child: ZipChild | None = None
 
     def get(self) -> ZipChild:
         if self._child is None:
-            self._child = ZipChild()
+            self._child = ZipChild(self._scratch_in)
         return self._child
 
     def close(self) -> None:
@@ -149,9 +154,9 @@ def write_zip_apart(
     child: ZipChild | None = None,
 ) -> tuple[ZipResult, Counter[str]]:
     """write_zip(root, destination, jobs=, cache=MemberCache(cache_dir), progress=) in a child process
-    (`child`, started ahead, or one started now); with the child's opens and listings under the `counted`
-    folders. `progress` may raise to stop the zip: the child is killed and what it had written is
-    removed."""
+    (`child`, started ahead, or one started now, its work folder beside `destination`); with the child's
+    opens and listings under the `counted` folders. `progress` may raise to stop the zip: the child is
+    killed and what it had written is removed."""
     request = {
         "root": str(root),
         "destination": str(destination),
@@ -161,7 +166,9 @@ def write_zip_apart(
         "counted": [str(folder) for folder in counted],
     }
     before = _identity(destination)
-    with child if child is not None else ZipChild() as running:
+    if child is None:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    with child if child is not None else ZipChild(destination.parent) as running:
         process = running.process
         (running.work / REQUEST).write_text(json.dumps(request), encoding="utf-8")
         try:

@@ -191,7 +191,7 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     root = tmp_path / "layer"
     files = make_tree(root)
     here = write_zip(root, tmp_path / "here.zip")
-    with ZipChild() as ahead:
+    with ZipChild(tmp_path) as ahead:
         time.sleep(0.5)  # ready and waiting, not yet told
         assert ahead.process.poll() is None
         apart, _ = write_zip_apart(root, tmp_path / "ahead.zip", child=ahead)
@@ -209,7 +209,7 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     }
     # Held back (not in the tree): nothing to prove.
     layer["python/pkg/held.bin"] = LayerFile("python/pkg/held.bin", 2 * CACHE_FLOOR, "pkg", "pkg.whl")
-    with ZipChild() as ahead:
+    with ZipChild(tmp_path) as ahead:
         ahead.prepare(cache, LayerTree(root, files=layer))
         asked = json.loads((ahead.work / prepared_name(1)).read_text(encoding="utf-8"))
         proved, _ = write_zip_apart(root, tmp_path / "proved.zip", cache_dir=cache, child=ahead)
@@ -218,7 +218,7 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     assert proved.cached_members == len(files)
     # Asked piece by piece while pip resolves (the head start), then for the tree: each request in a file
     # of its own, none lost to the next; every member is copied.
-    with ZipChild() as ahead:
+    with ZipChild(tmp_path) as ahead:
         ahead.prove(cache, large[:1])
         ahead.prove(
             cache, large_members({name: [len(data), sha256_of(root / name)] for name, data in files.items()})
@@ -229,7 +229,7 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     assert asks[0]["members"] == large[:1]
     assert sorted(asks[1]["members"]) == sorted(asks[2]["members"]) == sorted(large)
     assert again.path.read_bytes() == here.path.read_bytes() and again.cached_members == len(files)
-    unused = ZipChild()
+    unused = ZipChild(tmp_path)
     work = unused.work
     unused.close()
     assert unused.process.returncode == -signal.SIGKILL
