@@ -126,7 +126,7 @@ def build(options: BuildOptions, events: BuildEvents | None = None) -> BuildResu
     matcher = RuleMatcher(options.recipe.strip)
     zip_children = ZipChildSlot(staging)
     try:
-        lock, lock_path = _lock(options, events, interpreters, head_start, matcher, zip_children)
+        lock, lock_path = _lock(staging, options, events, interpreters, head_start, matcher, zip_children)
         key = build_key(options, lock)
         reused = _reuse(options, lock, lock_path, key)
         if reused is not None:
@@ -208,6 +208,7 @@ def _reuse(options: BuildOptions, lock: Lock, lock_path: Path, key: str) -> Buil
 
 
 def _lock(
+    staging: Path,
     options: BuildOptions,
     events: BuildEvents,
     interpreters: _InterpreterSearch,
@@ -247,7 +248,7 @@ def _lock(
         if previous is not None:
             _begin_head_start(head_start, previous, options, interpreters, matcher, zip_children.get())
         excluded = recipe.excluded(options.target)
-        lock = _sources(options, events).resolve(recipe.name, recipe.requirements, exclude=excluded)
+        lock = _sources(options, events, staging).resolve(recipe.name, recipe.requirements, exclude=excluded)
         let_go()
         for note in lock.notes:
             events.note(note.reason)
@@ -256,7 +257,7 @@ def _lock(
     return lock, destination
 
 
-def _sources(options: BuildOptions, events: BuildEvents) -> SourceBuilder:
+def _sources(options: BuildOptions, events: BuildEvents, staging: Path) -> SourceBuilder:
     # Only an explicit --docker builds from source (in the image): an engine that merely answers does not.
     return SourceBuilder(
         options.target,
@@ -268,6 +269,7 @@ def _sources(options: BuildOptions, events: BuildEvents) -> SourceBuilder:
         image_override=options.build_image,
         host_builds=options.host_builds,
         prefetch_wheels=True,
+        scratch=staging,
     )
 
 
@@ -564,7 +566,7 @@ def _unpack_and_slim(
     staging, options, lock, events = run.staging, run.options, run.lock, run.events
     # Wheels built from source are never downloaded: in the cache by their sha256, or built again here
     # (only now, so that an up-to-date zip is reused without them).
-    _sources(options, events).provide(lock)
+    _sources(options, events, staging).provide(lock)
     events.stage("download")
     fetched = fetch_all(
         lock.packages,

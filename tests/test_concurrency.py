@@ -167,6 +167,56 @@ def test_a_build_killed_mid_download_leaves_nothing_corrupt_and_the_other_succee
     assert staging_dirs(killed_out) == []
 
 
+def test_a_build_killed_while_pip_resolves_leaves_its_scratch_in_staging_alone(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """What the resolution writes (pip's report, pip's own temporary files) goes in the build's staging
+    folder, in the output folder: a build killed outright leaves nothing in the system's temporary
+    folder, and the next build there sweeps what it left."""
+    out, system_tmp = tmp_path / "out", tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    setup.index.latency(3.0, "/simple/fastlib/")  # pip waits on the dependency's page
+    command = [
+        sys.executable, "-m", "layerforge", "build", str(setup.recipe), "--index-url", setup.index.url,
+        "--cache-dir", str(setup.cache), "--out", str(out), "--no-verify", "--quiet", "--json",
+    ]  # fmt: skip
+    victim = subprocess.Popen(
+        command,
+        env={**os.environ, "TMPDIR": str(system_tmp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its pip, orphaned by the kill, is waited for by process group
+    )
+    try:
+
+        def resolving() -> list[Path]:
+            return [*system_tmp.glob("*resolve-*"), *out.glob(f"*{STAGING_MARK}*/resolve-*")]
+
+        wait_until(lambda: bool(resolving()), "the build is resolving")
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+        wait_until(lambda: not process_group_alive(victim.pid), "pip, orphaned, has ended")
+    finally:
+        if process_group_alive(victim.pid):
+            os.killpg(victim.pid, signal.SIGKILL)
+    assert list(system_tmp.iterdir()) == []
+    (left,) = staging_dirs(out)
+    assert [p.name.startswith("resolve-") for p in (out / left).iterdir()] == [True]
+    setup.index.clear_faults()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert staging_dirs(out) == []
+
+
+def process_group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 # ---- layerforge.staging ---------------------------------------------------------------------------------
 
 

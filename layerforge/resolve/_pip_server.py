@@ -60,6 +60,10 @@ def child(request: dict[str, Any]) -> None:
             os.close(opened)
         os.environ.clear()
         os.environ.update(request["env"])
+        # tempfile keeps the folder it found first; the request's TMPDIR is the one pip must use.
+        import tempfile  # noqa: PLC0415
+
+        tempfile.tempdir = None
         os.chdir(request["cwd"])
         sys.argv = [os.path.join(os.path.dirname(sys.executable), "pip"), *request["args"]]
         # Imported by main() already (the preload); here only so that the name is bound.

@@ -47,9 +47,12 @@ def build_pure_wheel(
     dest: Path,
     source_date_epoch: int,
     timeout: float = HOST_BUILD_TIMEOUT,
+    scratch_in: Path | None = None,
 ) -> Path:
-    """Build `name==version` from the sdist with that sha256 into dest; NotPurePython unless it is pure."""
-    with tempfile.TemporaryDirectory(prefix="layerforge-host-build-") as scratch:
+    """Build `name==version` from the sdist with that sha256 into dest; NotPurePython unless it is pure.
+    Its scratch folder (the build's HOME and TMPDIR among them) is made in `scratch_in`, else the
+    system's temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="host-build-", dir=scratch_in) as scratch:
         work = Path(scratch)
         for sub in ("out", "home", "tmp"):
             (work / sub).mkdir()

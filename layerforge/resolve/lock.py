@@ -410,15 +410,20 @@ def resolve(
     cache: WheelCache | None = None,
     shared: SharedListings | None = None,
     prefetch: bool = False,
+    scratch_in: Path | None = None,
 ) -> Lock:
     """Resolve with pip. Raises MissingWheel when a requirement has no wheel for the target.
 
     pip reads an http(s) index through a LocalIndex, which serves wheel metadata from `cache` (a folder of
     the resolution's own when None) or reads it remotely. `prefetch` (a build, which needs the wheels)
-    also fetches the wheels pip will most likely take into `cache` while pip resolves.
+    also fetches the wheels pip will most likely take into `cache` while pip resolves. The resolution's
+    scratch folder, pip's temporary files included, is made in `scratch_in` (a build's staging folder,
+    which the next build sweeps if this one is killed outright), else in the system's.
     """
     warm_up()  # pip imports in its fork server while the local index starts and reads the first pages
-    with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as scratch:
+    with tempfile.TemporaryDirectory(
+        prefix="resolve-", dir=scratch_in.absolute() if scratch_in is not None else None
+    ) as scratch:
         wheels = cache if cache is not None else WheelCache(Path(scratch) / "cache")
         if urlsplit(index_url).scheme in ("http", "https"):
             with LocalIndex(index_url, wheels, target, linux_platform=bool(built), shared=shared) as local:
@@ -467,7 +472,11 @@ def _resolve_with(
             scratch / "target",
             find_links=links if built else None,
         )
-        completed = run_pip(arguments, _pip_environment_for(local, index_url))
+        pip_tmp = scratch / "tmp"
+        pip_tmp.mkdir()
+        completed = run_pip(
+            arguments, {**_pip_environment_for(local, index_url), "TMPDIR": str(pip_tmp)}, scratch
+        )
         if completed.returncode != 0:
             stderr = local.shown(completed.stderr) if local is not None else completed.stderr
             if local is not None and local.failures:

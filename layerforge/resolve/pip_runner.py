@@ -83,13 +83,15 @@ def let_go(*, if_unused: bool = False) -> None:
     server.end()
 
 
-def run_pip(args: Sequence[str], env: Mapping[str, str]) -> PipRun:
-    """`python -m pip ARGS` with exactly `env` as its environment, in this interpreter's pip."""
+def run_pip(args: Sequence[str], env: Mapping[str, str], scratch_in: Path | None = None) -> PipRun:
+    """`python -m pip ARGS` with exactly `env` as its environment, in this interpreter's pip; the files
+    that carry its output are made in `scratch_in` (else the system's temporary folder)."""
     server = _Server.shared() if forkserver_enabled() else None
     if server is None:
         return _run_as_process(args, env)
-    with tempfile.TemporaryDirectory(prefix="layerforge-pip-") as scratch:
-        out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
+    with tempfile.TemporaryDirectory(prefix="pip-", dir=scratch_in) as scratch:
+        # Absolute: the server opens them from its own folder, not this process's.
+        out, err = Path(scratch).absolute() / "stdout", Path(scratch).absolute() / "stderr"
         status = server.run(
             {"args": list(args), "env": dict(env), "cwd": os.getcwd(), "stdout": str(out), "stderr": str(err)}
         )

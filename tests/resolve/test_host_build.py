@@ -117,7 +117,13 @@ def test_the_host_build_is_isolated_from_the_host_and_stamped(
     with zipfile.ZipFile(cached) as wheel:
         seen = json.loads(wheel.read("purepkg/_build_env.json"))
     assert seen["SOURCE_DATE_EPOCH"] == str(SOURCE_DATE_EPOCH)
-    assert seen["HOME"] != os.environ.get("HOME") and "layerforge-host-build-" in seen["HOME"]
+    # A scratch HOME, in the build's staging folder (inside the output folder), which the build removed.
+    home = Path(seen["HOME"])
+    assert seen["HOME"] != os.environ.get("HOME")
+    assert home.parent.name.startswith("host-build-") and home.is_relative_to(
+        result.zip_path.parent.resolve()
+    )
+    assert not home.parent.exists()
     # pip's own settings of the host are gone; only what layerforge sets for pip is there.
     assert "PIP_FIND_LINKS" not in seen["PIP"] and "PIP_CERT" not in seen["PIP"]
     assert seen["umask"] == 0o022
