@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import (
@@ -32,6 +33,7 @@ from ..errors import LayerforgeError, LockError
 from ..resolve.local_index import SharedListings
 from ..resolve.lock import DEFAULT_INDEX_URL, read_lock
 from ..resolve.source_build import SourceBuilder
+from ..staging import make_staging_dir
 from .config import Cell, Project
 
 # Resolutions at once: each is one pip process that mostly waits on the index (9-11 s of wall time
@@ -220,6 +222,8 @@ def resolve_cell(job: CellJob, shared: SharedListings | None = None) -> CellOutc
             recipe.requirements, recipe.exclude, options.target, options.index_url
         ):
             return None
+    # pip's scratch goes where the cell's build keeps its own: in the output folder, swept if killed.
+    staging = make_staging_dir(options.out_dir, options.stem)
     sources = SourceBuilder(
         options.target,
         options.index_url,
@@ -227,13 +231,15 @@ def resolve_cell(job: CellJob, shared: SharedListings | None = None) -> CellOutc
         options.docker is True,
         shared_listings=shared,
         prefetch_wheels=True,
+        scratch=staging,
     )
     try:
         lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)
-        options.out_dir.mkdir(parents=True, exist_ok=True)
         lock.write(destination)
     except LayerforgeError as error:
         return CellOutcome(job.cell, error.exit_code, time.perf_counter() - start, error=str(error))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return None
 
 

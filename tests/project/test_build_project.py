@@ -6,11 +6,13 @@ import json
 import zipfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from layerforge.cli import main
+from layerforge.resolve import source_build
 from tests.layers import publish_demo_stack
 from tests.support.index import LocalIndex
 
@@ -46,8 +48,18 @@ def build(root: Path, index: LocalIndex, *args: str) -> Result:
 
 
 def test_four_cells_build_four_verified_zips_sharing_one_wheel_cache(
-    project: Path, local_index: LocalIndex
+    project: Path, local_index: LocalIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A spy on the real resolution: where each cell's resolution keeps its scratch (pip's files).
+    scratch: list[Path] = []
+    real_resolve = source_build.resolve
+
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        assert kwargs["scratch_in"].is_dir()
+        scratch.append(kwargs["scratch_in"])
+        return real_resolve(*args, **kwargs)
+
+    monkeypatch.setattr(source_build, "resolve", resolve)
     local_index.reset_log()
     result = build(project, local_index)
     assert result.exit_code == 0, result.stderr
@@ -76,6 +88,9 @@ def test_four_cells_build_four_verified_zips_sharing_one_wheel_cache(
     assert pages and set(pages.values()) == {1}, pages
     # One table at the end, on stderr.
     assert "cells" in result.stderr and all(name[:18] in result.stderr for name in names)
+    # Each cell resolved in a staging folder of the output folder (swept if killed), removed after.
+    assert len(scratch) == 4
+    assert all(folder.parent == project / "dist" and not folder.exists() for folder in scratch)
 
     again = build(project, local_index)
     assert again.exit_code == 0
