@@ -9,7 +9,8 @@ then layerforge's builds, so a slow spell of the machine falls on both alike):
     changed; each incremental zip's sha256 is checked against a cold build (empty cache) of the same
     lock and recipe
   - where each build's time went, stage by stage (the build's own "<stage> done in N s" lines), and which
-    verification checks each build did not run again (the manifest's `verification.reused`)
+    verification checks each build did not run again (the manifest's `verification.reused`), and why
+    the others ran although a proof was filed for them (`verification.run_again`)
   - zip time of the same tree: layerforge's writer against shutil.make_archive, and the zip sizes
   - unzipped and zipped bytes of each layer (the sum of its zip entries)
   - cold import of the stack from a read-only copy of each layer, in a fresh interpreter
@@ -215,6 +216,7 @@ def main() -> None:
     times: dict[str, list[float]] = {case: [] for case in ("guide", *cases)}
     stages: dict[str, list[dict[str, float]]] = {case: [] for case in cases}
     reused: dict[str, list[list[str]]] = {case: [] for case in cases}  # checks not run again (proofs)
+    run_again: dict[str, list[list[str]]] = {case: [] for case in cases}  # and why others ran all the same
     identical: list[bool] = []
     guide_rss = cold_rss = 0
     manifest: dict[str, Any] = {}
@@ -248,6 +250,7 @@ def main() -> None:
             times[case].append(result.elapsed)
             stages[case].append(result.stages)
             reused[case].append(list(result.manifest.get("verification", {}).get("reused", [])))
+            run_again[case].append(list(result.manifest.get("verification", {}).get("run_again", [])))
 
         print(f"pair {run + 1}: cold builds of the incremental cases' locks, to compare ...", file=sys.stderr)
         for recipe, lock_copy, incremental in (
@@ -324,6 +327,7 @@ def main() -> None:
                 "times_s": {case: times[case] for case in cases},
                 "stages_s": stages,
                 "verification_reused": reused,
+                "verification_run_again": run_again,
                 "incremental_identical_to_cold": identical,
                 "unzipped_bytes": ours_unzipped,
                 "zipped_bytes": ours_zipped,
@@ -407,6 +411,14 @@ def main() -> None:
     for case, per_pair in reused.items():
         listed = "; ".join(", ".join(c.split(" of ")[0] for c in checks) or "none" for checks in per_pair)
         print(f"- {case}: {listed}")
+    why = {
+        case: sorted({line for lines in per_pair for line in lines}) for case, per_pair in run_again.items()
+    }
+    if any(why.values()):
+        print("\nchecks run again although an earlier build had filed a proof, and what had changed:")
+        for case, lines in why.items():
+            for line in lines:
+                print(f"- {case}: {line}")
     verdict = "all identical" if all(identical) else "MISMATCH"
     print(f"\nincremental zips against cold builds of the same lock and recipe: {verdict} ({identical})")
     print(f"\nguide index: {results['guide_index']}\nlayerforge index: {results['layerforge_index']}")

@@ -756,6 +756,8 @@ def _verify(
         events.note(
             f"verification: not run again, since nothing they read has changed: {'; '.join(report.reused)}"
         )
+    for check in report.run_again:
+        events.note(f"verification: ran again, since what an earlier run read has changed: {check}")
     for skipped in report.optional_modules:
         events.warn(skipped.message)
     _warn_memory(report, events)

@@ -188,6 +188,8 @@ class VerifyReport:
     memory: MemoryUse | None = None
     # Checks not run again because an earlier build's passing run read exactly these files (proofs.py).
     reused: tuple[str, ...] = ()
+    # Checks that ran although an earlier build filed a proof for them: the first thing that changed.
+    run_again: tuple[str, ...] = ()
 
     @property
     def ran(self) -> bool:
@@ -257,6 +259,7 @@ class VerifyReport:
             "peak_rss_bytes": self.peak_rss_bytes,
             "memory": self.memory.as_dict() if self.memory else None,
             "reused": list(self.reused),
+            "run_again": list(self.run_again),
         }
 
 
@@ -354,7 +357,7 @@ def verify_layer(
             copy_seconds=copy_seconds,
         )
         if session is not None:
-            report = dataclasses.replace(report, reused=session.reused())
+            report = dataclasses.replace(report, reused=session.reused(), run_again=session.run_again())
         runs = [run.result.get("loaded_objects") for run in (imports, smoke_run) if run and run.result]
         host = host_libraries(
             runs,

@@ -371,26 +371,69 @@ class Proof:
     outcome: Mapping[str, Any]
 
     def holds(self, roots: Roots, facts: Facts) -> bool:
-        """Every fact still has its value. The cheap kinds first: a name a lookup finds now, or a folder
-        listed differently, settles it without hashing a file."""
+        """Every fact still has its value."""
+        return self.first_change(roots, facts) is None
+
+    def first_change(self, roots: Roots, facts: Facts) -> str | None:
+        """The first fact that no longer has its value, said for a user (see `said`); None when every
+        one still has it. The cheap kinds first: a name a lookup finds now, or a folder listed
+        differently, settles it without hashing a file."""
         for kind in FACT_KINDS:
             if kind == "content":
                 continue
             keys, values = self.keys[kind], self.values[kind]
             if len(keys) != len(values):
-                return False
+                return "its record is damaged"
             for key, value in zip(keys, values, strict=True):
                 now = facts.value(kind, key, roots)
                 if now != value and _normal(now) != _normal(value):
-                    return False
-        stored = self.values["content"]
-        now_contents = facts.contents([roots.absolute(key) for key in self.keys["content"]])
+                    return said(kind, key, value, now)
+        keys, stored = self.keys["content"], self.values["content"]
+        now_contents = facts.contents([roots.absolute(key) for key in keys])
         if len(now_contents) != len(stored):
-            return False
-        return all(
-            now == value or _normal(now) == _normal(value)
-            for now, value in zip(now_contents, stored, strict=True)
-        )
+            return "its record is damaged"
+        for key, now, value in zip(keys, now_contents, stored, strict=True):
+            if now != value and _normal(now) != _normal(value):
+                return said("content", key, value, now)
+        return None
+
+
+def said(kind: str, key: str, was: Any, now: Any) -> str:
+    """A fact that changed, as a user reads it: what it is about, and how it changed."""
+    place, _, name = key.partition("\0")
+    where = _shown(place)
+    if kind == "lookup":
+        if not was and now:
+            entry = now[0][0] if isinstance(now[0], list) and now[0] else name
+            return f"{where}/{entry} is there now; an earlier run looked for `{name}` there and found nothing"
+        if was and not now:
+            return f"{where} no longer has `{name}`, which an earlier run imported from there"
+        return f"what stands for `{name}` in {where} changed"
+    if kind == "distribution":
+        if not was and now:
+            return f"{where} now has metadata of {name}, which an earlier run looked for and found none"
+        return f"the metadata of {name} in {where} changed"
+    if kind == "host":
+        return f"the host library {key} changed"
+    if was is None:
+        return f"{where} is there now; an earlier run looked for it and found nothing"
+    if now is None:
+        return f"{where} is gone"
+    return {
+        "content": f"{where} changed",
+        "listing": f"the listing of {where} changed",
+        "search": f"the listing of {where}, where the loader looks for libraries, changed",
+        "kind": f"{where} changed its kind or size",
+        "source": f"{where}, a source whose timestamps importlib compared, changed",
+    }.get(kind, f"{where} changed")
+
+
+def _shown(key: str) -> str:
+    """`L:python/x` as the layer's `python/x`; a runtime stand-in's `R0:x` as `x (the runtime's)`."""
+    label, _, relative = key.partition(":")
+    if label == "L":
+        return relative or "the layer"
+    return f"{relative or '.'} (the runtime's)"
 
 
 class ProofStore:
@@ -410,24 +453,29 @@ class ProofStore:
                 found.append((path, proof))
         return found
 
-    def find(self, context: str, modules: Sequence[str], roots: Roots, memo: Facts) -> list[Proof]:
+    def find(self, context: str, modules: Sequence[str], roots: Roots, memo: Facts) -> Found:
         """Proofs whose modules together cover as many of `modules` as they can, each still holding;
-        biggest first. For a smoke run, `modules` is empty and one holding proof covers it."""
+        biggest first. For a smoke run, `modules` is empty and one holding proof covers it. With what
+        changed for the first proof that no longer holds, when there was one."""
         wanted = set(modules)
         chosen: list[Proof] = []
+        changed: str | None = None
         left = set(wanted)
         candidates = [(path, p) for path, p in self.candidates(context) if set(p.modules) <= wanted]
         candidates.sort(key=lambda item: (-len(item[1].modules), item[1].modules))
         for path, proof in candidates:
             if chosen and not (set(proof.modules) & left):
                 continue
-            if proof.holds(roots, memo):
+            change = proof.first_change(roots, memo)
+            if change is None:
                 self.files.used(path)
                 chosen.append(proof)
                 left -= set(proof.modules)
                 if not wanted or not left:
                     break
-        return chosen
+            elif changed is None:
+                changed = change
+        return Found(chosen, changed)
 
     def put(self, context: str, proof: Proof) -> None:
         self.files.put(
@@ -440,6 +488,14 @@ class ProofStore:
                 "outcome": proof.outcome,
             },
         )
+
+
+@dataclass(frozen=True)
+class Found:
+    """What ProofStore.find found: the proofs that hold, and what changed for the first that did not."""
+
+    proofs: list[Proof]
+    changed: str | None
 
 
 def _proof_from(data: Mapping[str, Any]) -> Proof | None:
@@ -494,18 +550,28 @@ class ProofSession:
         self.memo = memo = Facts()
         self.imports_context = context_key({**context, "mode": "imports"})
         self.smoke_context = context_key({**context, "mode": "smoke"})
-        self.import_proofs = store.find(self.imports_context, modules, roots, memo) if modules else []
+        imports = store.find(self.imports_context, modules, roots, memo) if modules else Found([], None)
+        self.import_proofs = imports.proofs
         covered = {m for proof in self.import_proofs for m in proof.modules}
         self.modules_to_run = [m for m in modules if m not in covered]
         self.covered = [m for m in modules if m in covered]
-        self.smoke_proof = (
-            next(iter(store.find(self.smoke_context, (), roots, memo)), None) if smoke else None
-        )
+        found = store.find(self.smoke_context, (), roots, memo) if smoke else Found([], None)
+        self.smoke_proof = next(iter(found.proofs), None)
+        # Why a run that an earlier build's proof could have stood for runs all the same.
+        self._changed = {
+            "the imports": imports.changed if self.modules_to_run else None,
+            "the smoke code": found.changed if smoke and self.smoke_proof is None else None,
+        }
 
     def reused(self) -> tuple[str, ...]:
         """The checks not run again, as the report names them."""
         imports = ("imports of " + ", ".join(self.covered),) if self.covered else ()
         return imports + (("the smoke code",) if self.smoke_proof is not None else ())
+
+    def run_again(self) -> tuple[str, ...]:
+        """The checks that ran although an earlier build filed a proof for them, each with the first thing
+        it had read that changed since: "the smoke code: python/x.py is gone"."""
+        return tuple(f"{check}: {change}" for check, change in self._changed.items() if change is not None)
 
     def file(self, watch: OpenWatch, imports: Ran, smoke: Ran | None) -> None:
         """Once `watch` has closed, file a proof for each run that passed: the imports run, and the smoke

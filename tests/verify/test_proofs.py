@@ -109,7 +109,7 @@ def test_a_passing_check_is_not_run_again_while_nothing_it_read_changed(
     log = tmp_path / "log"
     layer = make_layer(tmp_path / "one", logging_layer(log))
     first = check(layer, interpreter, tmp_path / "cache", smoke=smoke_code(log), distributions=["good"])
-    assert first.ok and first.reused == ()
+    assert first.ok and first.reused == () and first.run_again == ()  # no proof was there to hold
     assert sorted(runs(log)) == ["import good", "import good", "smoke"]  # the smoke code imports it too
 
     # Another folder, a README gone and a package nobody imports added: none of it was read.
@@ -125,7 +125,7 @@ def test_a_passing_check_is_not_run_again_while_nothing_it_read_changed(
     assert second.ok and second.verified is True
     assert second.imported == ("good",)
     assert second.smoke_ok is True
-    assert second.reused == ("imports of good", "the smoke code")
+    assert second.reused == ("imports of good", "the smoke code") and second.run_again == ()
     assert second.cold_import_seconds == first.cold_import_seconds
     # The metadata reads always run: no proof stands in for them.
     assert second.metadata_versions == {"good": "1.0"}
@@ -141,6 +141,9 @@ def test_a_file_it_read_that_changed_runs_the_check_again(tmp_path: Path, interp
     assert sorted(runs(log)) == ["import good", "import good", "smoke"]
     assert report.reused == ()
     assert report.smoke_ok is False  # the smoke code's assertion now fails: it did run
+    # Each says why it ran: the first thing it had read that is not as it was.
+    assert [line.split(": ")[0] for line in report.run_again] == ["the imports", "the smoke code"]
+    assert all("python/good/core.py" in line and "changed" in line for line in report.run_again)
 
 
 def test_a_module_an_optional_import_looked_for_runs_the_check_again(
@@ -154,6 +157,10 @@ def test_a_module_an_optional_import_looked_for_runs_the_check_again(
     assert runs(log) == ["import good"]
     assert report.reused == ()
     assert not report.ok  # extra is found now, and fails: reusing the old pass would have hidden it
+    assert report.run_again == (
+        "the imports: python/extra.py is there now; "
+        "an earlier run looked for `extra` there and found nothing",
+    )
 
 
 def test_a_file_read_from_c_is_part_of_the_record(tmp_path: Path, interpreter: Interpreter) -> None:
@@ -183,6 +190,7 @@ def test_a_file_read_from_c_is_part_of_the_record(tmp_path: Path, interpreter: I
     assert runs(log) == ["import good"]
     assert changed.reused == ()
     assert not changed.ok
+    assert changed.run_again == ("the imports: python/good/data.bin changed",)
 
 
 def test_a_distribution_looked_up_by_name_keeps_its_proof_when_another_is_added(
@@ -200,6 +208,7 @@ def test_a_distribution_looked_up_by_name_keeps_its_proof_when_another_is_added(
     same_name = {"python/Good-2.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: Good\nVersion: 2.0\n"}
     again = check(moved(layer, tmp_path / "three", same_name), interpreter, tmp_path / "cache")
     assert again.reused == () and runs(log) == ["import good"]
+    assert again.run_again == ("the imports: the metadata of good in python changed",)
 
 
 def test_proofs_cover_the_modules_they_checked_and_the_rest_run(
