@@ -269,7 +269,7 @@ def _sources(options: BuildOptions, events: BuildEvents, staging: Path) -> Sourc
         image_override=options.build_image,
         host_builds=options.host_builds,
         prefetch_wheels=True,
-        scratch=staging,
+        scratch_in=staging,
     )
 
 

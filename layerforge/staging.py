@@ -43,12 +43,14 @@ def host_label() -> str:
 def make_staging_dir(out_dir: Path, stem: str) -> Path:
     """A new, empty staging folder for a build of `stem` in `out_dir`, after sweeping dead builds' leftovers.
 
-    The caller removes it when the build ends (`shutil.rmtree` in a `finally`), as before.
+    The caller removes it when the build ends (`shutil.rmtree` in a `finally`), as before. Absolute: the
+    build hands paths inside it to processes that run in other folders (pip's fork server), and makes
+    file URLs of them.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     sweep_stale(out_dir)
     prefix = f".{stem}{STAGING_MARK}{host_label()}-{os.getpid()}-"
-    return Path(tempfile.mkdtemp(dir=out_dir, prefix=prefix))
+    return Path(tempfile.mkdtemp(dir=out_dir.absolute(), prefix=prefix))
 
 
 def sweep_stale(out_dir: Path) -> list[Path]:

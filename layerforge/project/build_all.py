@@ -231,7 +231,7 @@ def resolve_cell(job: CellJob, shared: SharedListings | None = None) -> CellOutc
         options.docker is True,
         shared_listings=shared,
         prefetch_wheels=True,
-        scratch=staging,
+        scratch_in=staging,
     )
     try:
         lock = sources.resolve(recipe.name, recipe.requirements, exclude=recipe.exclude)

@@ -14,6 +14,7 @@ import json
 import os
 import select
 import sys
+import tempfile
 import traceback
 from typing import Any
 
@@ -61,8 +62,6 @@ def child(request: dict[str, Any]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         # tempfile keeps the folder it found first; the request's TMPDIR is the one pip must use.
-        import tempfile  # noqa: PLC0415
-
         tempfile.tempdir = None
         os.chdir(request["cwd"])
         sys.argv = [os.path.join(os.path.dirname(sys.executable), "pip"), *request["args"]]

@@ -421,9 +421,7 @@ def resolve(
     which the next build sweeps if this one is killed outright), else in the system's.
     """
     warm_up()  # pip imports in its fork server while the local index starts and reads the first pages
-    with tempfile.TemporaryDirectory(
-        prefix="resolve-", dir=scratch_in.absolute() if scratch_in is not None else None
-    ) as scratch:
+    with tempfile.TemporaryDirectory(prefix="resolve-", dir=scratch_in) as scratch:
         wheels = cache if cache is not None else WheelCache(Path(scratch) / "cache")
         if urlsplit(index_url).scheme in ("http", "https"):
             with LocalIndex(index_url, wheels, target, linux_platform=bool(built), shared=shared) as local:

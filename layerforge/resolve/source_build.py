@@ -76,7 +76,7 @@ class SourceBuilder:
     prefetch_wheels: bool = False  # a build: fetch the likely wheels while pip resolves
     # A build's staging folder: the resolution's and the host builds' scratch go there, so that a build
     # killed outright leaves them where the next build sweeps them. None: the system's temporary folder.
-    scratch: Path | None = None
+    scratch_in: Path | None = None
 
     @property
     def image(self) -> str:
@@ -104,7 +104,7 @@ class SourceBuilder:
                     cache=self.cache,
                     shared=self.shared_listings,
                     prefetch=self.prefetch_wheels,
-                    scratch_in=self.scratch,
+                    scratch_in=self.scratch_in,
                 )
             except MissingWheel as missing:
                 if not missing.has_sdist or not (self.enabled or self.host_builds):
@@ -176,7 +176,7 @@ class SourceBuilder:
     def _store(
         self, client: DockerClient | None, name: str, version: str, built_from: BuiltFrom
     ) -> LocalWheel:
-        with tempfile.TemporaryDirectory(prefix="built-", dir=self.scratch) as out:
+        with tempfile.TemporaryDirectory(prefix="built-", dir=self.scratch_in) as out:
             wheel = self._build(client, name, version, built_from, self.index_url, Path(out))
             sha256, path = self.cache.store(wheel)
         # The lock records it by file URL, which a relative --cache-dir cannot give.
@@ -254,7 +254,7 @@ class SourceBuilder:
                 f"the lock pins no digest of {built_from.image} (it was written before layerforge recorded "
                 "one): building in what the tag names today; the wheel must still match the lock's sha256"
             )
-        with tempfile.TemporaryDirectory(prefix="rebuilt-", dir=self.scratch) as out:
+        with tempfile.TemporaryDirectory(prefix="rebuilt-", dir=self.scratch_in) as out:
             wheel = self._build(client, package.name, package.version, built_from, index, Path(out))
             sha256 = sha256_of(wheel)
             if sha256 != package.sha256 or wheel.name != package.wheel:
@@ -289,7 +289,7 @@ class SourceBuilder:
                 index_url=index,
                 dest=out,
                 source_date_epoch=built_from.source_date_epoch,
-                scratch_in=self.scratch,
+                scratch_in=self.scratch_in,
             )
         else:
             assert client is not None  # every caller asks for one before building in an image

@@ -407,7 +407,7 @@ def said(kind: str, key: str, was: Any, now: Any) -> str:
             entry = now[0][0] if isinstance(now[0], list) and now[0] else name
             return f"{where}/{entry} is there now; an earlier run looked for `{name}` there and found nothing"
         if was and not now:
-            return f"{where} no longer has `{name}`, which an earlier run imported from there"
+            return f"{where} no longer has `{name}`, which an earlier run found there"
         return f"what stands for `{name}` in {where} changed"
     if kind == "distribution":
         if not was and now:
@@ -425,7 +425,7 @@ def said(kind: str, key: str, was: Any, now: Any) -> str:
         "search": f"the listing of {where}, where the loader looks for libraries, changed",
         "kind": f"{where} changed its kind or size",
         "source": f"{where}, a source whose timestamps importlib compared, changed",
-    }.get(kind, f"{where} changed")
+    }[kind]
 
 
 def _shown(key: str) -> str:
@@ -560,7 +560,7 @@ class ProofSession:
         # Why a run that an earlier build's proof could have stood for runs all the same.
         self._changed = {
             "the imports": imports.changed if self.modules_to_run else None,
-            "the smoke code": found.changed if smoke and self.smoke_proof is None else None,
+            "the smoke code": found.changed if self.smoke_proof is None else None,
         }
 
     def reused(self) -> tuple[str, ...]:
