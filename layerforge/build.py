@@ -315,7 +315,7 @@ def _begin_head_start(
         wheels,
         matcher,
         lambda: _piece_settings(options, interpreters.result()[1]),
-        checked_out=lambda files: zip_child.prove(options.cache_dir, large_members(files)),
+        found=lambda files: zip_child.prove(options.cache_dir, large_members(files)),
     )
 
 

@@ -1,6 +1,7 @@
 """pip's fork server. Run by pip_runner.py as `python -s -c <this file's text> PRELOAD_JSON`, not imported.
 
-It imports what `pip install` needs, then forks one child per request and answers when each child ends.
+It imports what `pip install` needs and works out pip's User-Agent, then forks one child per request and
+answers when each child ends.
 Requests come on stdin, one JSON object per line: {"id", "args", "env", "cwd", "stdout", "stderr"}. The
 child runs pip's own entry point with exactly that environment, folder and arguments, its output in the
 two files. Answers go to stdout, one JSON line per finished child: {"id", "status"}, where status is the
@@ -22,6 +23,7 @@ from typing import Any
 def main() -> None:
     for name in json.loads(sys.argv[1]):
         __import__(name)
+    _user_agent_once()
     running: dict[int, int] = {}  # pid -> request id
     pending = b""
     reading = True
@@ -47,6 +49,19 @@ def main() -> None:
             answer = {"id": running.pop(pid), "status": os.waitstatus_to_exitcode(status)}
             sys.stdout.write(json.dumps(answer) + "\n")
             sys.stdout.flush()
+
+
+def _user_agent_once() -> None:
+    """pip works its User-Agent out once per process (an lru_cache) and runs `lsb_release -a` and `rustc
+    --version` to do it: 0.1 to 0.2 s at the start of every resolution. Worked out here, each child inherits
+    it. pip only ever sends it to layerforge's local index on 127.0.0.1 (or to no server: a file index), so
+    it says nothing that a request's own environment would change for anyone who reads it."""
+    try:
+        from pip._internal.network.session import user_agent  # noqa: PLC0415
+
+        user_agent()
+    except Exception:  # a pip without it, or one that fails here: each child works its own out, as before
+        return
 
 
 def child(request: dict[str, Any]) -> None:

@@ -41,15 +41,16 @@ class HeadStart:
         wheels: Callable[[], Sequence[WheelFile]],
         matcher: RuleMatcher,
         settings: Callable[[], PieceSettings],
-        checked_out: Callable[[Mapping[str, Any]], None] = lambda _files: None,
+        found: Callable[[Mapping[str, Any]], None] = lambda _files: None,
     ) -> None:
         """`wheels` and `settings` are called in the thread: finding the cached wheels hashes them, and the
-        settings wait for the interpreter search. `checked_out` is told the manifest's files ({path:
-        [size, sha256]}) of each piece checked out, once all of them passed their check."""
+        settings wait for the interpreter search. `found` is told the manifest's files ({path: [size,
+        sha256]}) of each piece whose entry is whole, before it is checked out: what a file of it would
+        hold, whether or not the checkout then passes."""
 
         def run() -> None:
             try:
-                self._check_out(wheels(), matcher, settings(), checked_out)
+                self._check_out(wheels(), matcher, settings(), found)
             except Exception:  # a failed guess costs nothing: the build checks out what it needs itself
                 return
 
@@ -61,7 +62,7 @@ class HeadStart:
         wheels: Sequence[WheelFile],
         matcher: RuleMatcher,
         settings: PieceSettings,
-        checked_out: Callable[[Mapping[str, Any]], None],
+        found: Callable[[Mapping[str, Any]], None],
     ) -> None:
         # Biggest first: if the resolution ends early, the most work has been done.
         for wheel in sorted(wheels, key=lambda w: -w.path.stat().st_size):
@@ -75,11 +76,13 @@ class HeadStart:
             record = valid_record(manifest.get("record"), described, files)
             if record is None:
                 continue
+            # Before the checkout, not after it (scipy's takes about 0.5 s): the zip child then proves this
+            # piece's streams beside it, in the core pip leaves idle, instead of waiting for it.
+            found(files)
             target = self.folder / described.key
             entry = self.cache.entry_dir(described.key) / FILES
             if checkout(entry, early_layout(target, described), files):
                 self._ready[described.key] = target
-                checked_out(files)
 
     def stop(self) -> dict[str, Path]:
         """Stop after the piece in hand (the build checks out the rest itself, side by side), and return

@@ -120,8 +120,8 @@ class ZipChildSlot:
 
 
 def large_members(files: Mapping[str, Any]) -> list[list[str | int]]:
-    """[sha256, size] of a checked-out piece's files (its manifest's {path: [size, sha256]}, each entry
-    checked by the checkout) that get a member cache entry of their own."""
+    """[sha256, size] of a piece's files (its manifest's {path: [size, sha256]}) that get a member cache
+    entry of their own. A stream proved for one is only ever copied for a member of that digest."""
     return [[sha256, size] for size, sha256 in files.values() if size >= CACHE_FLOOR]
 
 

@@ -209,3 +209,26 @@ def test_a_run_under_way_finishes_when_the_server_is_let_go(tmp_path: Path) -> N
     run, taken = outcome["run"]
     assert run.returncode == 0, run.stderr
     assert taken == {"demo": "1.0"}
+
+
+def test_pips_user_agent_is_worked_out_once_by_the_server_not_by_every_run(
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip runs `rustc --version` (and `lsb_release -a`) for its User-Agent, once per process: the server
+    does it before it forks, and no resolution pays for it again."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    calls = tmp_path / "rustc-calls"
+    rustc = tools / "rustc"
+    rustc.write_text(f'#!/bin/sh\necho called >> "{calls}"\necho "rustc 1.0.0 (0 2000-01-01)"\n')
+    rustc.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    pip_runner.let_go()  # a server of its own, started with this PATH
+    try:
+        for n in range(3):
+            run, taken = dry_run(two_indexes[0], "demo", tmp_path / f"run{n}")
+            assert run.returncode == 0, run.stderr
+            assert taken == {"demo": "1.0"}
+        assert calls.read_text().splitlines() == ["called"]
+    finally:
+        pip_runner.let_go()

@@ -168,7 +168,8 @@ def checked_out_ahead(
     told: list[Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """The pieces of `index_wheels` checked out as a head start does while pip resolves; `told` gathers
-    the files of each piece the head start says it checked out (for the zip child to prove)."""
+    the files of each piece the head start says it found whole, before its checkout (for the zip child to
+    prove)."""
     settings = piece_settings(
         "python3.11", "x86_64", config.bytecode, debug_ranges=True, strip_level="debug", compiler=compiler
     )
@@ -177,7 +178,7 @@ def checked_out_ahead(
         lambda: index_wheels,
         RuleMatcher(config),
         lambda: settings,
-        checked_out=(told if told is not None else []).append,
+        found=(told if told is not None else []).append,
     )
     # As if pip took longer than the checkouts: stop() would end them after the piece in hand.
     assert head_start._thread is not None
@@ -203,8 +204,8 @@ def test_pieces_checked_out_ahead_move_in_by_whole_folders(
     told: list[Mapping[str, Any]] = []
     ready = checked_out_ahead(tmp_path, "ahead", made, config, compiler, told)
     assert len(ready) == 2
-    # Each piece's files as its manifest lists them, said once it passed its check: what the zip child
-    # is asked to prove streams for while pip still resolves.
+    # Each piece's files as its manifest lists them, said once its entry was found whole: what the zip
+    # child is asked to prove streams for while pip still resolves.
     manifests = [
         json.loads((PieceCache(tmp_path / "cache").entry_dir(key) / "MANIFEST.json").read_text())["files"]
         for key in ready
@@ -238,6 +239,36 @@ def test_pieces_checked_out_ahead_move_in_by_whole_folders(
         "python/alpha/tests/__init__.py",
         "python/alpha/tests/helpers.py",
     ]
+
+
+def test_the_head_start_says_what_it_found_before_it_checks_that_piece_out(
+    local_index: LocalIndex, tmp_path: Path, compiler: Interpreter
+) -> None:
+    """The zip child proves a piece's streams while the head start checks that piece out, not after: each
+    piece is told while no folder of its own is there yet."""
+    config = StripConfig()
+    made = wheels(local_index)
+    assembled(tmp_path, "reference", made, config, compiler)  # fills the cache
+    folder = tmp_path / "ahead" / "head-start"
+    checked_out_when_told: list[list[str]] = []
+    settings = piece_settings(
+        "python3.11", "x86_64", config.bytecode, debug_ranges=True, strip_level="debug", compiler=compiler
+    )
+    head_start = HeadStart(folder, PieceCache(tmp_path / "cache"))
+    head_start.begin(
+        lambda: made,
+        RuleMatcher(config),
+        lambda: settings,
+        found=lambda _files: checked_out_when_told.append(
+            sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        ),
+    )
+    assert head_start._thread is not None
+    head_start._thread.join()
+    ready = head_start.stop()
+    assert len(checked_out_when_told) == 2
+    assert checked_out_when_told[0] == []
+    assert len(checked_out_when_told[1]) == 1 and checked_out_when_told[1][0] in ready
 
 
 def test_a_piece_checked_out_ahead_that_shares_a_file_moves_in_file_by_file(
