@@ -370,10 +370,6 @@ class Proof:
     values: Mapping[str, Sequence[Any]]
     outcome: Mapping[str, Any]
 
-    def holds(self, roots: Roots, facts: Facts) -> bool:
-        """Every fact still has its value."""
-        return self.first_change(roots, facts) is None
-
     def first_change(self, roots: Roots, facts: Facts) -> str | None:
         """The first fact that no longer has its value, said for a user (see `said`); None when every
         one still has it. The cheap kinds first: a name a lookup finds now, or a folder listed
