@@ -1,7 +1,7 @@
 """This checkout's `layerforge build` against another commit's, in alternating pairs, in one run.
 
 Usage: python benchmarks/bench_ab.py --base REF [--case cold|added] [--pairs 3] [--recipe sklearn]
-                                     [--index-url URL] [--out DIR]
+                                     [--index-url URL] [--out DIR] [--new-bytes]
 
 The machine's speed moves by a factor of two from one hour to the next, so two versions compare only
 side by side: each pair runs both, the side that goes first taking turns. The base is REF checked out in a
@@ -13,7 +13,9 @@ folder outside both checkouts.
   of its own once with a cold build of the recipe (untimed; the two versions' pieces need not have the
   same keys), and each timed build starts from a fresh copy of it.
 
-Each pair's zips must have the same sha256, or the run stops. Prints the times, the ratio of each pair
+Each pair's zips must have the same sha256, or the run stops; with `--new-bytes` (a change that makes
+other bytes on purpose, such as another compiler), each side's zip must be the same in every pair
+instead. Prints the times, the ratio of each pair
 (this checkout / base) and their median, and writes them to OUT/results.json.
 """
 
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="sklearn")
     parser.add_argument("--index-url", default="https://pypi.org/simple")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--new-bytes", action="store_true", help="the sides may differ, each with itself")
     options = parser.parse_args()
     out = options.out or Path(tempfile.mkdtemp(prefix="layerforge-ab-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -91,6 +94,7 @@ def main() -> None:
         recipe = incremental_recipes(out, options.recipe)[0]
     times: dict[str, list[float]] = {side: [] for side in SIDES}
     ratios: list[float] = []
+    first_sha256: dict[str, str] = {}
     for pair in range(options.pairs):
         order = SIDES if pair % 2 == 0 else SIDES[::-1]
         results = {}
@@ -105,13 +109,17 @@ def main() -> None:
                 side, checkouts[side], recipe, run / "cache", run / "dist", options.index_url
             )
             times[side].append(results[side]["seconds"])
-        if results["base"]["sha256"] != results["this"]["sha256"]:
+        if not options.new_bytes and results["base"]["sha256"] != results["this"]["sha256"]:
             sys.exit(f"pair {pair + 1}: the zips differ: {results}")
+        for side in SIDES:
+            first = first_sha256.setdefault(side, results[side]["sha256"])
+            if results[side]["sha256"] != first:
+                sys.exit(f"pair {pair + 1}: {side}'s zip is not the one it built in pair 1: {results}")
         ratios.append(results["this"]["seconds"] / results["base"]["seconds"])
         base, this = results["base"], results["this"]
         print(
             f"pair {pair + 1}: base {base['seconds']:.2f} s, this {this['seconds']:.2f} s,"
-            f" ratio {ratios[-1]:.3f} (sha256 {this['sha256'][:12]}, both)",
+            f" ratio {ratios[-1]:.3f} (sha256 {base['sha256'][:12]}, {this['sha256'][:12]})",
             file=sys.stderr,
         )
     summary = {

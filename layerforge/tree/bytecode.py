@@ -7,14 +7,13 @@ would make timestamp-based ones look stale.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..runners.interpreters import Interpreter, last_json_line, packaged_script, stderr_tail
+from ..runners.interpreters import Interpreter, packaged_script, stderr_tail
 from .unpack import LAYER_PREFIX, LayerFile, LayerTree
 
 # Where Lambda unpacks a layer: tracebacks then point at the real files.
@@ -118,21 +117,42 @@ def _compile_share(
     command: list[str], tree: LayerTree, share: list[str], targets: dict[str, str]
 ) -> dict[str, Any]:
     # Layer paths, run from the layer's root: the worker answers in the tree's own keys.
-    jobs = [[source, targets[source], _shown(source)] for source in share]
+    jobs = b"".join(
+        os.fsencode(field) + b"\0" for source in share for field in (source, targets[source], _shown(source))
+    )
     worker = subprocess.Popen(
         command, cwd=tree.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    out, err = worker.communicate(json.dumps(jobs).encode())
-    try:
-        answer = last_json_line(out.decode(errors="replace"))
-    except (IndexError, ValueError):
+    out, err = worker.communicate(jobs)
+    answer = _answer(out, set(share), {targets[source] for source in share})
+    if answer is None or worker.returncode != 0:
         # A worker that died (a crash in compile, killed) compiled nothing it can vouch for: what it wrote
         # goes, and its modules keep their sources.
         for source in share:
             (tree.root / targets[source]).unlink(missing_ok=True)
         detail = stderr_tail(err.decode(errors="replace"), f"exit status {worker.returncode}")
         return {"failed": {source: f"the compiling interpreter died: {detail}" for source in share}}
-    return answer if isinstance(answer, dict) else {}
+    return answer
+
+
+def _answer(out: bytes, sources: set[str], pycs: set[str]) -> dict[str, Any] | None:
+    """The worker's records (see _compile_worker.py), or None unless they end with its `end`; a record
+    about a module that is not in its share is not taken."""
+    fields = out.split(b"\0")
+    records = [fields[at : at + 3] for at in range(0, len(fields) - 2, 3)]
+    if not records or records[-1][0] != b"end":
+        return None
+    sizes: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    for kind, name, detail in records[:-1]:
+        path = os.fsdecode(name)
+        if kind == b"ok" and path in pycs and detail.isdigit():
+            sizes[path] = int(detail)
+        elif kind == b"failed" and path in sources:
+            failed[path] = detail.decode(errors="replace")
+        else:
+            return None
+    return {"sizes": sizes, "failed": failed}
 
 
 def _shown(source: str) -> str:

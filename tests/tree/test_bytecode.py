@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
-from layerforge.runners.interpreters import Interpreter
+import pytest
+
+from layerforge.runners.interpreters import Interpreter, probe
 from layerforge.tree.bytecode import compile_tree
+from tests.runners.test_interpreters import real_python
 from tests.support.layertree import layer_tree
 
 
@@ -47,3 +51,51 @@ def test_a_worker_that_dies_leaves_no_bytecode_and_every_source_in_place(tmp_pat
     assert sorted(tree.files) == sorted(MODULES)
     on_disk = sorted(p.name for p in (tmp_path / "layer/python/demo").iterdir())
     assert on_disk == sorted(Path(rel).name for rel in MODULES)
+
+
+WHERE = "def where():\n    return where.__code__.co_filename\n"
+
+
+# The worker runs in the target's interpreter, whichever CPython the target is, through the import
+# system's own helpers rather than py_compile: every version it supports compiles with it.
+@pytest.mark.parametrize("dotted", ["3.9", "3.10", "3.11", "3.12", "3.13"])
+def test_each_supported_python_compiles_bytecode_its_import_system_loads_without_the_source(
+    tmp_path: Path, dotted: str
+) -> None:
+    found = probe(real_python(dotted))
+    assert found is not None
+    tree = layer_tree(tmp_path / "layer", {**MODULES, "python/demo/__init__.py": WHERE})
+    report = compile_tree(tree, "sourceless", found, jobs=2)
+    assert report.compiled == len(MODULES) + 1 and report.failed == ()
+    assert not list((tmp_path / "layer").rglob("*.py"))
+    # -B: the import system must take the pycs as they are (unchecked hash) and write nothing.
+    check = (
+        "import importlib.util, pathlib, demo, demo.m8 as m;"
+        "data = pathlib.Path(m.__file__).read_bytes();"
+        "print(m.VALUE, m.__file__.endswith('/python/demo/m8.pyc'), demo.where(),"
+        "int.from_bytes(data[4:8], 'little'), data[8:16] == importlib.util.source_hash(b'VALUE = 8\\n' * 9))"
+    )
+    shown = subprocess.run(
+        [str(found.path), "-I", "-B", "-c", f"import sys; sys.path.insert(0, 'python'); {check}"],
+        cwd=tmp_path / "layer",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # Tracebacks name the file where Lambda unpacks it; flags 1: a hash-based pyc, not checked.
+    assert shown == ["8", "True", "/opt/python/demo/__init__.py", "1", "True"]
+
+
+def test_a_module_that_does_not_compile_is_named_with_its_error_and_keeps_its_source(tmp_path: Path) -> None:
+    broken = {"python/demo/broken.py": "def broken(:\n", "python/demo/nul.py": "X = 1\0\n"}
+    tree = layer_tree(tmp_path / "layer", {**MODULES, **broken})
+
+    report = compile_tree(tree, "sourceless", _interpreter(Path(sys.executable)), jobs=2)
+
+    assert report.compiled == len(MODULES)
+    assert sorted(report.failed) == [
+        "python/demo/broken.py: SyntaxError: invalid syntax",
+        "python/demo/nul.py: SyntaxError: source code string cannot contain null bytes",
+    ]
+    assert sorted(tree.files) == sorted([*(f"{rel}c" for rel in MODULES), *broken])
+    assert not (tmp_path / "layer/python/demo/broken.pyc").exists()
