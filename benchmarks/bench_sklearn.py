@@ -17,6 +17,11 @@ then layerforge's builds, so a slow spell of the machine falls on both alike):
   - peak memory (largest resident set of any process) of each build
 The guide's script (../shared/baseline/guide-procedure.sh) resolves with this machine's pip configuration;
 layerforge resolves from --index-url, isolated from it. Both are named in the output.
+
+Both sides write only under --out, temporary files included (TMPDIR), so both run on the file system that
+holds it, which the output names. Choose it: on ext4 without a journal, creating a file walks past every
+inode freed in the last 30 to 60 s, and each side's deletions (the guide's strip, a build's cache removed)
+would bill the next build (RESULTS.md, bs26).
 """
 
 from __future__ import annotations
@@ -121,6 +126,20 @@ def zip_sizes(path: Path) -> tuple[int, int]:
         return sum(i.file_size for i in archive.infolist()), path.stat().st_size
 
 
+def file_system_of(path: Path) -> str:
+    """The mount that holds `path`, as /proc/mounts gives it: device, mount point, type and options."""
+    try:
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "unknown (no /proc/mounts)"
+    resolved = str(path.resolve())
+    holding = [m for m in mounts if len(m) >= 4 and (resolved + "/").startswith(m[1].rstrip("/") + "/")]
+    if not holding:
+        return "unknown"
+    device, point, kind, options = max(holding, key=lambda m: len(m[1]))[:4]
+    return f"{device} on {point} ({kind}, {options})"
+
+
 def host_pip_index() -> str:
     shown = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
@@ -199,8 +218,14 @@ def main() -> None:
     out = options.out.resolve()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    # pip -t installs into TMPDIR and then moves into the target: on another file system than --out that
+    # move would be a copy, billed to the guide alone.
+    (out / "tmp").mkdir()
+    os.environ["TMPDIR"] = str(out / "tmp")
+    tempfile.tempdir = None
     results: dict[str, object] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "out_filesystem": file_system_of(out),
         "python": sys.version.split()[0],
         "guide_index": host_pip_index(),
         "layerforge_index": options.index_url + " (isolated from the host's pip configuration)",
@@ -422,7 +447,8 @@ def main() -> None:
     verdict = "all identical" if all(identical) else "MISMATCH"
     print(f"\nincremental zips against cold builds of the same lock and recipe: {verdict} ({identical})")
     print(f"\nguide index: {results['guide_index']}\nlayerforge index: {results['layerforge_index']}")
-    print(f"machine: {results['machine']}; results in {out / 'results.json'}")
+    print(f"machine: {results['machine']}; output on {results['out_filesystem']}")
+    print(f"results in {out / 'results.json'}")
     if not all(identical):
         sys.exit(1)
 
