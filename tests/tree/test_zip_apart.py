@@ -237,6 +237,9 @@ def test_a_child_started_ahead_writes_the_same_bytes_and_one_never_used_leaves_n
     assert not (tmp_path / "unused.zip").exists()
 
 
+_NOTED = 5_000
+
+
 def test_the_memo_is_handed_over_whole_while_other_threads_note_digests(tmp_path: Path) -> None:
     """The zip takes the memo of proven digests while the audit and the verifier go on noting theirs (a
     cold build failed once on "dictionary changed size during iteration")."""
@@ -248,18 +251,22 @@ def test_the_memo_is_handed_over_whole_while_other_threads_note_digests(tmp_path
     stop = threading.Event()
 
     def note_more() -> None:
-        inode = 10**12
-        while not stop.is_set():
-            inode += 1
+        # A bounded number: each hand-over copies the whole memo, and a memo that grew without end while
+        # they ran made this test take 5 minutes on a loaded machine.
+        for inode in range(10**12, 10**12 + _NOTED):
+            if stop.is_set():
+                return
             cache.note_sha256(os.stat_result((0, inode, found.st_dev, 1, 0, 0, 7, 0, 0, 0)), "f" * 64)
 
     noting = threading.Thread(target=note_more)
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     noting.start()
+    handed_over = 0
     try:
-        for _ in range(50):
+        while noting.is_alive() or handed_over < 50:
             assert len(cache.proven_digests()) >= before
+            handed_over += 1
     finally:
         stop.set()
         noting.join()
