@@ -20,8 +20,8 @@ layerforge resolves from --index-url, isolated from it. Both are named in the ou
 
 Both sides write only under --out, temporary files included (TMPDIR), so both run on the file system that
 holds it, which the output names. Choose it: on ext4 without a journal, creating a file walks past every
-inode freed in the last 30 to 60 s, and each side's deletions (the guide's strip, a build's cache removed)
-would bill the next build (RESULTS.md, bs26).
+inode freed in the last 60 s (300 s while its inode table block is dirty), and each side's deletions (the
+guide's strip, a build's cache removed) would bill the next build (RESULTS.md, bs26).
 """
 
 from __future__ import annotations

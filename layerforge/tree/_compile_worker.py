@@ -16,6 +16,7 @@ already knows its modules.
 
 import _imp
 import os
+import stat
 import sys
 
 # typeshed leaves out the import system's private helpers, which py_compile itself calls.
@@ -27,20 +28,28 @@ from _frozen_importlib_external import (  # type: ignore[attr-defined]
 )
 
 
-def compile_one(source: str, pyc: str, shown: str) -> int:
-    """The pyc's size; raises what py_compile would have wrapped in PyCompileError, or OSError."""
-    if os.path.islink(pyc) or (os.path.exists(pyc) and not os.path.isfile(pyc)):
-        raise FileExistsError(f"{pyc} is a link or not a regular file; writing it would replace it")
+def compile_one(source: str, pyc: str, shown: str, made: set[str]) -> int:
+    """The pyc's size; raises what py_compile would have wrapped in PyCompileError, or OSError. `made`:
+    the folders this worker has made or found already, so that each is made once, not once a module."""
+    try:
+        existing = os.lstat(pyc)
+    except FileNotFoundError:
+        pass
+    else:
+        # One lstat for py_compile's two checks (a link; something there that is not a regular file).
+        if not stat.S_ISREG(existing.st_mode):
+            raise FileExistsError(f"{pyc} is a link or not a regular file; writing it would replace it")
     with open(source, "rb") as file:
         data = file.read()
     code = compile(data, shown, "exec", dont_inherit=True, optimize=-1)
     folder = os.path.dirname(pyc)
-    if folder:
+    if folder and folder not in made:
         os.makedirs(folder, exist_ok=True)
+        made.add(folder)
     # checked=False: an unchecked hash pyc, which the import system loads without reading the source.
     bytecode = _code_to_hash_pyc(code, _imp.source_hash(_RAW_MAGIC_NUMBER, data), False)
     _write_atomic(pyc, bytecode, _calc_mode(source))
-    return os.stat(pyc).st_size
+    return len(bytecode)  # what _write_atomic wrote, whole, or it raised
 
 
 def describe(error: BaseException) -> str:
@@ -54,10 +63,11 @@ def describe(error: BaseException) -> str:
 def main() -> None:
     fields = sys.stdin.buffer.read().split(b"\0")[:-1]
     out = sys.stdout.buffer
+    made: set[str] = set()
     for at in range(0, len(fields) - 2, 3):
         source, pyc, shown = (os.fsdecode(field) for field in fields[at : at + 3])
         try:
-            size = compile_one(source, pyc, shown)
+            size = compile_one(source, pyc, shown, made)
         except Exception as error:  # compile raises SyntaxError, ValueError, RecursionError, MemoryError...
             reason = describe(error).encode("utf-8", "replace").replace(b"\0", b"\\0")
             out.write(b"failed\0" + os.fsencode(source) + b"\0" + reason + b"\0")

@@ -1,4 +1,4 @@
-"""Compiling a layer's modules with the target's interpreter, through the real py_compile workers."""
+"""Compiling a layer's modules with the target's interpreter, through the real compiling workers."""
 
 from __future__ import annotations
 
@@ -99,3 +99,19 @@ def test_a_module_that_does_not_compile_is_named_with_its_error_and_keeps_its_so
     ]
     assert sorted(tree.files) == sorted([*(f"{rel}c" for rel in MODULES), *broken])
     assert not (tmp_path / "layer/python/demo/broken.pyc").exists()
+
+
+def test_a_link_where_a_pyc_goes_is_refused_and_what_it_points_at_is_left_alone(tmp_path: Path) -> None:
+    # A hostile wheel can ship demo/m3.pyc as a link out of the layer: writing the pyc must not follow it.
+    tree = layer_tree(tmp_path / "layer", MODULES)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not yours\n")
+    (tmp_path / "layer/python/demo/m3.pyc").symlink_to(outside)
+
+    report = compile_tree(tree, "sourceless", _interpreter(Path(sys.executable)), jobs=2)
+
+    assert report.compiled == len(MODULES) - 1
+    assert len(report.failed) == 1 and report.failed[0].startswith("python/demo/m3.py: FileExistsError: ")
+    assert "is a link or not a regular file" in report.failed[0]
+    assert outside.read_text() == "not yours\n"
+    assert (tmp_path / "layer/python/demo/m3.py").read_text() == MODULES["python/demo/m3.py"]
