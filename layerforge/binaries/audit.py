@@ -23,7 +23,7 @@ from typing import Any, Literal
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+from elftools.elf.gnuversions import GNUVerSymSection
 from elftools.elf.sections import SymbolTableSection
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
@@ -32,9 +32,9 @@ from ..cache import known_sha256
 from ..errors import AuditError
 from ..piece_cache import code_fingerprint
 from ..target import RUNTIMES, Target
-from . import elfheaders, needed
+from . import elfheaders, needed, version_needs
 from .binfmt import E_MACHINES, ElfIdent, Sniffed, iter_files, sniff
-from .elfheaders import Dynamic
+from .elfheaders import Dynamic, NotReadable, mapped_file
 from .needed import CODE as MISSING_LIBRARY
 from .needed import LinkedObject, distribution_of, missing_libraries, read_dynamic
 
@@ -53,9 +53,8 @@ _MAX_SYMBOLS_NAMED = 5
 # Version indexes 0 and 1 are "local" and "global"; bit 15 marks a hidden version (ELF gABI).
 _VERSYM_HIDDEN = 0x8000
 _SHT_DYNSYM = 11
-_SHT_GNU_VERNEED = 0x6FFFFFFE
 _SHT_GNU_VERSYM = 0x6FFFFFFF
-_ELF_READ_ERRORS = (ELFError, ConstructError, struct.error, OSError, ValueError, KeyError)
+_ELF_READ_ERRORS = (ELFError, ConstructError, NotReadable, struct.error, OSError, ValueError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -359,23 +358,19 @@ class _GlibcNeeds:
 def _read_glibc_needs(path: Path, above: Version) -> _GlibcNeeds:
     """Read `.gnu.version_r`; name the symbols only when some version is newer than `above`.
 
-    pyelftools reads just the headers and the sections asked for, so a 30 MB OpenBLAS costs a few
-    small reads, not a load into memory."""
+    The file is mapped, so a 30 MB OpenBLAS costs the pages of a few small tables, not a load into
+    memory. The header check passed: it is a 64-bit little-endian object of the target's machine."""
+    with mapped_file(path) as data:
+        by_index: dict[int, Version] = {}
+        for name, index in version_needs.version_needs(data):
+            match = _GLIBC_VERSION.match(name)
+            if match:
+                by_index[index] = (int(match[1]), int(match[2]))
+    if max(by_index.values(), default=above) <= above:
+        return _GlibcNeeds(by_index)
     with path.open("rb") as stream:
         elf = ELFFile(stream)
-        sections = _sections_by_type(elf)
-        section = elf.get_section(sections[_SHT_GNU_VERNEED]) if _SHT_GNU_VERNEED in sections else None
-        if not isinstance(section, GNUVerNeedSection):
-            return _GlibcNeeds({})
-        by_index: dict[int, Version] = {}
-        for _verneed, auxiliaries in section.iter_versions():
-            for aux in auxiliaries:
-                match = _GLIBC_VERSION.match(aux.name)
-                if match:
-                    by_index[int(aux["vna_other"])] = (int(match[1]), int(match[2]))
-        if max(by_index.values(), default=above) <= above:
-            return _GlibcNeeds(by_index)
-        return _GlibcNeeds(by_index, _symbols_needing(elf, sections, by_index, above))
+        return _GlibcNeeds(by_index, _symbols_needing(elf, _sections_by_type(elf), by_index, above))
 
 
 class _Readings:
@@ -407,8 +402,10 @@ def _reading_key(sha256: str, above: Version) -> str:
 
 @cache
 def _reader_fingerprint() -> str:
-    # The modules whose code decides a reading: this one, and the dynamic section's reader.
-    return code_fingerprint([Path(__file__), Path(elfheaders.__file__), Path(needed.__file__)])
+    # The modules whose code decides a reading: this one, and the readers of the dynamic section and the
+    # version-needs table.
+    modules = (__file__, elfheaders.__file__, needed.__file__, version_needs.__file__)
+    return code_fingerprint([Path(str(module)) for module in modules])
 
 
 def _encoded(needs: _GlibcNeeds, dynamic: Dynamic | None) -> dict[str, Any]:

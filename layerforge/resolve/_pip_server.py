@@ -1,6 +1,6 @@
 """pip's fork server. Run by pip_runner.py as `python -s -c <this file's text> PRELOAD_JSON`, not imported.
 
-It imports what `pip install` needs and works out pip's User-Agent, then forks one child per request and
+It imports what `pip install` needs and sets pip's User-Agent, then forks one child per request and
 answers when each child ends.
 Requests come on stdin, one JSON object per line: {"id", "args", "env", "cwd", "stdout", "stderr"}. The
 child runs pip's own entry point with exactly that environment, folder and arguments, its output in the
@@ -11,6 +11,7 @@ waits for its children and exits.
 One process does everything, with no thread: fork is safe only in a process that has one.
 """
 
+import functools
 import json
 import os
 import select
@@ -52,16 +53,18 @@ def main() -> None:
 
 
 def _user_agent_once() -> None:
-    """pip works its User-Agent out once per process (an lru_cache) and runs `lsb_release -a` and `rustc
-    --version` to do it: 0.1 to 0.2 s at the start of every resolution. Worked out here, each child inherits
-    it. pip only ever sends it to layerforge's local index on 127.0.0.1 (or to no server: a file index), so
-    it says nothing that a request's own environment would change for anyone who reads it."""
+    """pip works its User-Agent out once per process and runs `lsb_release -a` and `rustc --version` to do
+    it: 0.19 s at the start of every resolution, before the server answers its first request. pip only
+    ever sends it to layerforge's local index on 127.0.0.1 (or to no server: a file index), which reads
+    none of it, so it is set here to what says so, and every child inherits it."""
     try:
-        from pip._internal.network.session import user_agent  # noqa: PLC0415
-
-        user_agent()
-    except Exception:  # a pip without it, or one that fails here: each child works its own out, as before
+        import pip  # noqa: PLC0415
+        from pip._internal.network import session  # noqa: PLC0415
+    except Exception:  # a pip without it: each child works its own out, as before
         return
+    agent = f"pip/{pip.__version__} (layerforge's local index)"
+    # PipSession.__init__ calls the module's user_agent(): one that answers at once, cached as pip's is.
+    session.user_agent = functools.lru_cache(maxsize=None)(lambda: agent)
 
 
 def child(request: dict[str, Any]) -> None:

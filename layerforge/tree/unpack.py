@@ -12,8 +12,10 @@ import contextlib
 import csv
 import hashlib
 import io
+import os
 import re
 import stat
+import struct
 import threading
 import zipfile
 import zlib
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import deflate
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ..errors import UnsafeArchiveError
@@ -34,6 +37,13 @@ MAX_RATIO = 200  # deflate tops out near 1032:1; real wheels stay far below 200:
 RATIO_CHECK_FLOOR = 10 * 1024 * 1024
 MAX_NAME_BYTES = 255  # one path component: the limit of ext4, XFS, APFS and NTFS
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# Members up to this size are read whole and inflated by libdeflate (_SharedArchive.whole); larger ones
+# (a CUDA library is a gigabyte) stream through zipfile, a megabyte at a time.
+_WHOLE_MEMBER_BYTES = 64 * 1024 * 1024
+_LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # APPNOTE 4.3.7: the local file header, 30 bytes
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_ENCRYPTED = 0x1
+_UTF8_NAME = 0x800
 _DATA_DIR = re.compile(r"^[^/]+\.data/(purelib|platlib|scripts|headers|data)/(.*)$")
 
 
@@ -227,7 +237,7 @@ def _write_batches(root: Path, batches: dict[Path, list[_Planned]], *, jobs: int
     # beside the build's other threads: opened once per piece and again for RECORD, 0.37 CPU-s of a cold
     # sklearn build.
     with contextlib.ExitStack() as stack:
-        archives = {wheel: _SharedArchive(stack.enter_context(_open(wheel))) for wheel in batches}
+        archives = {wheel: stack.enter_context(_SharedArchive(_open(wheel))) for wheel in batches}
         records = {wheel: _read_record(archives[wheel].archive, wheel.name) for wheel in batches}
         pieces = [(wheel, piece) for wheel, planned in batches.items() for piece in _pieces(planned)]
         pieces.sort(key=lambda item: sum(p.info.file_size for p in item[1]), reverse=True)
@@ -250,11 +260,29 @@ class _SharedArchive:
 
     zipfile gives each opened member a position of its own in the file and reads under the archive's
     lock, so members are read side by side (inflating and hashing outside it). Opening and closing a
-    member count the archive's open handles without a lock, so those two take this one."""
+    member count the archive's open handles without a lock, so those two take this one.
+
+    A deflated or stored member up to _WHOLE_MEMBER_BYTES is read whole instead, by `os.pread` on a
+    descriptor of its own, and inflated by libdeflate: 3 times zlib's speed on these wheels (0.29 against
+    0.81 CPU-s for the sklearn stack's 257 MB), with no ZipExtFile and no 1 MB reads. It checks what
+    zipfile checks (the local header's signature and name, the sizes, the CRC-32) and one thing more:
+    that the member's bytes end before the next member's header (zipfile 3.12 and later refuse such
+    overlapping entries, a zip bomb's trick; 3.11.7 does not)."""
 
     def __init__(self, archive: zipfile.ZipFile) -> None:
         self.archive = archive
         self._lock = threading.Lock()
+        self._fd = os.open(str(archive.filename), os.O_RDONLY)
+        starts = sorted({info.header_offset for info in archive.infolist()})
+        end_of_members = archive.start_dir  # where the central directory starts
+        self._ends = dict(zip(starts, [*starts[1:], end_of_members], strict=True))
+
+    def __enter__(self) -> _SharedArchive:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self._fd)
+        self.archive.close()
 
     @contextlib.contextmanager
     def member(self, info: zipfile.ZipInfo) -> Iterator[IO[bytes]]:
@@ -265,6 +293,44 @@ class _SharedArchive:
         finally:
             with self._lock:
                 handle.close()
+
+    def whole(self, info: zipfile.ZipInfo) -> bytes | bytearray | None:
+        """The member's bytes, checked; None when it is one for `member` (too large, encrypted, or
+        compressed otherwise than deflate or not at all). Raises zipfile.BadZipFile for a damaged one."""
+        if (
+            info.file_size > _WHOLE_MEMBER_BYTES
+            or info.flag_bits & _ENCRYPTED
+            or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+        ):
+            return None
+        header = os.pread(self._fd, _LOCAL_HEADER.size, info.header_offset)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+            raise zipfile.BadZipFile("bad magic number for file header")
+        name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+        start = info.header_offset + _LOCAL_HEADER.size
+        name = os.pread(self._fd, name_length, start)
+        encoding = "utf-8" if info.flag_bits & _UTF8_NAME else "cp437"
+        if name.decode(encoding, "replace") != info.orig_filename:
+            raise zipfile.BadZipFile("the name in the local header differs from the directory's")
+        start += name_length + extra_length
+        if start + info.compress_size > self._ends[info.header_offset]:
+            raise zipfile.BadZipFile("overlapped entries (possible zip bomb)")
+        raw = os.pread(self._fd, info.compress_size, start)
+        if len(raw) != info.compress_size:
+            raise zipfile.BadZipFile("the member is cut short")
+        if info.compress_type == zipfile.ZIP_STORED:
+            data: bytes | bytearray = raw
+        else:
+            try:
+                data = deflate.deflate_decompress(raw, info.file_size)
+            except deflate.DeflateError as error:
+                raise zipfile.BadZipFile(f"the deflate stream is damaged ({error})") from None
+        # deflate_decompress stops short of a size that is too large, and fails on one too small.
+        if len(data) != info.file_size:
+            raise zipfile.BadZipFile(f"{len(data)} bytes where the directory declares {info.file_size}")
+        if deflate.crc32(data) != info.CRC:
+            raise zipfile.BadZipFile("Bad CRC-32")
+        return data
 
 
 def _pieces(planned: list[_Planned]) -> list[list[_Planned]]:
@@ -340,9 +406,15 @@ def _ensure_inside(root: Path, target: Path, wheel: str, name: str) -> None:
 
 
 def _copy_member(archive: _SharedArchive, info: zipfile.ZipInfo, target: Path, wheel: str) -> str:
-    digest = hashlib.sha256()
-    written = 0
     try:
+        whole = archive.whole(info)
+        if whole is not None:
+            digest = hashlib.sha256(whole)
+            with target.open("wb") as sink:
+                sink.write(whole)
+            return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+        digest = hashlib.sha256()
+        written = 0
         with archive.member(info) as source, target.open("wb") as sink:
             while chunk := source.read(1024 * 1024):
                 written += len(chunk)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from layerforge.errors import LicensePolicyError, RecipeError
 from layerforge.recipe import recipe_from_mapping
 from layerforge.sbom.document import serial_number
 from layerforge.target import Target
+from tests.support.elf import compile_source
 from tests.support.index import LocalIndex
 
 SONAME = "libgrafted-0a1b2c3d.so.5"
@@ -33,16 +33,8 @@ LIBRARY_SOURCE = "int grafted_answer(void) { return 42; }\n"
 @pytest.fixture(scope="module")
 def grafted_library(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A shared object with a SONAME, as auditwheel leaves one in `<dist>.libs/`."""
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build a shared object")
-    folder = tmp_path_factory.mktemp("grafted")
-    (folder / "lib.c").write_text(LIBRARY_SOURCE)
-    out = folder / SONAME
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-o", str(out), str(folder / "lib.c"), f"-Wl,-soname,{SONAME}"],
-        check=True,
-    )
-    return out.read_bytes()
+    out = tmp_path_factory.mktemp("grafted") / SONAME
+    return compile_source(out, LIBRARY_SOURCE, f"-Wl,-soname,{SONAME}").read_bytes()
 
 
 def metadata(name: str, version: str, *headers: str, requires: tuple[str, ...] = ()) -> str:

@@ -214,6 +214,19 @@ def required_symbol_versions(path: Path) -> set[str]:
     return names
 
 
+def compile_source(dest: Path, source: str, *flags: str) -> Path:
+    """Compile C `source` into a shared object at `dest` with gcc and `flags` (libraries, -Wl options).
+    Skips the test when gcc is not installed."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed: cannot compile a test shared object")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    source_path = dest.with_name(dest.name + ".c")
+    source_path.write_text(source)
+    _gcc([gcc, "-shared", "-fPIC", "-O1", "-o", str(dest), str(source_path), *flags])
+    return dest
+
+
 def compile_linked_object(
     dest: Path, needs: tuple[str, ...], *, runpath: str | None = None, soname: str | None = None
 ) -> Path:
