@@ -110,6 +110,10 @@ class LocalIndex:
         self._lock = threading.Lock()
         self._files: dict[str, _File] = {}  # id in the local URL -> the real file
         self._fetches: dict[str, Future[Path]] = {}  # sha256 -> the wheel in the cache
+        # sha256 -> the METADATA of that wheel in the cache: a guess reads it to walk the dependencies, and
+        # pip asks for it soon after; reading a wheel's zip directory again cost pip 70 to 80 ms a wheel
+        # (scikit-learn's, pandas') on its sequential path, beside the build's other threads.
+        self._metadata: dict[str, Future[bytes]] = {}
         self._guessed: set[tuple[str, str]] = set()  # (project, specifier) guessed already
         self.failures: list[LayerforgeError] = []  # what went wrong serving pip, to explain its failure
         self._pool = ThreadPoolExecutor(max_workers=_PREFETCH_JOBS + 4, thread_name_prefix="layerforge-index")
@@ -200,7 +204,7 @@ class LocalIndex:
         # read down the guessed tree now, from each guess's own download (no request of its own), so that
         # they are here when it asks.
         with contextlib.suppress(LayerforgeError):
-            self._prefetch_dependencies(wheel_metadata(download.result(), name))
+            self._prefetch_dependencies(self._cached_metadata(best.sha256, download.result(), name))
 
     def _prefetch_dependencies(self, metadata: bytes) -> None:
         environment = self.target.marker_environment()
@@ -287,11 +291,31 @@ class LocalIndex:
         assert wheel.sha256 is not None
         cached = self.cache.lookup(wheel.sha256, wheel.filename)
         if cached is not None:
-            return wheel_metadata(cached, found.project)
+            return self._cached_metadata(wheel.sha256, cached, found.project)
         remote = remote_metadata(wheel, found.project, self.upstream)
         if remote is not None:
             return remote
-        return wheel_metadata(self._fetch(file_id).result(), found.project)
+        return self._cached_metadata(wheel.sha256, self._fetch(file_id).result(), found.project)
+
+    def _cached_metadata(self, sha256: str, wheel: Path, project: str) -> bytes:
+        """wheel_metadata of a wheel in the cache (its bytes checked against `sha256`), read once: a second
+        asker waits for the first. A read that failed is not kept."""
+        with self._lock:
+            future = self._metadata.get(sha256)
+            mine = future is None
+            if future is None:
+                future = self._metadata[sha256] = Future()
+        if not mine:
+            return future.result()
+        try:
+            metadata = wheel_metadata(wheel, project)
+        except BaseException as error:
+            with self._lock:
+                del self._metadata[sha256]
+            future.set_exception(error)
+            raise
+        future.set_result(metadata)
+        return metadata
 
     def wheel(self, file_id: str) -> tuple[int, Path | str | None]:
         """The file itself: from the cache when hashed, else the real index's URL to relay."""

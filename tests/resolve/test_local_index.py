@@ -226,3 +226,27 @@ def test_a_build_reads_down_the_dependencies_of_its_guesses_before_pip_asks(
     assert all(local_index.hits(f"/simple/{p}/") == 1 for p in pages)
     assert [r for r in local_index.requests if r.range is not None] == []  # no metadata read of its own
     assert local_index.hits("/simple/leaf/") == 0  # its marker does not hold on the target
+
+
+def test_a_cached_wheels_metadata_is_read_once_for_the_guess_and_for_pip(
+    local_index: LocalIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the wheels in the cache, a guess reads each one's METADATA to walk its dependencies and pip asks
+    for the same file: the wheel's zip directory is read once, and pip is served the same bytes."""
+    from layerforge.resolve import local_index as module
+
+    crowded_index(local_index)
+    cache = WheelCache(tmp_path / "cache")
+    first = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache, prefetch=True)
+    reads: list[str] = []
+    real = module.wheel_metadata
+
+    def counting(wheel: Path, project: str) -> bytes:
+        reads.append(wheel.name)
+        return real(wheel, project)
+
+    monkeypatch.setattr(module, "wheel_metadata", counting)
+    again = resolve("demo", ["app"], TARGET, index_url=local_index.url, cache=cache, prefetch=True)
+    assert again.packages == first.packages
+    assert sorted(reads) == sorted(set(reads)), reads
+    assert set(reads) == {p.wheel for p in first.packages}
