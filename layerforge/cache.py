@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from filelock import FileLock
@@ -61,6 +62,17 @@ def touch(path: Path) -> None:
 # out into a build's tree is known by the digest its checkout proved (the verification cache and the
 # zip's member keys read it, instead of hashing the tree again).
 _HASHED: dict[tuple[int, int, int, int], str] = {}
+
+
+_LOOKUPS_LOCK = threading.Lock()
+_LOOKUPS: dict[str, threading.Lock] = {}
+
+
+def _one_lookup_of(sha256: str) -> threading.Lock:
+    """The lock that one process's lookups of a wheel take in turn (one per wheel: a lookup of another
+    wheel does not wait)."""
+    with _LOOKUPS_LOCK:
+        return _LOOKUPS.setdefault(sha256, threading.Lock())
 
 
 def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
@@ -143,19 +155,22 @@ class WheelCache:
         """A cached wheel whose content still has the hash it is stored under; a damaged one is removed.
 
         A file this process has hashed already, unchanged since (same inode, size and mtime), is not
-        hashed again: the resolution and the download stage both look up every wheel.
+        hashed again: the resolution and the download stage both look up every wheel. Lookups of one wheel
+        take turns: the guesses of a resolution, the index serving pip and the head start ask for the same
+        wheels at once, and each hashed it again (the touch of one moved the mtime another had read).
         """
         path = self.path_for(sha256, filename)
-        try:
-            found = _regular(path)
-        except OSError:
-            return None
-        if known_sha256(found) != sha256 and sha256_of(path) != sha256:
-            path.unlink(missing_ok=True)
-            return None
-        touch(path)
-        with contextlib.suppress(OSError):
-            note_sha256(_regular(path), sha256)  # the touch moved its mtime
+        with _one_lookup_of(sha256):
+            try:
+                found = _regular(path)
+            except OSError:
+                return None
+            if known_sha256(found) != sha256 and sha256_of(path) != sha256:
+                path.unlink(missing_ok=True)
+                return None
+            touch(path)
+            with contextlib.suppress(OSError):
+                note_sha256(_regular(path), sha256)  # the touch moved its mtime
         return path
 
     def note_hashed(self, path: Path, sha256: str) -> None:

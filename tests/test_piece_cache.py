@@ -201,6 +201,22 @@ def test_a_requirement_added_in_place_checks_out_the_kept_pieces_while_pip_resol
     assert all(intact(entry) for entry in entries(tmp_path / "cache"))
 
 
+def test_a_damaged_cached_wheel_does_not_reach_the_layer_through_the_head_start(
+    stack: LocalIndex, tmp_path: Path
+) -> None:
+    """A cached wheel whose bytes changed (its zip still readable, so a guess from it computes the same
+    piece key) is refused by the lookup and fetched again, and the layer is the cold build's."""
+    build(options(stack, tmp_path, ["demo", "alpha", "beta"], cache="cache", out="one"))
+    wheel = next((tmp_path / "cache" / "wheels").rglob("alpha-*.whl"))
+    expected = sha256_of(wheel)
+    wheel.chmod(0o644)
+    with wheel.open("ab") as damaged:  # after the zip's end: the directory still reads
+        damaged.write(b"\0" * 100)
+    added = build(options(stack, tmp_path, ["demo", "alpha", "beta", "gamma"], cache="cache", out="one"))
+    assert sha256_of(wheel) == expected  # refused, and fetched again whole
+    assert added.manifest["sha256"] == cold(stack, tmp_path, ["demo", "alpha", "beta", "gamma"], "added")
+
+
 def test_a_changed_strip_rule_reuses_the_checks_that_read_nothing_it_removed(
     stack: LocalIndex, tmp_path: Path
 ) -> None:
