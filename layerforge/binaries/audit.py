@@ -366,11 +366,12 @@ def _read_glibc_needs(path: Path, above: Version) -> _GlibcNeeds:
             match = _GLIBC_VERSION.match(name)
             if match:
                 by_index[index] = (int(match[1]), int(match[2]))
-    if max(by_index.values(), default=above) <= above:
-        return _GlibcNeeds(by_index)
+        if max(by_index.values(), default=above) <= above:
+            return _GlibcNeeds(by_index)
+        # The loader goes by type, not by name: the first section of each type, as the table above.
+        sections = {kind: found[0] for kind, found in version_needs.section_types(data).items()}
     with path.open("rb") as stream:
-        elf = ELFFile(stream)
-        return _GlibcNeeds(by_index, _symbols_needing(elf, _sections_by_type(elf), by_index, above))
+        return _GlibcNeeds(by_index, _symbols_needing(ELFFile(stream), sections, by_index, above))
 
 
 class _Readings:
@@ -464,24 +465,6 @@ def _optional_string(value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError(value)
     return value
-
-
-def _sections_by_type(elf: ELFFile) -> dict[int, int]:
-    """The first section of each sh_type, from one read of the section header table.
-
-    Cheaper than pyelftools' name lookup, which parses every section to map names (half the audit's
-    time on the sklearn stack), and truer: the loader goes by type, and a name is only a convention.
-    An object without section headers (sstrip'd, rare in wheels) yields none, so no GLIBC check."""
-    count, size = elf.num_sections(), int(elf["e_shentsize"])
-    elf.stream.seek(int(elf["e_shoff"]))
-    table = elf.stream.read(count * size)
-    if len(table) < count * size or (count and size < 8):
-        raise ELFError("the section header table is cut short or malformed")
-    sh_type = struct.Struct("<I" if elf.little_endian else ">I")
-    indexes: dict[int, int] = {}
-    for index in range(count):
-        indexes.setdefault(sh_type.unpack_from(table, index * size + 4)[0], index)
-    return indexes
 
 
 def _symbols_needing(

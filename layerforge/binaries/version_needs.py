@@ -29,8 +29,9 @@ _MAX_NAME = 4096
 
 
 def section_types(data: memoryview | bytes) -> dict[int, tuple[int, int, int, int]]:
-    """The first section of each type: type -> (index, sh_offset, sh_link, sh_info). None of an object
-    without section headers. Raises NotReadable when the table is cut short or malformed."""
+    """The first section of each type: type -> (index, sh_offset, sh_link, sh_info); none for an object
+    without section headers (sstrip'd, rare in wheels: no GLIBC check then). Raises NotReadable when the
+    table is cut short or malformed. The audit finds the symbol tables by it too."""
     if len(data) < 64:
         raise NotReadable("truncated ELF header")
     shoff = struct.unpack_from("<Q", data, _SHOFF_AT)[0]
@@ -41,9 +42,7 @@ def section_types(data: memoryview | bytes) -> dict[int, tuple[int, int, int, in
         if shentsize < _SECTION.size or shoff + _SECTION.size > len(data):
             raise NotReadable("the section header table is cut short or malformed")
         shnum = _SECTION.unpack_from(data, shoff)[5]
-    if shnum and shentsize < _SECTION.size:
-        raise NotReadable("the section header table is cut short or malformed")
-    if shoff + shnum * shentsize > len(data):
+    if (shnum and shentsize < _SECTION.size) or shoff + shnum * shentsize > len(data):
         raise NotReadable("the section header table is cut short or malformed")
     found: dict[int, tuple[int, int, int, int]] = {}
     for index in range(shnum):

@@ -237,7 +237,7 @@ def _write_batches(root: Path, batches: dict[Path, list[_Planned]], *, jobs: int
     # beside the build's other threads: opened once per piece and again for RECORD, 0.37 CPU-s of a cold
     # sklearn build.
     with contextlib.ExitStack() as stack:
-        archives = {wheel: stack.enter_context(_SharedArchive(_open(wheel))) for wheel in batches}
+        archives = {wheel: _SharedArchive(stack.enter_context(_open(wheel))) for wheel in batches}
         records = {wheel: _read_record(archives[wheel].archive, wheel.name) for wheel in batches}
         pieces = [(wheel, piece) for wheel, planned in batches.items() for piece in _pieces(planned)]
         pieces.sort(key=lambda item: sum(p.info.file_size for p in item[1]), reverse=True)
@@ -262,27 +262,22 @@ class _SharedArchive:
     lock, so members are read side by side (inflating and hashing outside it). Opening and closing a
     member count the archive's open handles without a lock, so those two take this one.
 
-    A deflated or stored member up to _WHOLE_MEMBER_BYTES is read whole instead, by `os.pread` on a
-    descriptor of its own, and inflated by libdeflate: 3 times zlib's speed on these wheels (0.29 against
-    0.81 CPU-s for the sklearn stack's 257 MB), with no ZipExtFile and no 1 MB reads. It checks what
-    zipfile checks (the local header's signature and name, the sizes, the CRC-32) and one thing more:
-    that the member's bytes end before the next member's header (zipfile 3.12 and later refuse such
-    overlapping entries, a zip bomb's trick; 3.11.7 does not)."""
+    A deflated or stored member up to _WHOLE_MEMBER_BYTES is read whole instead, by `os.pread` on the
+    archive's own descriptor (pread leaves alone the offset zipfile seeks from), and inflated by
+    libdeflate: 3 times zlib's speed on these wheels (0.29 against 0.81 CPU-s for the sklearn stack's
+    257 MB), with no ZipExtFile and no 1 MB reads. It checks what zipfile checks (the local header's
+    signature and name, the sizes, the CRC-32) and one thing more: that the member's bytes end before the
+    next member's header (zipfile 3.12 and later refuse such overlapping entries, a zip bomb's trick;
+    3.11.7 does not)."""
 
     def __init__(self, archive: zipfile.ZipFile) -> None:
         self.archive = archive
         self._lock = threading.Lock()
-        self._fd = os.open(str(archive.filename), os.O_RDONLY)
+        assert archive.fp is not None  # opened from a path, and open while the pieces are extracted
+        self._fd = archive.fp.fileno()
         starts = sorted({info.header_offset for info in archive.infolist()})
         end_of_members = archive.start_dir  # where the central directory starts
         self._ends = dict(zip(starts, [*starts[1:], end_of_members], strict=True))
-
-    def __enter__(self) -> _SharedArchive:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        os.close(self._fd)
-        self.archive.close()
 
     @contextlib.contextmanager
     def member(self, info: zipfile.ZipInfo) -> Iterator[IO[bytes]]:
@@ -412,16 +407,17 @@ def _copy_member(archive: _SharedArchive, info: zipfile.ZipInfo, target: Path, w
             digest = hashlib.sha256(whole)
             with target.open("wb") as sink:
                 sink.write(whole)
-            return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-        digest = hashlib.sha256()
-        written = 0
-        with archive.member(info) as source, target.open("wb") as sink:
-            while chunk := source.read(1024 * 1024):
-                written += len(chunk)
-                if written > info.file_size:
-                    raise UnsafeArchiveError(f"{wheel}: entry {info.filename!r} is longer than it declares")
-                digest.update(chunk)
-                sink.write(chunk)
+        else:
+            digest = hashlib.sha256()
+            written = 0
+            with archive.member(info) as source, target.open("wb") as sink:
+                while chunk := source.read(1024 * 1024):
+                    written += len(chunk)
+                    if written > info.file_size:
+                        longer = f"{wheel}: entry {info.filename!r} is longer than it declares"
+                        raise UnsafeArchiveError(longer)
+                    digest.update(chunk)
+                    sink.write(chunk)
     except (zipfile.BadZipFile, EOFError, zlib.error) as error:
         target.unlink(missing_ok=True)
         raise UnsafeArchiveError(f"{wheel}: entry {info.filename!r} is corrupt ({error})") from None
