@@ -8,6 +8,7 @@ top_level.txt names pkg). Nothing is invented: a name without metadata has no ve
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -16,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from packaging.utils import canonicalize_name
 
 from ..binaries.elfheaders import ElfHeaders, NotReadable, mapped_file
+from ..cache import known_sha256
 from ..resolve.locked import LockedPackage
 from ..tree.toplevel import top_level_name
 from ..tree.unpack import LAYER_PREFIX
@@ -157,7 +159,12 @@ def _owner_by_folder(
 
 
 def _read_library(path: Path) -> tuple[str | None, str] | None:
-    """(SONAME, sha256) of an ELF object, from one mapping of the file; None for anything else."""
+    """(SONAME, sha256) of an ELF object, from one mapping of the file; None for anything else.
+
+    A build's tree is links to pieces whose checkout proved each file's sha256: such a file's digest is
+    taken from that proof (by inode, size and mtime, stat-ed before the mapping), and only the pages that
+    hold its headers are read (the sklearn stack bundles 52 MB of libraries)."""
+    found = os.stat(path)
     with mapped_file(path) as data:
         if bytes(data[:4]) != b"\x7fELF":
             return None
@@ -165,4 +172,4 @@ def _read_library(path: Path) -> tuple[str | None, str] | None:
             soname = ElfHeaders.parse(data).dynamic(data).soname
         except NotReadable:
             soname = None
-        return soname, hashlib.sha256(data).hexdigest()
+        return soname, known_sha256(found) or hashlib.sha256(data).hexdigest()
