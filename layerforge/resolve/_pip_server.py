@@ -12,6 +12,7 @@ One process does everything, with no thread: fork is safe only in a process that
 """
 
 import functools
+import gc
 import json
 import os
 import select
@@ -25,6 +26,10 @@ def main() -> None:
     for name in json.loads(sys.argv[1]):
         __import__(name)
     _user_agent_once()
+    # What the import made is never collected: a child's first collections would otherwise write to the
+    # header of every object pip's modules made, and the kernel copy each page they sit on (gc.freeze's
+    # own purpose).
+    gc.freeze()
     running: dict[int, int] = {}  # pid -> request id
     pending = b""
     reading = True
