@@ -17,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from pip._vendor import certifi
 
 from layerforge.resolve import pip_runner
 from layerforge.resolve.lock import pip_arguments
 from layerforge.target import Target
+from layerforge.verify.opens import OpenWatch
 from tests.support.index import LocalIndex, offline_pip_env
 
 TARGET = Target("python3.11", "x86_64")
@@ -224,14 +226,35 @@ def test_pip_is_given_a_user_agent_and_runs_nothing_to_work_one_out(
         (tools / tool).write_text(f'#!/bin/sh\necho {tool} >> "{calls}"\necho "{tool} 1.0.0"\n')
         (tools / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
-    pip_runner.let_go()  # a server of its own, started with this PATH
     try:
-        for n in range(3):
-            run, taken = dry_run(two_indexes[0], "demo", tmp_path / f"run{n}")
-            assert run.returncode == 0, run.stderr
-            assert taken == {"demo": "1.0"}
+        resolve_three_times_with_a_new_server(two_indexes[0], tmp_path)
         assert not calls.exists(), calls.read_text()
         agents = {record.user_agent for record in two_indexes[0].requests}
         assert len(agents) == 1 and str(agents.pop()).endswith("(layerforge's local index)"), agents
     finally:
         pip_runner.let_go()
+
+
+def test_pips_tls_context_is_made_once_by_the_server_not_by_each_resolution(
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path
+) -> None:
+    """Each pip session loads certifi's CA bundle into a TLS context (55 ms of CPU) that a resolution
+    through layerforge's plain-http local index never uses; pip caches it for its process, so the server
+    makes it before it forks. The bundle's opens are counted by inotify, which sees every process."""
+    bundle = os.path.realpath(certifi.where())
+    with OpenWatch([Path(bundle).parent]) as watch:
+        assert watch.complete, watch.why_incomplete
+        try:
+            resolve_three_times_with_a_new_server(two_indexes[0], tmp_path)
+        finally:
+            pip_runner.let_go()
+    assert watch.opens[bundle] == 1, watch.opens
+
+
+def resolve_three_times_with_a_new_server(index: LocalIndex, tmp_path: Path) -> None:
+    """Three resolutions, from a server started for them (with the test's environment, under its watch)."""
+    pip_runner.let_go()
+    for n in range(3):
+        run, taken = dry_run(index, "demo", tmp_path / f"run{n}")
+        assert run.returncode == 0, run.stderr
+        assert taken == {"demo": "1.0"}
