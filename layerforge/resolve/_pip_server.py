@@ -1,7 +1,7 @@
 """pip's fork server. Run by pip_runner.py as `python -s -c <this file's text> PRELOAD_JSON`, not imported.
 
-It imports what `pip install` needs and sets pip's User-Agent, then forks one child per request and
-answers when each child ends.
+It imports what `pip install` needs, sets pip's User-Agent, makes pip's TLS context and freezes what
+all that made (gc.freeze), then forks one child per request and answers when each child ends.
 Requests come on stdin, one JSON object per line: {"id", "args", "env", "cwd", "stdout", "stderr"}. The
 child runs pip's own entry point with exactly that environment, folder and arguments, its output in the
 two files. Answers go to stdout, one JSON line per finished child: {"id", "status"}, where status is the

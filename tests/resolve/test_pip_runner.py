@@ -17,15 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from pip._vendor import certifi
 
 from layerforge.resolve import pip_runner
 from layerforge.resolve.lock import pip_arguments
 from layerforge.target import Target
-from layerforge.verify.opens import OpenWatch
 from tests.support.index import LocalIndex, offline_pip_env
 
 TARGET = Target("python3.11", "x86_64")
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(not pip_runner.forkserver_enabled(), reason="the fork server is Linux-only")
 
@@ -236,19 +235,23 @@ def test_pip_is_given_a_user_agent_and_runs_nothing_to_work_one_out(
 
 
 def test_pips_tls_context_is_made_once_by_the_server_not_by_each_resolution(
-    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path
+    two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each pip session loads certifi's CA bundle into a TLS context (55 ms of CPU) that a resolution
     through layerforge's plain-http local index never uses; pip caches it for its process, so the server
-    makes it before it forks. The bundle's opens are counted by inotify, which sees every process."""
-    bundle = os.path.realpath(certifi.where())
-    with OpenWatch([Path(bundle).parent]) as watch:
-        assert watch.complete, watch.why_incomplete
-        try:
-            resolve_three_times_with_a_new_server(two_indexes[0], tmp_path)
-        finally:
-            pip_runner.let_go()
-    assert watch.opens[bundle] == 1, watch.opens
+    makes it before it forks. Each load is logged with its process's pid by a module the server's preload
+    adds (tests/support/tls_log.py), which the children inherit with the rest of its memory."""
+    log = tmp_path / "loads"
+    monkeypatch.setenv("LAYERFORGE_TEST_TLS_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setattr(pip_runner, "PRELOAD", (*pip_runner.PRELOAD, "tests.support.tls_log"))
+    try:
+        resolve_three_times_with_a_new_server(two_indexes[0], tmp_path)
+        server = pip_runner._Server._instance
+        assert server is not None
+        assert log.read_text().split() == [str(server._process.pid)]
+    finally:
+        pip_runner.let_go()
 
 
 def resolve_three_times_with_a_new_server(index: LocalIndex, tmp_path: Path) -> None:
