@@ -36,7 +36,7 @@ from . import elfheaders, needed, version_needs
 from .binfmt import E_MACHINES, ElfIdent, Sniffed, iter_files, sniff
 from .elfheaders import Dynamic, NotReadable, mapped_file
 from .needed import CODE as MISSING_LIBRARY
-from .needed import LinkedObject, distribution_of, missing_libraries, read_dynamic
+from .needed import LinkedObject, distribution_of, dynamic_of, missing_libraries
 
 Severity = Literal["error", "warning"]
 Version = tuple[int, int]
@@ -355,23 +355,24 @@ class _GlibcNeeds:
         return max(self.by_index.values(), default=None)
 
 
-def _read_glibc_needs(path: Path, above: Version) -> _GlibcNeeds:
-    """Read `.gnu.version_r`; name the symbols only when some version is newer than `above`.
-
-    The file is mapped, so a 30 MB OpenBLAS costs the pages of a few small tables, not a load into
-    memory. The header check passed: it is a 64-bit little-endian object of the target's machine."""
+def _read_object(path: Path, above: Version) -> tuple[_GlibcNeeds, Dynamic | None]:
+    """Its `.gnu.version_r` (the symbols named only when some version is newer than `above`) and its
+    dynamic section, from one mapping of the file: a 30 MB OpenBLAS costs the pages of a few small tables,
+    not a load into memory. The header check passed: it is a 64-bit little-endian object of the target's
+    machine. Raises what reading the version table raises; a dynamic section that cannot be read is None."""
     with mapped_file(path) as data:
         by_index: dict[int, Version] = {}
         for name, index in version_needs.version_needs(data):
             match = _GLIBC_VERSION.match(name)
             if match:
                 by_index[index] = (int(match[1]), int(match[2]))
+        dynamic = dynamic_of(data)
         if max(by_index.values(), default=above) <= above:
-            return _GlibcNeeds(by_index)
+            return _GlibcNeeds(by_index), dynamic
         # The loader goes by type, not by name: the first section of each type, as the table above.
         sections = {kind: found[0] for kind, found in version_needs.section_types(data).items()}
     with path.open("rb") as stream:
-        return _GlibcNeeds(by_index, _symbols_needing(ELFFile(stream), sections, by_index, above))
+        return _GlibcNeeds(by_index, _symbols_needing(ELFFile(stream), sections, by_index, above)), dynamic
 
 
 class _Readings:
@@ -382,15 +383,15 @@ class _Readings:
         self._above = target.glibc
 
     def read(self, path: Path) -> tuple[_GlibcNeeds, Dynamic | None]:
-        """Raises what _read_glibc_needs raises; an object that cannot be read is never filed."""
+        """Raises what _read_object raises; an object that cannot be read is never filed."""
         sha256 = known_sha256(path.stat()) if self._cache is not None else None
         if self._cache is None or sha256 is None:
-            return _read_glibc_needs(path, self._above), read_dynamic(path)
+            return _read_object(path, self._above)
         key = _reading_key(sha256, self._above)
         filed = _decoded(self._cache.get(key))
         if filed is not None:
             return filed
-        needs, dynamic = _read_glibc_needs(path, self._above), read_dynamic(path)
+        needs, dynamic = _read_object(path, self._above)
         self._cache.put(key, _encoded(needs, dynamic))
         return needs, dynamic
 

@@ -50,8 +50,16 @@ def read_dynamic(path: Path) -> Dynamic | None:
     """The object's NEEDED, SONAME and search path; None when it cannot be read (the audit says so)."""
     try:
         with mapped_file(path) as view:
-            return ElfHeaders.parse(view).dynamic(view)
-    except (OSError, NotReadable):
+            return dynamic_of(view)
+    except OSError:
+        return None
+
+
+def dynamic_of(data: bytes | memoryview) -> Dynamic | None:
+    """`read_dynamic` of an object already in memory (mapped)."""
+    try:
+        return ElfHeaders.parse(data).dynamic(data)
+    except NotReadable:
         return None
 
 

@@ -50,7 +50,7 @@ def reading_objects_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(path: Path, above: object) -> None:
         raise AssertionError(f"{path} was read, not taken from the cache")
 
-    monkeypatch.setattr(audit, "_read_glibc_needs", refuse)
+    monkeypatch.setattr(audit, "_read_object", refuse)
 
 
 def test_a_filed_reading_gives_the_same_report_without_reading_the_objects(

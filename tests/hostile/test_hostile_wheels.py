@@ -227,10 +227,10 @@ def test_a_local_header_under_another_name_is_refused(tmp_path: Path, reading: s
     refuse(tmp_path, wheel, "pkg/__init__.py", "corrupt")
 
 
-def test_a_member_that_runs_into_the_next_one_is_refused(tmp_path: Path) -> None:
+def test_a_member_that_runs_into_the_next_one_is_refused(tmp_path: Path, reading: str) -> None:
     """A directory entry whose compressed size reaches over the next member's header: the overlapping
-    entries of a quoted-overlap zip bomb. zipfile refuses them from Python 3.12 (and 3.11.8); the whole
-    read refuses them on every Python."""
+    entries of a quoted-overlap zip bomb. zipfile refuses them from Python 3.12 (and 3.11.8); the local
+    header's check refuses them on every Python, read whole or streamed."""
     wheel = build_wheel(
         tmp_path / "wheels", "pkg", "1.0", files={"pkg/a.py": "a = 1\n" * 300, "pkg/b.py": "b = 2\n" * 300}
     )
