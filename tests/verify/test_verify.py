@@ -176,6 +176,28 @@ def test_smoke_code_that_works_passes_and_its_output_is_kept(
     assert report.ok
 
 
+def test_a_check_ends_as_lambda_ends_a_runtime_with_what_was_printed_kept(
+    tmp_path: Path, interpreter: Interpreter
+) -> None:
+    # Lambda never finalizes a runtime's interpreter (it freezes it, then kills it): an atexit handler
+    # never runs there, so it must not run in the check either. What the code printed is kept, also what
+    # sits in a buffer at the end: a line without its newline on stderr, and C's stdio (full-buffered on
+    # a pipe), which ending the process without finalization would otherwise drop.
+    lingering = "import atexit\natexit.register(print, 'an atexit handler ran')\n"
+    layer = make_layer(tmp_path, {**GOOD, "python/lingering/__init__.py": lingering})
+    smoke = (
+        "import ctypes, sys\nimport lingering\n"
+        "ctypes.CDLL(None).printf(b'printed from C\\n')\n"
+        "sys.stderr.write('a line without its newline')\n"
+    )
+    report = check(layer, interpreter, ["lingering", "good"], smoke=smoke)
+    assert report.ok
+    assert report.imported == ("lingering", "good")
+    assert "printed from C" in report.smoke_output
+    assert "a line without its newline" in report.smoke_output
+    assert "an atexit handler ran" not in report.smoke_output
+
+
 def test_compiled_from_source_until_hash_based_bytecode_is_there(
     tmp_path: Path, interpreter: Interpreter
 ) -> None:
