@@ -1,7 +1,7 @@
 """pip's fork server. Run by pip_runner.py as `python -s -c <this file's text> PRELOAD_JSON`, not imported.
 
-It imports what `pip install` needs, sets pip's User-Agent, makes pip's TLS context and freezes what
-all that made (gc.freeze), then forks one child per request and answers when each child ends.
+It imports what `pip install` needs, sets pip's User-Agent and freezes what all that made (gc.freeze),
+then forks one child per request and answers when each child ends.
 Requests come on stdin, one JSON object per line: {"id", "args", "env", "cwd", "stdout", "stderr"}. The
 child runs pip's own entry point with exactly that environment, folder and arguments, its output in the
 two files. Answers go to stdout, one JSON line per finished child: {"id", "status"}, where status is the
@@ -26,7 +26,6 @@ def main() -> None:
     for name in json.loads(sys.argv[1]):
         __import__(name)
     _user_agent_once()
-    _tls_context_once()
     # What the import made is never collected: a child's first collections would otherwise write to the
     # header of every object pip's modules made, and the kernel copy each page they sit on (gc.freeze's
     # own purpose).
@@ -71,20 +70,6 @@ def _user_agent_once() -> None:
     agent = f"pip/{pip.__version__} (layerforge's local index)"
     # PipSession.__init__ calls the module's user_agent(): one that answers at once, cached as pip's is.
     session.user_agent = functools.lru_cache(maxsize=None)(lambda: agent)
-
-
-def _tls_context_once() -> None:
-    """pip makes the TLS context of every session it builds by loading certifi's CA bundle (55 ms of each
-    resolution's CPU, on its sequential path) through a function it caches for its process: called here
-    once, before any fork, every child finds it made. The children only ever talk to layerforge's local
-    index on 127.0.0.1 over plain http (or read a file index), so the context is made and never used, as it
-    was before; made here it is made once."""
-    try:
-        from pip._internal.cli import index_command  # noqa: PLC0415
-
-        index_command._create_truststore_ssl_context()
-    except Exception:  # a pip without it: each child makes its own, as before
-        return
 
 
 def child(request: dict[str, Any]) -> None:

@@ -509,6 +509,11 @@ def _pip_environment_for(local: LocalIndex | None, index_url: str) -> dict[str, 
     if local is None:
         return pip_environment(index_url)
     env = pip_environment(local.url)
+    # pip reads nothing but the local index, over plain http on loopback, yet each of its sessions loads
+    # a CA bundle into a TLS context first (truststore's, 55 ms of CPU on the resolution's path). With
+    # legacy-certs it builds none, and requests would load its own bundle only for an https connection,
+    # which never comes; certificates are checked where the index is read over TLS, in local_index.py.
+    env["PIP_USE_DEPRECATED"] = "legacy-certs"
     # The local index is on loopback: a proxy set for the machine must not be asked for it.
     for variable in ("NO_PROXY", "no_proxy"):
         hosts = [host for host in env.get(variable, "").split(",") if host]

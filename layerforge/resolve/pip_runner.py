@@ -36,7 +36,8 @@ from typing import IO
 from ..runners.interpreters import packaged_script
 
 # What `pip install --dry-run --report` imports on its way (measured with sys.modules after a run): the
-# server imports it all once.
+# server imports it all once. Not distro nor truststore: pip needs them only for the User-Agent, which the
+# server sets, and for a TLS context, which a resolution through the local index does not build (lock.py).
 PRELOAD = (
     "pip._internal.cli.main",
     "pip._internal.cli.main_parser",
@@ -45,8 +46,6 @@ PRELOAD = (
     "pip._internal.metadata.importlib",
     "pip._internal.resolution.resolvelib.resolver",
     "pip._internal.utils.wheel",
-    "pip._vendor.distro",
-    "pip._vendor.truststore",
 )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.resolve import pip_runner
-from layerforge.resolve.lock import pip_arguments
+from layerforge.resolve.lock import pip_arguments, resolve
 from layerforge.target import Target
 from tests.support.index import LocalIndex, offline_pip_env
 
@@ -234,22 +234,26 @@ def test_pip_is_given_a_user_agent_and_runs_nothing_to_work_one_out(
         pip_runner.let_go()
 
 
-def test_pips_tls_context_is_made_once_by_the_server_not_by_each_resolution(
+def test_a_resolution_through_the_local_index_loads_no_ca_bundle_in_the_server_or_in_pip(
     two_indexes: tuple[LocalIndex, LocalIndex], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each pip session loads certifi's CA bundle into a TLS context (55 ms of CPU) that a resolution
-    through layerforge's plain-http local index never uses; pip caches it for its process, so the server
-    makes it before it forks. Each load is logged with its process's pid by a module the server's preload
-    adds (tests/support/tls_log.py), which the children inherit with the rest of its memory."""
+    """pip reads only layerforge's local index, over plain http on 127.0.0.1, yet each pip session loads
+    certifi's CA bundle into a TLS context (55 ms of CPU) unless told not to build one. A load anywhere in
+    the server or in a child it forks is logged with its pid by a module the server's preload adds
+    (tests/support/tls_log.py), which also logs its own import there: that line shows the log was in
+    place in the very server that ran the three resolutions."""
     log = tmp_path / "loads"
     monkeypatch.setenv("LAYERFORGE_TEST_TLS_LOG", str(log))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setattr(pip_runner, "PRELOAD", (*pip_runner.PRELOAD, "tests.support.tls_log"))
+    pip_runner.let_go()
     try:
-        resolve_three_times_with_a_new_server(two_indexes[0], tmp_path)
+        for n in range(3):
+            lock = resolve("demo", ["demo"], TARGET, index_url=two_indexes[0].url, scratch_in=tmp_path)
+            assert [(p.name, p.version) for p in lock.packages] == [("demo", "1.0")], n
         server = pip_runner._Server._instance
-        assert server is not None
-        assert log.read_text().split() == [str(server._process.pid)]
+        assert server is not None and server.used
+        assert log.read_text().splitlines() == [f"imported {server._process.pid}"]
     finally:
         pip_runner.let_go()
 
