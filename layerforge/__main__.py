@@ -1,4 +1,4 @@
-from layerforge.cli import main
+from layerforge.entry import run
 
 if __name__ == "__main__":
-    main()
+    run()

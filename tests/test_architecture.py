@@ -50,7 +50,7 @@ def unit_of(module: str) -> str:
     parts = module.split(".")
     assert parts[0] == "layerforge", module
     head = parts[1] if len(parts) > 1 else "__init__"
-    if head == "__main__":  # `python -m layerforge` runs the CLI
+    if head in ("__main__", "entry"):  # the console script and `python -m layerforge` start the CLI
         return "cli"
     if head in FOUNDATION:
         return "foundation"
@@ -117,7 +117,7 @@ def test_every_folder_is_in_the_table() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert folders - {"cli"} == set(ALLOWED) - {"foundation", "build"}
     top = {p.stem for p in PACKAGE.glob("*.py")}
-    expected = (FOUNDATION - {"__version__"}) | {"__main__", "build"}
+    expected = (FOUNDATION - {"__version__"}) | {"__main__", "entry", "build"}
     assert top == expected, "a new top-level module belongs in a folder or in FOUNDATION"
 
 

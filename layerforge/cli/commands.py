@@ -10,8 +10,6 @@ import importlib
 
 import click
 
-from ..resolve.pip_runner import warm_up
-
 COMMAND_MODULES = {
     "build": "layerforge.cli.build_cmd",
     "cache": "layerforge.cli.cache_cmd",
@@ -28,12 +26,6 @@ COMMAND_MODULES = {
 }
 
 
-# The commands that run pip. Its fork server starts importing pip (0.4 s) as soon as one of them is
-# invoked, beside this process's import of the build (0.45 s), not after it; a build that then has
-# nothing to resolve kills it (resolve/pip_runner.py).
-RUNS_PIP = frozenset({"build", "lock"})
-
-
 class LazyGroup(click.Group):
     """A group whose commands register themselves (`@main.command`) when their module is imported."""
 
@@ -45,10 +37,3 @@ class LazyGroup(click.Group):
         if module is not None and cmd_name not in self.commands:
             importlib.import_module(module)
         return super().get_command(ctx, cmd_name)
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args and args[0] in RUNS_PIP and not ctx.resilient_parsing and "--help" not in args:
-            warm_up()
-        return super().resolve_command(ctx, args)

@@ -274,3 +274,44 @@ def test_a_command_runs_with_a_young_generation_of_a_hundred_thousand_and_its_im
     assert before == "(700, 10, 10"
     assert after == "100000, 10, 10)"
     assert frozen == "True"
+
+
+# Runs layerforge's entry as the console script does, noting for each pip fork server started whether click
+# had been imported by then.
+_WATCH_THE_START = """
+import atexit, subprocess, sys
+started = []
+real = subprocess.Popen.__init__
+def watching(self, args, *rest, **kwargs):
+    if "pip's fork server" in " ".join(map(str, args)):
+        started.append("click" in sys.modules)
+    real(self, args, *rest, **kwargs)
+subprocess.Popen.__init__ = watching
+atexit.register(lambda: print("servers started, click imported by then:", started, file=sys.__stderr__))
+sys.argv = ["layerforge", *sys.argv[1:]]
+from layerforge.entry import run
+run()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "started"),
+    [
+        (["lock", "missing.toml"], "[False]"),  # before the CLI imports click, not after
+        (["build", "missing.toml"], "[False]"),
+        (["build", "--help"], "[]"),
+        (["recipes"], "[]"),  # runs no pip
+    ],
+)
+def test_a_command_that_resolves_starts_pips_server_before_the_cli_imports_itself(
+    tmp_path: Path, args: list[str], started: str
+) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", _WATCH_THE_START, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert f"servers started, click imported by then: {started}" in completed.stderr, completed.stderr
