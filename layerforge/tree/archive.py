@@ -250,7 +250,12 @@ def _compressed_in_order(
             key = (len(data), hashlib.sha256(data).digest())
             future = seen.get(key)
         if future is None and small is not None and found.st_size < CACHE_FLOOR:
-            future = pool.submit(_copied_or_deflated, small.stream_for(arcname), data)
+            stream = small.stream_for(arcname)
+            if stream is None:
+                future = pool.submit(_copied_or_deflated, stream, data)
+            else:
+                future = Future()
+                future.set_result(_copied_or_deflated(stream, data))
             small.note(arcname, future)
         if future is None:
             future = pool.submit(_deflate_cached, data, cache, known_sha256(found))
