@@ -54,6 +54,22 @@ def build(
     return {"seconds": elapsed, "sha256": json.loads(completed.stdout)["sha256"]}
 
 
+def sides(out: Path, base: str) -> dict[str, Path]:
+    """{"base": REF checked out in a git worktree under OUT, "this": this checkout}, each with its bytecode
+    compiled ahead: the side without it would compile its modules at every start."""
+    worktree = out / "base-checkout"
+    if not worktree.exists():
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), base],
+            check=True,
+            capture_output=True,
+        )
+    checkouts = {"base": worktree, "this": REPO}
+    for checkout in checkouts.values():
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(checkout / "layerforge")], check=True)
+    return checkouts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit to compare with (any git ref)")
@@ -66,16 +82,7 @@ def main() -> None:
     options = parser.parse_args()
     out = options.out or Path(tempfile.mkdtemp(prefix="layerforge-ab-"))
     out.mkdir(parents=True, exist_ok=True)
-    worktree = out / "base-checkout"
-    if not worktree.exists():
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), options.base],
-            check=True,
-            capture_output=True,
-        )
-    checkouts = {"base": worktree, "this": REPO}
-    for checkout in checkouts.values():  # both sides with bytecode, or the one without compiles at start
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(checkout / "layerforge")], check=True)
+    checkouts = sides(out, options.base)
     recipe: str | Path = options.recipe
     warm: dict[str, Path] = {}
     if options.case == "added":

@@ -24,8 +24,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SIDES = ("base", "this")
+from bench_ab import REPO, SIDES, sides  # this folder is on sys.path: run as a script
 
 # Run in a fresh interpreter per side and run: the digests proved, then the timed zip.
 _RUN = """
@@ -67,16 +66,7 @@ def main() -> None:
     options = parser.parse_args()
     out = options.out or Path(tempfile.mkdtemp(prefix="layerforge-zip-ab-"))
     out.mkdir(parents=True, exist_ok=True)
-    worktree = out / "base-checkout"
-    if not worktree.exists():
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), options.base],
-            check=True,
-            capture_output=True,
-        )
-    checkouts = {"base": worktree, "this": REPO}
-    for checkout in checkouts.values():  # both sides with bytecode, or the one without compiles at start
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(checkout / "layerforge")], check=True)
+    checkouts = sides(out, options.base)
     tree = out / "tree"
     if not tree.exists():
         with zipfile.ZipFile(options.zip) as archive:
