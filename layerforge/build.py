@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -381,7 +382,7 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
         OpenWatch(watched)
         if options.verify and interpreter is not None and not options.docker
         else nullcontext(None) as watch,
-        ThreadPoolExecutor(max_workers=4) as background,
+        ThreadPoolExecutor(max_workers=5) as background,
     ):
         # Beside the rest, not before it (0.3 to 0.5 s of every build); a license the recipe's policy
         # refuses still fails the build before any other finding is raised.
@@ -432,13 +433,16 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
                 counted=watched if watch is not None else (),
                 child=run.zip_child,
             )
+            # Made beside the checks once the zip's digest is known (before they end, when a requirement
+            # was added), written only once the layer has passed.
+            sbom = background.submit(_sbom_text, licensing, zipping, f"{options.stem}.zip")
             events.stage("verify")
             verify = (
                 _verify(options, tree, slim, interpreter, events, checking)
                 if checking is not None
                 else not_run(options.target, "verification was turned off (--no-verify)")
             )
-            inventory = _check_licenses(options, licensing.result(), events)
+            _check_licenses(options, licensing.result(), events)
             audit = auditing.verdict()
             if not verify.ran:
                 events.warn(verify.not_run_reason)
@@ -460,13 +464,15 @@ def _build_in(run: _Run, lock_path: Path, key: str) -> BuildResult:
     manifest = _manifest(
         options, lock, lock_path, tree, prepared.unpacked_bytes, slim, bytecode, audit, verify, result, checks
     )
-    manifest["build_key"] = key
-    manifest["binaries"] = _binaries_summary(prepared.binaries)
-    manifest["processed_wheels"] = prepared.pieces
-    manifest["runtime_provided"] = _runtime_provided_summary(options, lock, provided, verify)
     sbom_path = options.out_dir / f"{options.stem}{SBOM_SUFFIX}"
-    _write_sbom(sbom_path, inventory, zip_path.name, result.sha256)
-    manifest["sbom"] = sbom_path.name
+    atomic_write_text(sbom_path, sbom.result())
+    manifest |= {
+        "build_key": key,
+        "binaries": _binaries_summary(prepared.binaries),
+        "processed_wheels": prepared.pieces,
+        "runtime_provided": _runtime_provided_summary(options, lock, provided, verify),
+        "sbom": sbom_path.name,
+    }
     manifest_path = options.out_dir / f"{options.stem}.manifest.json"
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return BuildResult(
@@ -483,11 +489,14 @@ def _warn_soft_limits(checks: list[LimitCheck], result: ZipResult, events: Build
             )
 
 
-def _write_sbom(path: Path, inventory: Inventory, zip_name: str, zip_sha256: str) -> None:
+def _sbom_text(
+    licensing: Future[Inventory], zipping: Future[tuple[ZipResult, Counter[str]]], zip_name: str
+) -> str:
     # Imported here: cyclonedx takes 55 ms to import, a seventh of a build that reuses its output.
     from .sbom.document import build_document  # noqa: PLC0415
 
-    atomic_write_text(path, build_document(inventory, name=zip_name, zip_sha256=zip_sha256))
+    staged, _opens = zipping.result()
+    return build_document(licensing.result(), name=zip_name, zip_sha256=staged.sha256)
 
 
 def _inventory(lock: Lock, tree: LayerTree) -> Inventory:
@@ -500,11 +509,10 @@ def _inventory(lock: Lock, tree: LayerTree) -> Inventory:
     )
 
 
-def _check_licenses(options: BuildOptions, inventory: Inventory, events: BuildEvents) -> Inventory:
+def _check_licenses(options: BuildOptions, inventory: Inventory, events: BuildEvents) -> None:
     """A license the recipe's policy refuses fails the build; the others may warn."""
     for warning in enforce(inventory.licenses(), options.recipe.policy, strict=options.strict_licenses):
         events.warn(warning)
-    return inventory
 
 
 def _prepare_tree(run: _Run) -> _Slimmed:

@@ -12,6 +12,7 @@ Anything else is an error finding worded by `system_libraries.missing_library`.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -47,12 +48,31 @@ class MissingLibrary:
 
 
 def read_dynamic(path: Path) -> Dynamic | None:
-    """The object's NEEDED, SONAME and search path; None when it cannot be read (the audit says so)."""
+    """The object's NEEDED, SONAME and search path; None when it cannot be read (the audit says so).
+
+    Remembered by the file's identity (device, inode, size and mtime: a rewrite gets another inode or
+    mtime, as cache.py's digests assume): a build's load proof reads every shared object of the tree before
+    the checks, and the verification cache the ones they loaded after them, at the end of the build."""
     try:
-        with mapped_file(path) as view:
-            return dynamic_of(view)
+        found = os.stat(path)
     except OSError:
         return None
+    identity = (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+    if identity in _READ:
+        return _READ[identity]
+    try:
+        with mapped_file(path) as view:
+            dynamic = dynamic_of(view)
+    except OSError:
+        return None
+    if len(_READ) >= _READ_KEPT:  # a process that builds many layers keeps the last ones only
+        _READ.clear()
+    _READ[identity] = dynamic
+    return dynamic
+
+
+_READ: dict[tuple[int, int, int, int], Dynamic | None] = {}
+_READ_KEPT = 16_384
 
 
 def dynamic_of(data: bytes | memoryview) -> Dynamic | None:

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..binaries.elfheaders import Dynamic, ElfHeaders, NotReadable, mapped_file
+from ..binaries.elfheaders import Dynamic
+from ..binaries.needed import read_dynamic
 from ..cache import sha256_of
 from .unpack import LAYER_PREFIX, LayerTree
 
@@ -90,11 +91,7 @@ def _same_library(tree: LayerTree, path: str, twin: str) -> bool:
 def _dynamic(path: Path) -> Dynamic:
     """What the loader reads of an ELF file to find its libraries; nothing when it cannot be read.
     Mapped, not read: only the pages of the headers and the dynamic section are touched."""
-    try:
-        with mapped_file(path) as view:
-            return ElfHeaders.parse(view).dynamic(view)
-    except (OSError, NotReadable):
-        return Dynamic()
+    return read_dynamic(path) or Dynamic()
 
 
 @dataclass(frozen=True)

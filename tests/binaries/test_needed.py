@@ -5,10 +5,12 @@ DT_NEEDED, RUNPATH and SONAME are what a real wheel's would be."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from layerforge.binaries import needed
 from layerforge.binaries.audit import audit_tree
 from layerforge.binaries.needed import library_names
 from layerforge.errors import AuditError
@@ -119,3 +121,23 @@ def test_one_finding_per_object_names_all_it_misses(tmp_path: Path) -> None:
         'with "libGL.so.1: cannot open shared object file"'
     )
     assert finding.fix.startswith("ship them (and what they need) in a layer's lib/ folder")
+
+
+def test_a_dynamic_section_read_once_is_remembered_until_the_file_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build reads each shared object's dynamic section for its load proof and again for the
+    verification cache: the second read of the same file is remembered, and a file put in its place (as
+    a rewrite by rename does) is read anew."""
+    path = compile_linked_object(tmp_path / "libone.so", ("libfirst.so.1",), soname="libone.so")
+    first = needed.read_dynamic(path)
+    assert first is not None and first.needed[0] == "libfirst.so.1"
+    reads: list[object] = []
+    real = needed.mapped_file
+    monkeypatch.setattr(needed, "mapped_file", lambda p: reads.append(p) or real(p))
+    assert needed.read_dynamic(path) is first
+    assert reads == []
+    other = compile_linked_object(tmp_path / "other.so", ("libsecond.so.2",), soname="libone.so")
+    os.replace(other, path)
+    assert needed.read_dynamic(path).needed[0] == "libsecond.so.2"  # type: ignore[union-attr]
+    assert reads == [path]
