@@ -42,7 +42,7 @@ from .index import (
 )
 from .local_index import LocalIndex, SharedListings
 from .locked import HOST_BUILDER, BuiltFrom, LocalWheel, LockedPackage
-from .pip_runner import run_pip, warm_up
+from .pip_runner import no_tls_context, run_pip, warm_up
 
 LOCK_SCHEMA_VERSION = 1
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
@@ -513,7 +513,7 @@ def _pip_environment_for(local: LocalIndex | None, index_url: str) -> dict[str, 
     # a CA bundle into a TLS context first (truststore's, 55 ms of CPU on the resolution's path). With
     # legacy-certs it builds none, and requests would load its own bundle only for an https connection,
     # which never comes; certificates are checked where the index is read over TLS, in local_index.py.
-    env["PIP_USE_DEPRECATED"] = "legacy-certs"
+    env.update(no_tls_context())
     # The local index is on loopback: a proxy set for the machine must not be asked for it.
     for variable in ("NO_PROXY", "no_proxy"):
         hosts = [host for host in env.get(variable, "").split(",") if host]

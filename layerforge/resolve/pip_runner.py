@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import importlib.util
 import itertools
 import json
 import os
@@ -31,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO
 
 from ..runners.interpreters import packaged_script
@@ -80,6 +83,23 @@ def let_go(*, if_unused: bool = False) -> None:
             return
         _Server._instance = None
     server.end()
+
+
+@functools.cache
+def no_tls_context() -> Mapping[str, str]:
+    """The environment that has this interpreter's pip build no TLS context: empty for a pip that has no
+    way to. pip 24.2 to 26.3 take `--use-deprecated=legacy-certs`; a later pip may drop that choice, and
+    an unknown one would fail every resolution, so it is looked up in pip's own option table (read, not
+    imported: importing pip costs 0.2 s)."""
+    spec = importlib.util.find_spec("pip")
+    if spec is None or spec.origin is None:
+        return MappingProxyType({})
+    table = Path(spec.origin).parent / "_internal" / "cli" / "cmdoptions.py"
+    try:
+        known = '"legacy-certs"' in table.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        known = False
+    return MappingProxyType({"PIP_USE_DEPRECATED": "legacy-certs"} if known else {})
 
 
 def run_pip(args: Sequence[str], env: Mapping[str, str], scratch_in: Path | None = None) -> PipRun:

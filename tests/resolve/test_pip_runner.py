@@ -8,6 +8,7 @@ run that dies is an error, not a hang.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -265,3 +266,23 @@ def resolve_three_times_with_a_new_server(index: LocalIndex, tmp_path: Path) -> 
         run, taken = dry_run(index, "demo", tmp_path / f"run{n}")
         assert run.returncode == 0, run.stderr
         assert taken == {"demo": "1.0"}
+
+
+def test_pip_is_told_to_build_no_tls_context_only_when_its_option_table_knows_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown --use-deprecated choice would fail every resolution: a pip that has dropped
+    `legacy-certs` from its option table gets no such setting (and builds its TLS context, as before)."""
+    pip_runner.no_tls_context.cache_clear()
+    assert dict(pip_runner.no_tls_context()) == {"PIP_USE_DEPRECATED": "legacy-certs"}  # this pip
+    later = tmp_path / "pip"
+    (later / "_internal" / "cli").mkdir(parents=True)
+    (later / "__init__.py").write_text("")
+    (later / "_internal" / "cli" / "cmdoptions.py").write_text('choices=["legacy-resolver"]\n')
+    found = importlib.util.spec_from_file_location("pip", later / "__init__.py")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: found if name == "pip" else None)
+    pip_runner.no_tls_context.cache_clear()
+    try:
+        assert dict(pip_runner.no_tls_context()) == {}
+    finally:
+        pip_runner.no_tls_context.cache_clear()
