@@ -11,12 +11,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-# The commands that run pip; a command's --help runs nothing.
+# The commands that run pip; a command's help runs nothing. A wrong guess costs only a server started and
+# killed at exit.
 RUNS_PIP = frozenset({"build", "lock"})
+HELP = frozenset({"--help", "-h"})
 
 
 def runs_pip(arguments: Sequence[str]) -> bool:
-    return bool(arguments) and arguments[0] in RUNS_PIP and "--help" not in arguments
+    return bool(arguments) and arguments[0] in RUNS_PIP and not HELP.intersection(arguments)
 
 
 def run() -> None:

@@ -288,6 +288,7 @@ run()
         (["lock", "missing.toml"], "[False] ended: [True]"),  # before the CLI imports click, not after
         (["build", "missing.toml"], "[False] ended: [True]"),
         (["build", "--help"], "[] ended: []"),
+        (["lock", "-h"], "[] ended: []"),
         (["recipes"], "[] ended: []"),  # runs no pip
     ],
 )
