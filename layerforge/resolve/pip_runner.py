@@ -91,15 +91,20 @@ def no_tls_context() -> Mapping[str, str]:
     way to. pip 24.2 to 26.3 take `--use-deprecated=legacy-certs`; a later pip may drop that choice, and
     an unknown one would fail every resolution, so it is looked up in pip's own option table (read, not
     imported: importing pip costs 0.2 s)."""
-    spec = importlib.util.find_spec("pip")
-    if spec is None or spec.origin is None:
-        return MappingProxyType({})
-    table = Path(spec.origin).parent / "_internal" / "cli" / "cmdoptions.py"
+    table = _pip_option_table()
     try:
-        known = '"legacy-certs"' in table.read_text(encoding="utf-8")
+        known = table is not None and '"legacy-certs"' in table.read_text(encoding="utf-8")
     except (OSError, ValueError):
         known = False
     return MappingProxyType({"PIP_USE_DEPRECATED": "legacy-certs"} if known else {})
+
+
+def _pip_option_table() -> Path | None:
+    """The source of this interpreter's pip's options (`pip/_internal/cli/cmdoptions.py`)."""
+    spec = importlib.util.find_spec("pip")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "_internal" / "cli" / "cmdoptions.py"
 
 
 def run_pip(args: Sequence[str], env: Mapping[str, str], scratch_in: Path | None = None) -> PipRun:

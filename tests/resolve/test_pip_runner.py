@@ -8,7 +8,6 @@ run that dies is an error, not a hang.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pip
 import pytest
 
 from layerforge.resolve import pip_runner
@@ -275,12 +275,10 @@ def test_pip_is_told_to_build_no_tls_context_only_when_its_option_table_knows_ho
     `legacy-certs` from its option table gets no such setting (and builds its TLS context, as before)."""
     pip_runner.no_tls_context.cache_clear()
     assert dict(pip_runner.no_tls_context()) == {"PIP_USE_DEPRECATED": "legacy-certs"}  # this pip
-    later = tmp_path / "pip"
-    (later / "_internal" / "cli").mkdir(parents=True)
-    (later / "__init__.py").write_text("")
-    (later / "_internal" / "cli" / "cmdoptions.py").write_text('choices=["legacy-resolver"]\n')
-    found = importlib.util.spec_from_file_location("pip", later / "__init__.py")
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: found if name == "pip" else None)
+    assert pip_runner._pip_option_table() == Path(pip.__file__).parent / "_internal" / "cli" / "cmdoptions.py"
+    later = tmp_path / "cmdoptions.py"
+    later.write_text('choices=["legacy-resolver"]\n')
+    monkeypatch.setattr(pip_runner, "_pip_option_table", lambda: later)
     pip_runner.no_tls_context.cache_clear()
     try:
         assert dict(pip_runner.no_tls_context()) == {}
