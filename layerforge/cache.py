@@ -75,7 +75,8 @@ def _one_lookup_of(sha256: str) -> threading.Lock:
         return _LOOKUPS.setdefault(sha256, threading.Lock())
 
 
-def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
+def file_identity(found: os.stat_result) -> tuple[int, int, int, int]:
+    """What stands for a file's bytes while it keeps them: device, inode, size and mtime (see _HASHED)."""
     return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
@@ -88,12 +89,12 @@ def _regular(path: str | Path) -> os.stat_result:
 
 def note_sha256(found: os.stat_result, sha256: str) -> None:
     """A file of this identity (`found`, taken before its bytes were read) has this sha256."""
-    _HASHED[_identity(found)] = sha256
+    _HASHED[file_identity(found)] = sha256
 
 
 def known_sha256(found: os.stat_result) -> str | None:
     """The sha256 this process proved for a file of `found`'s identity, if it did."""
-    return _HASHED.get(_identity(found))
+    return _HASHED.get(file_identity(found))
 
 
 def proven_digests() -> list[list[int | str]]:

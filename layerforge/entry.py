@@ -14,11 +14,11 @@ from collections.abc import Sequence
 # The commands that run pip; a command's help runs nothing. A wrong guess costs only a server started and
 # killed at exit.
 RUNS_PIP = frozenset({"build", "lock"})
-HELP = frozenset({"--help", "-h"})
+HELP_OPTIONS = ("-h", "--help")  # the CLI's own (cli/__init__.py)
 
 
 def runs_pip(arguments: Sequence[str]) -> bool:
-    return bool(arguments) and arguments[0] in RUNS_PIP and not HELP.intersection(arguments)
+    return bool(arguments) and arguments[0] in RUNS_PIP and not set(HELP_OPTIONS).intersection(arguments)
 
 
 def run() -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from ..cache import file_identity
 from ..system_libraries import LAYER_LIBRARY_FOLDER, LAYER_MOUNT, missing_library, runtime_libraries
 from ..target import Target
 from .elfheaders import Dynamic, ElfHeaders, NotReadable, mapped_file
@@ -50,14 +51,13 @@ class MissingLibrary:
 def read_dynamic(path: Path) -> Dynamic | None:
     """The object's NEEDED, SONAME and search path; None when it cannot be read (the audit says so).
 
-    Remembered by the file's identity (device, inode, size and mtime: a rewrite gets another inode or
-    mtime, as cache.py's digests assume): a build's load proof reads every shared object of the tree before
-    the checks, and the verification cache the ones they loaded after them, at the end of the build."""
+    Remembered by the file's identity (cache.file_identity, as the proved digests are): a build's load
+    proof reads every shared object of the tree before the checks, and the verification cache the ones
+    they loaded after them, at the end of the build."""
     try:
-        found = os.stat(path)
+        identity = file_identity(os.stat(path))
     except OSError:
         return None
-    identity = (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
     if identity in _READ:
         return _READ[identity]
     try:

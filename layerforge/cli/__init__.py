@@ -9,11 +9,12 @@ import gc
 import click
 
 from .. import __version__
+from ..entry import HELP_OPTIONS
 from .commands import LazyGroup
 
 
 @click.group(
-    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+    cls=LazyGroup, context_settings={"help_option_names": list(HELP_OPTIONS), "max_content_width": 100}
 )
 @click.version_option(__version__, prog_name="layerforge")
 def main() -> None:

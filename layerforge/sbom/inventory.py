@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
-from ..binaries.elfheaders import ElfHeaders, NotReadable, mapped_file
+from ..binaries.elfheaders import mapped_file
+from ..binaries.needed import dynamic_of
 from ..cache import known_sha256
 from ..resolve.locked import LockedPackage
 from ..tree.toplevel import top_level_name
@@ -168,8 +169,6 @@ def _read_library(path: Path) -> tuple[str | None, str] | None:
     with mapped_file(path) as data:
         if bytes(data[:4]) != b"\x7fELF":
             return None
-        try:
-            soname = ElfHeaders.parse(data).dynamic(data).soname
-        except NotReadable:
-            soname = None
+        dynamic = dynamic_of(data)
+        soname = dynamic.soname if dynamic is not None else None
         return soname, known_sha256(found) or hashlib.sha256(data).hexdigest()
